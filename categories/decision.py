@@ -1,0 +1,72 @@
+"""The result of a policy decision: an immutable value that explains itself."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import Enum
+from typing import Any
+
+
+class Action(str, Enum):
+    ALLOW = "allow"
+    BLOCK = "block"
+
+
+class Rule(str, Enum):
+    """Which step of the precedence decided."""
+
+    ILLEGAL_LIST = "illegal-list"
+    OVERRIDE = "override"
+    ALLOW_LIST = "allow-list"
+    CATEGORY = "category"
+    CONTENT_VERDICT = "content-verdict"
+    GROUP_ALLOW = "group-allow"
+    TIME_WINDOW = "time-window"
+    IP_LITERAL = "ip-literal"
+    DEFAULT = "default"
+    INVALID_URL = "invalid-url"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    rule: Rule
+    host: str
+    reason: str
+    category: str | None = None
+    category_title: str | None = None
+    matched: str | None = None
+    """The entry that matched: a domain, ``host/path``, or an override's target."""
+    source: str | None = None
+    """The list (``ut1/gambling``) or file (``categories/definitions/weapons.yaml``)."""
+    line: int | None = None
+    categories: tuple[str, ...] = ()
+    """Every category the request falls in, decisive or not."""
+    severity: str | None = None
+    safeguarding_alert: bool = False
+    no_decrypt: bool = False
+    override_id: str | None = None
+
+    @property
+    def blocked(self) -> bool:
+        return self.action is Action.BLOCK
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["action"] = self.action.value
+        data["rule"] = self.rule.value
+        data["categories"] = list(self.categories)
+        return data
+
+    def explain(self) -> str:
+        """One or two plain sentences for IT support."""
+        verb = "Blocked" if self.blocked else "Allowed"
+        where = ""
+        if self.matched:
+            where = f" {self.host} matches {self.matched}"
+            if self.source:
+                where += f" in {self.source}"
+                if self.line:
+                    where += f" line {self.line}"
+            where += "."
+        return f"{verb} ({self.rule.value}):{where} {self.reason}".replace(":  ", ": ")

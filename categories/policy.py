@@ -1,0 +1,274 @@
+"""``Policy.decide``: one request's facts in, one explained :class:`Decision` out.
+
+Precedence, first match wins:
+
+1. illegal lists (IWF, CTIRU): always blocked, nobody can override them;
+2. explicit overrides and approved unblocks (user over group over everyone);
+3. allow categories (sex education, the education allow-list);
+4. block categories, in order of severity, unless the group's profile allows the category,
+   always or inside one of its time windows;
+5. the default: IP-literal hosts are blocked where the profile says so; everything else is
+   allowed (or blocked, for a profile that blocks uncategorised sites).
+
+The policy is immutable. A proxy swaps in a new one when overrides or lists change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from categories.decision import Action, Decision, Rule
+from categories.definitions import Category, CategoryKind, CategorySet
+from categories.domain_index import DomainIndex, IndexMatch, ListInfo, build_index, host_key
+from categories.overrides import Override, OverrideSet
+from categories.profiles import (
+    DEFAULT_TIMEZONE,
+    GroupProfile,
+    Schedule,
+    TimeWindow,
+    default_profiles,
+    default_windows,
+)
+from categories.urlnorm import CanonicalURL, URLError, canonical_url
+
+
+class PolicyError(ValueError):
+    """A profile or setting contradicts the category definitions."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Hit:
+    category: Category
+    match: IndexMatch | None
+    """None for a verdict from a content classifier."""
+    source: ListInfo | None
+
+
+def _severity_order(hit: _Hit) -> int:
+    return -hit.category.severity.rank
+
+
+def curated_index(categories: CategorySet) -> tuple[DomainIndex, list[tuple[Category, ...]]]:
+    """An in-memory index of the categories' own hand-curated entries."""
+    lists: list[ListInfo] = []
+    feeds: list[tuple[Category, ...]] = []
+    entries = []
+    for category in categories.values():
+        if not category.entries:
+            continue
+        list_id = len(lists)
+        lists.append(ListInfo(category.id, category.source_file))
+        feeds.append((category,))
+        entries.extend((list_id, e.kind, e.value, e.line) for e in category.entries)
+    return build_index(lists, entries), feeds
+
+
+class Policy:
+    def __init__(
+        self,
+        categories: CategorySet,
+        snapshot: DomainIndex | None = None,
+        *,
+        profiles: Mapping[str, GroupProfile] | None = None,
+        windows: Mapping[str, TimeWindow] | None = None,
+        timezone: str = DEFAULT_TIMEZONE,
+        unidentified_group: str = "guest",
+        overrides: OverrideSet | None = None,
+        snapshot_version: str | None = None,
+    ) -> None:
+        self.categories = categories
+        self.snapshot = snapshot
+        self.snapshot_version = snapshot_version
+        self.profiles = dict(profiles if profiles is not None else default_profiles())
+        self.schedule = Schedule(dict(windows if windows is not None else default_windows()),
+                                 ZoneInfo(timezone))
+        self.unidentified_group = unidentified_group
+        self.overrides = overrides or OverrideSet()
+        self._validate()
+        self._strictest = self.profiles[unidentified_group]
+        self._indexes: list[tuple[DomainIndex, list[tuple[Category, ...]]]] = []
+        if snapshot is not None:
+            feeds = [tuple(categories[c] for c in categories.categories_for_list.get(li.name, ()))
+                     for li in snapshot.lists]
+            self._indexes.append((snapshot, feeds))
+        self._indexes.append(curated_index(categories))
+
+    def _validate(self) -> None:
+        if self.unidentified_group not in self.profiles:
+            raise PolicyError(f"unidentified_group {self.unidentified_group!r} has no profile")
+        for profile in self.profiles.values():
+            named = set(profile.allow) | set(profile.block) | set(profile.allow_during)
+            for category_id in sorted(named):
+                if category_id not in self.categories:
+                    raise PolicyError(f"group {profile.name!r} names unknown category {category_id!r}")
+            for category_id in sorted(set(profile.allow) | set(profile.allow_during)):
+                if not self.categories[category_id].overridable:
+                    raise PolicyError(f"group {profile.name!r} cannot allow {category_id!r}: "
+                                      "that category can never be overridden")
+            for windows in profile.allow_during.values():
+                for window in windows:
+                    if window not in self.schedule.windows:
+                        raise PolicyError(f"group {profile.name!r} names unknown time window {window!r}")
+
+    def with_overrides(self, overrides: Iterable[Override]) -> Policy:
+        """A copy of this policy with a new set of overrides (the indexes are shared)."""
+        clone = object.__new__(Policy)
+        for name in ("categories", "snapshot", "snapshot_version", "profiles", "schedule",
+                     "unidentified_group", "_strictest", "_indexes"):
+            setattr(clone, name, getattr(self, name))
+        clone.overrides = overrides if isinstance(overrides, OverrideSet) else OverrideSet(overrides)
+        return clone
+
+    def profile_for(self, group: str | None) -> GroupProfile:
+        if group is None:
+            return self._strictest
+        return self.profiles.get(group, self._strictest)
+
+    def needs_path(self, host: str) -> bool:
+        """True when the path can change the decision for ``host`` (URL entries or overrides)."""
+        rev = host_key(host)
+        return (any(index.host_has_url_rules(rev) for index, _ in self._indexes)
+                or self.overrides.has_path_rules(host))
+
+    def host_categories(self, host: str) -> tuple[Category, ...]:
+        rev = host_key(host)
+        found: dict[str, Category] = {}
+        for index, feeds in self._indexes:
+            if index.host_has_entries(rev):
+                for m in index.lookup(rev, "/"):
+                    for category in feeds[m.list_id]:
+                        found.setdefault(category.id, category)
+        return tuple(found.values())
+
+    def decide(
+        self,
+        target: str | CanonicalURL,
+        *,
+        user: str | None = None,
+        group: str | None = None,
+        at: datetime | None = None,
+        verdicts: tuple[str, ...] = (),
+    ) -> Decision:
+        """Decide one request. ``verdicts`` are category ids from a content classifier."""
+        try:
+            url = target if isinstance(target, CanonicalURL) else canonical_url(target)
+        except URLError as exc:
+            return Decision(Action.BLOCK, Rule.INVALID_URL, host="",
+                            reason=f"The address could not be read ({exc}), so it is blocked "
+                                   "to be safe.", severity="high")
+        profile = self.profile_for(group)
+        host = url.host
+        rev = host_key(host)
+        hits: list[_Hit] = []
+        for index, feeds in self._indexes:
+            if index.host_has_entries(rev):
+                for m in index.lookup(rev, url.path):
+                    source = index.lists[m.list_id]
+                    hits.extend(_Hit(c, m, source) for c in feeds[m.list_id])
+        for category_id in verdicts:
+            category = self.categories.get(category_id)
+            if category is not None:
+                hits.append(_Hit(category, None, None))
+        override = None
+        if len(self.overrides):
+            when = at or datetime.now(UTC)
+            override = self.overrides.find(host, url.path, user, group, when.timestamp())
+        if not hits and override is None:
+            return self._default(url, profile, ())
+        return self._resolve(url, profile, hits, override, at)
+
+    def _resolve(self, url: CanonicalURL, profile: GroupProfile, hits: list[_Hit],
+                 override: Override | None, at: datetime | None) -> Decision:
+        all_ids = tuple(dict.fromkeys(h.category.id for h in hits))
+        no_decrypt = any(h.category.no_decrypt for h in hits)
+        illegal = sorted((h for h in hits if h.category.illegal), key=_severity_order)
+        if illegal:
+            return self._from_hit(Action.BLOCK, Rule.ILLEGAL_LIST, url, illegal[0], all_ids,
+                                  no_decrypt)
+        if override is not None:
+            locked = [h for h in hits
+                      if h.category.kind is CategoryKind.BLOCK and not h.category.overridable]
+            if override.action == Action.BLOCK.value or not locked:
+                action = Action(override.action)
+                reason = override.note or ("This site has been blocked locally by the centre."
+                                           if action is Action.BLOCK else
+                                           "This site has been approved by the centre.")
+                decisive = hits[0].category if hits else None
+                return Decision(
+                    action, Rule.OVERRIDE, url.host, reason,
+                    category=decisive.id if decisive else None,
+                    category_title=decisive.title if decisive else None,
+                    matched=override.target, source=f"override {override.id}",
+                    categories=all_ids, severity=decisive.severity.value if decisive else None,
+                    safeguarding_alert=action is Action.BLOCK and any(
+                        h.category.safeguarding_alert for h in hits),
+                    no_decrypt=no_decrypt, override_id=override.id)
+        allows = [h for h in hits if h.category.kind is CategoryKind.ALLOW]
+        if allows:
+            return self._from_hit(Action.ALLOW, Rule.ALLOW_LIST, url, allows[0], all_ids,
+                                  no_decrypt)
+        blocking = sorted(
+            (h for h in hits if h.category.kind is CategoryKind.BLOCK
+             or (h.category.kind is CategoryKind.NEUTRAL and h.category.id in profile.block)),
+            key=_severity_order)
+        permitted: tuple[_Hit, Rule, str] | None = None
+        for hit in blocking:
+            category = hit.category
+            if category.overridable and category.id in profile.allow:
+                permitted = permitted or (hit, Rule.GROUP_ALLOW,
+                                          f"{category.title} is allowed for the "
+                                          f"{profile.name} group.")
+                continue
+            window_names = profile.allow_during.get(category.id)
+            if window_names and category.overridable:
+                active = self.schedule.active(window_names, at or datetime.now(UTC))
+                if active is not None:
+                    permitted = permitted or (hit, Rule.TIME_WINDOW,
+                                              f"{category.title} is allowed for the "
+                                              f"{profile.name} group during {active}.")
+                    continue
+            rule = Rule.CATEGORY if hit.match is not None else Rule.CONTENT_VERDICT
+            return self._from_hit(Action.BLOCK, rule, url, hit, all_ids, no_decrypt)
+        if permitted is not None:
+            hit, rule, reason = permitted
+            return self._from_hit(Action.ALLOW, rule, url, hit, all_ids, no_decrypt, reason)
+        return self._default(url, profile, all_ids, no_decrypt)
+
+    def _default(self, url: CanonicalURL, profile: GroupProfile, all_ids: tuple[str, ...],
+                 no_decrypt: bool = False) -> Decision:
+        if url.is_ip_literal and profile.block_ip_literals:
+            return Decision(Action.BLOCK, Rule.IP_LITERAL, url.host,
+                            "Sites must be visited by name. Bare IP addresses are blocked "
+                            "because they are used to get round the filter.",
+                            category="circumvention", category_title="Filter circumvention",
+                            categories=all_ids, severity="medium", no_decrypt=no_decrypt)
+        if profile.block_uncategorised:
+            return Decision(Action.BLOCK, Rule.DEFAULT, url.host,
+                            f"The {profile.name} group may only visit approved sites.",
+                            categories=all_ids, severity="low", no_decrypt=no_decrypt)
+        return Decision(Action.ALLOW, Rule.DEFAULT, url.host,
+                        "No rule blocks this site.", categories=all_ids, no_decrypt=no_decrypt)
+
+    @staticmethod
+    def _from_hit(action: Action, rule: Rule, url: CanonicalURL, hit: _Hit,
+                  all_ids: tuple[str, ...], no_decrypt: bool, reason: str | None = None
+                  ) -> Decision:
+        category = hit.category
+        match = hit.match
+        return Decision(
+            action, rule, url.host,
+            reason or (category.reason if action is Action.BLOCK else
+                       f"{category.title}: {category.description}"),
+            category=category.id,
+            category_title=category.title,
+            matched=match.entry if match else None,
+            source=hit.source.source if hit.source else "content classifier",
+            line=(match.line or None) if match else None,
+            categories=all_ids,
+            severity=category.severity.value,
+            safeguarding_alert=action is Action.BLOCK and category.safeguarding_alert,
+            no_decrypt=no_decrypt,
+        )

@@ -1,0 +1,303 @@
+"""The ``esafety`` command: a thin layer over the packages.
+
+Exit codes: 0 success (``check``: allowed), 1 ``check`` blocked or a command that did its
+work but found problems (e.g. refused list files), 2 usage or configuration errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from categories.decision import Decision
+from categories.definitions import load_definitions
+from categories.list_formats import ListFormat
+from categories.list_import import ImportError_, read_source
+from categories.policy import Policy, PolicyError
+from categories.snapshot import ImportReport, SnapshotError
+from categories.validated_yaml import ValidationFailed
+from esafety import __version__
+from esafety.instance import Instance
+
+EXIT_OK, EXIT_BLOCKED, EXIT_USAGE = 0, 1, 2
+
+Handler = Callable[[argparse.Namespace, Instance], int]
+
+
+class UsageError(Exception):
+    pass
+
+
+def _parse_at(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise UsageError(f"--at {text!r} is not an ISO time like 2026-11-23T12:15") from exc
+    return value
+
+
+def _iter_targets(urls: Sequence[str], stdin: TextIO) -> Iterator[str]:
+    for url in urls:
+        if url == "-":
+            for line in stdin:
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    yield line
+        else:
+            yield url
+
+
+def _decision_line(url: str, decision: Decision) -> str:
+    where = ""
+    if decision.matched:
+        where = f" matched={decision.matched}"
+        if decision.source:
+            where += f" ({decision.source}{':' + str(decision.line) if decision.line else ''})"
+    category = f" category={decision.category}" if decision.category else ""
+    return (f"{decision.action.value.upper():5} {url}{category} rule={decision.rule.value}"
+            f"{where}\n      {decision.reason}\n")
+
+
+def cmd_check(args: argparse.Namespace, instance: Instance) -> int:
+    at = _parse_at(args.at)
+    policy = instance.load_policy()
+    if at is not None and at.tzinfo is None:
+        at = at.replace(tzinfo=policy.schedule.timezone)
+    group = args.group
+    out = sys.stdout
+    write = out.write
+    count = blocked = 0
+    for url in _iter_targets(args.urls, sys.stdin):
+        decision = policy.decide(url, user=args.user, group=group, at=at or datetime.now(UTC))
+        count += 1
+        blocked += decision.blocked
+        if args.json:
+            record = decision.to_dict()
+            record["url"] = url
+            write(json.dumps(record, separators=(",", ":")) + "\n")
+        else:
+            write(_decision_line(url, decision))
+    out.flush()
+    if count == 0:
+        raise UsageError("no URLs given")
+    return EXIT_BLOCKED if blocked else EXIT_OK
+
+
+def _print_import(report: ImportReport, out: TextIO) -> None:
+    out.write(f"source {report.source}: snapshot {report.snapshot_version}, "
+              f"{report.host_entries} host keys, {report.url_entries} URL keys\n")
+    out.write(f"{'list':24} {'file':32} {'accepted':>9} {'rejected':>9}  feeds\n")
+    for item in report.lists:
+        feeds = ",".join(item.mapped_to) or "(not used by any category)"
+        out.write(f"{item.name[:24]:24} {item.file[:32]:32} {item.accepted:9} {item.rejected:9}  "
+                  f"{feeds}\n")
+        if item.refused:
+            out.write(f"    REFUSED: {item.refused}; the previous copy is kept\n")
+        for example in item.examples[:3] if item.rejected else []:
+            out.write(f"    line {example['line']}: {example['reason']}: {example['text'][:80]}\n")
+    out.write(f"rejected lines in total: {report.rejected_total}\n")
+    if report.unmapped_lists:
+        out.write("imported but not used by any category: "
+                  + ", ".join(report.unmapped_lists) + "\n")
+
+
+def import_path(instance: Instance, path: Path, source: str | None, list_name: str | None,
+                fmt: str | None, origin: str | None = None) -> ImportReport:
+    categories = load_definitions()
+    chosen = ListFormat(fmt) if fmt and fmt != "squidguard" else None
+    imported = read_source(path, list_name=list_name, fmt=chosen)
+    if source is None:
+        stem = path.name.split(".")[0] if path.is_file() else path.resolve().name
+        source = stem if len(imported) > 1 or path.is_dir() else "local"
+    store = instance.list_store
+    instance.ensure_data_dir()
+    reports = store.stage(source, imported, origin or str(path), categories)
+    version, index, unmapped = store.compile(categories)
+    return ImportReport(source, reports, version, index.host_count, index.url_count, unmapped)
+
+
+def cmd_lists_import(args: argparse.Namespace, instance: Instance) -> int:
+    report = import_path(instance, Path(args.path), args.source, args.list, args.format)
+    if args.json:
+        sys.stdout.write(json.dumps(report.to_dict()) + "\n")
+    else:
+        _print_import(report, sys.stdout)
+    return EXIT_BLOCKED if any(r.refused for r in report.lists) else EXIT_OK
+
+
+def cmd_lists_update(args: argparse.Namespace, instance: Instance) -> int:
+    sources = instance.config.list_sources
+    if args.name:
+        sources = tuple(s for s in sources if s.name in args.name)
+    if not sources:
+        raise UsageError("no list sources configured (lists.sources in the config file)")
+    status = EXIT_OK
+    for source in sources:
+        suffix = ".tar.gz" if source.url.endswith((".tar.gz", ".tgz")) else ".txt"
+        with tempfile.TemporaryDirectory() as tmp:
+            target = Path(tmp) / f"{source.name}{suffix}"
+            try:
+                with urllib.request.urlopen(source.url, timeout=args.timeout) as response, \
+                        target.open("wb") as fh:
+                    shutil.copyfileobj(response, fh)
+            except (OSError, ValueError) as exc:
+                sys.stderr.write(f"esafety: cannot download {source.name} from {source.url}: "
+                                 f"{exc}; the lists already imported are kept\n")
+                status = EXIT_BLOCKED
+                continue
+            try:
+                report = import_path(instance, target, source.name, source.list, source.format,
+                                     origin=source.url)
+            except (ImportError_, SnapshotError) as exc:
+                sys.stderr.write(f"esafety: {source.name}: {exc}; the lists already imported "
+                                 "are kept\n")
+                status = EXIT_BLOCKED
+                continue
+        if args.json:
+            sys.stdout.write(json.dumps(report.to_dict()) + "\n")
+        else:
+            _print_import(report, sys.stdout)
+        if any(r.refused for r in report.lists):
+            status = EXIT_BLOCKED
+    return status
+
+
+def cmd_lists_status(args: argparse.Namespace, instance: Instance) -> int:
+    store = instance.list_store
+    loaded = store.load_current()
+    status = {
+        "data_dir": str(instance.data_dir),
+        "snapshot_version": loaded[0] if loaded else None,
+        "host_entries": loaded[1].host_count if loaded else 0,
+        "url_entries": loaded[1].url_count if loaded else 0,
+        "sources": [
+            {"source": m["source"], "origin": m.get("origin"),
+             "imported_at": datetime.fromtimestamp(m["imported_at"], UTC).isoformat(),
+             "lists": len(m["lists"]), "entries": sum(i.get("entries", 0) for i in m["lists"])}
+            for m in store.sources()
+        ],
+    }
+    if args.json:
+        sys.stdout.write(json.dumps(status) + "\n")
+        return EXIT_OK
+    sys.stdout.write(f"data directory: {status['data_dir']}\n"
+                     f"snapshot: {status['snapshot_version'] or 'none (run esafety lists import)'}"
+                     f" with {status['host_entries']} host and {status['url_entries']} URL keys\n")
+    for source in status["sources"]:
+        sys.stdout.write(f"  {source['source']}: {source['entries']} entries in {source['lists']} "
+                         f"lists, imported {source['imported_at']} from {source['origin']}\n")
+    return EXIT_OK
+
+
+def cmd_categories(args: argparse.Namespace, instance: Instance) -> int:
+    categories = load_definitions()
+    rows = []
+    for category in categories.values():
+        rows.append({"id": category.id, "title": category.title, "kind": category.kind.value,
+                     "uksic": category.uksic, "severity": category.severity.value,
+                     "safeguarding_alert": category.safeguarding_alert,
+                     "overridable": category.overridable, "illegal": category.illegal,
+                     "lists": list(category.lists), "curated_entries": len(category.entries)})
+    if args.json:
+        sys.stdout.write(json.dumps(rows) + "\n")
+        return EXIT_OK
+    for row in rows:
+        flags = [f for f in ("illegal", "safeguarding_alert") if row[f]]
+        if not row["overridable"]:
+            flags.append("locked")
+        sys.stdout.write(f"{row['id']:22} {row['kind']:8} {row['severity']:9} "
+                         f"{','.join(flags):30} lists: {','.join(row['lists']) or '-'}\n")
+    return EXIT_OK
+
+
+def cmd_config_check(args: argparse.Namespace, instance: Instance) -> int:
+    # Instance.resolve already validated the file; build the policy to check the groups
+    # against the categories too.
+    Policy(load_definitions(), None, profiles=instance.config.profiles,
+           windows=instance.config.windows, timezone=instance.config.timezone,
+           unidentified_group=instance.config.unidentified_group)
+    where = instance.config.path or "built-in defaults"
+    sys.stdout.write(f"{where}: OK\n")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="esafety", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"esafety {__version__}")
+    parser.add_argument("--config", help="config file (default: $ESAFETY_CONFIG)")
+    parser.add_argument("--data-dir", help="data directory (default: $ESAFETY_DATA_DIR)")
+    parser.add_argument("--redis-url", help="Redis URL (default: $ESAFETY_REDIS_URL)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = sub.add_parser("check", help="explain the decision for URLs ('-' reads stdin)")
+    check.add_argument("urls", nargs="+", metavar="URL")
+    check.add_argument("--user")
+    check.add_argument("--group")
+    check.add_argument("--at", help="ISO time to decide at (default: now)")
+    check.add_argument("--json", action="store_true", help="one JSON object per URL")
+    check.set_defaults(handler=cmd_check)
+
+    lists = sub.add_parser("lists", help="import and update block lists")
+    lists_sub = lists.add_subparsers(dest="lists_command", required=True, metavar="ACTION")
+    imp = lists_sub.add_parser("import", help="import a squidGuard tree, tarball or list file")
+    imp.add_argument("path")
+    imp.add_argument("--source", help="name for this source (default: from the path)")
+    imp.add_argument("--list", help="list category of a flat file (default: its file name)")
+    imp.add_argument("--format", choices=["squidguard", *[f.value for f in ListFormat]])
+    imp.add_argument("--json", action="store_true")
+    imp.set_defaults(handler=cmd_lists_import)
+    upd = lists_sub.add_parser("update", help="download and import the configured sources")
+    upd.add_argument("name", nargs="*")
+    upd.add_argument("--timeout", type=float, default=120.0)
+    upd.add_argument("--json", action="store_true")
+    upd.set_defaults(handler=cmd_lists_update)
+    st = lists_sub.add_parser("status", help="show imported sources and the snapshot")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(handler=cmd_lists_status)
+
+    cats = sub.add_parser("categories", help="list the category definitions")
+    cats.add_argument("--json", action="store_true")
+    cats.set_defaults(handler=cmd_categories)
+
+    config = sub.add_parser("config", help="configuration")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    cc = config_sub.add_parser("check", help="validate the config file without starting anything")
+    cc.set_defaults(handler=cmd_config_check)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        instance = Instance.resolve(args.config, args.data_dir, args.redis_url)
+        handler: Handler = args.handler
+        return handler(args, instance)
+    except ValidationFailed as exc:
+        sys.stderr.write(f"esafety: configuration error:\n{exc}\n")
+        return EXIT_USAGE
+    except (UsageError, PolicyError) as exc:
+        sys.stderr.write(f"esafety: {exc}\n")
+        return EXIT_USAGE
+    except (ImportError_, SnapshotError) as exc:
+        sys.stderr.write(f"esafety: {exc}\n")
+        return EXIT_USAGE
+    except BrokenPipeError:
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

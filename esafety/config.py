@@ -1,0 +1,294 @@
+"""The deployment's one config file (``esafety.yaml``), its schema and its typed form."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from categories.profiles import (
+    DEFAULT_TIMEZONE,
+    GroupProfile,
+    TimeWindow,
+    default_profiles,
+    default_windows,
+    parse_clock,
+    parse_days,
+)
+from categories.validated_yaml import SchemaProblem, ValidationFailed, line_of_field, load_validated_yaml
+
+_LISTEN = {"type": "string", "pattern": r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):[0-9]{1,5}$",
+           "description": "HOST:PORT, e.g. 0.0.0.0:8080 or :8080"}
+_NAME = {"type": "string", "pattern": r"^[a-z][a-z0-9_-]{0,40}$",
+         "description": "lower-case letters, digits, - and _"}
+_CATEGORY_LIST = {"type": "array", "items": {"type": "string"}, "uniqueItems": True}
+
+CONFIG_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "centre_id": {**_NAME, "description": "the centre or site id stamped on every hit"},
+        "listen": {
+            "type": "object", "additionalProperties": False,
+            "properties": {"proxy": _LISTEN, "admin": _LISTEN},
+        },
+        "data_dir": {"type": "string"},
+        "redis_url": {"type": ["string", "null"],
+                      "pattern": r"^(redis|rediss|unix|redis\+sentinel|rediss\+sentinel)://",
+                      "description": "a redis://, rediss://, unix:// or redis+sentinel:// URL"},
+        "redis_prefix": {"type": "string", "pattern": r"^[A-Za-z0-9_.:-]{1,40}$"},
+        "timezone": {"type": "string"},
+        "time_windows": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object", "additionalProperties": False,
+                "required": ["start", "end"],
+                "properties": {
+                    "days": {"type": ["string", "array"]},
+                    "start": {"type": "string", "pattern": r"^[0-2]?[0-9]:[0-5][0-9]$",
+                              "description": "a time like 12:30"},
+                    "end": {"type": "string", "pattern": r"^[0-2]?[0-9]:[0-5][0-9]$",
+                            "description": "a time like 13:15"},
+                },
+            },
+        },
+        "groups": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object", "additionalProperties": False,
+                "properties": {
+                    "allow": _CATEGORY_LIST,
+                    "block": _CATEGORY_LIST,
+                    "allow_during": {"type": "object",
+                                     "additionalProperties": {"type": "array",
+                                                              "items": {"type": "string"}}},
+                    "block_ip_literals": {"type": "boolean"},
+                    "block_uncategorised": {"type": "boolean"},
+                },
+            },
+        },
+        "unidentified_group": _NAME,
+        "networks": {
+            "type": "array",
+            "items": {
+                "type": "object", "additionalProperties": False, "required": ["cidr", "group"],
+                "properties": {"cidr": {"type": "string"}, "group": _NAME, "site": _NAME,
+                               "name": {"type": "string"}},
+            },
+        },
+        "proxy_auth": {
+            "type": "object", "additionalProperties": False,
+            "properties": {
+                "mode": {"enum": ["off", "optional", "required"],
+                         "description": "off, optional (ask unless the client IP is in a "
+                                        "network range) or required"},
+                "realm": {"type": "string"},
+                "cache_seconds": {"type": "integer", "minimum": 0, "maximum": 3600},
+            },
+        },
+        "decryption": {
+            "type": "object", "additionalProperties": False,
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "inspect_hosts": {"type": "array", "items": {"type": "string"}},
+                "never_decrypt_hosts": {"type": "array", "items": {"type": "string"}},
+                "safe_search": {"type": "boolean"},
+                "youtube_restrict": {"enum": ["strict", "moderate", "off"]},
+            },
+        },
+        "logging": {
+            "type": "object", "additionalProperties": False,
+            "properties": {
+                "log_allowed": {"type": "boolean"},
+                "level": {"enum": ["debug", "info", "warning", "error"]},
+                "format": {"enum": ["json", "text"]},
+            },
+        },
+        "retention": {
+            "type": "object", "additionalProperties": False,
+            "properties": {
+                "hits_days": {"type": "integer", "minimum": 1, "maximum": 3650},
+                "counters_days": {"type": "integer", "minimum": 1, "maximum": 3650},
+                "audit_days": {"type": "integer", "minimum": 30, "maximum": 3650},
+            },
+        },
+        "alerts": {
+            "type": "object", "additionalProperties": False,
+            "properties": {
+                "webhook_url": {"type": ["string", "null"], "pattern": r"^https?://"},
+                "webhook_secret_env": {"type": "string"},
+                "email_to": {"type": "array", "items": {"type": "string", "pattern": "@"}},
+                "email_from": {"type": "string"},
+                "smtp_host": {"type": "string"},
+                "smtp_port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                "smtp_starttls": {"type": "boolean"},
+                "smtp_user_env": {"type": "string"},
+                "smtp_password_env": {"type": "string"},
+                "group_window_seconds": {"type": "integer", "minimum": 0, "maximum": 86400},
+                "prevent_watch_terms": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "lists": {
+            "type": "object", "additionalProperties": False,
+            "properties": {
+                "sources": {
+                    "type": "array",
+                    "items": {
+                        "type": "object", "additionalProperties": False,
+                        "required": ["name", "url"],
+                        "properties": {
+                            "name": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"},
+                            "url": {"type": "string", "pattern": r"^(https?|file)://"},
+                            "format": {"enum": ["squidguard", "plain", "urls", "hosts", "adblock"]},
+                            "list": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class Network:
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    group: str
+    site: str | None
+
+
+@dataclass(frozen=True)
+class ListSource:
+    name: str
+    url: str
+    format: str | None
+    list: str | None
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None = None
+    centre_id: str = "main"
+    proxy_listen: str = ":8080"
+    admin_listen: str = ":8090"
+    data_dir: str | None = None
+    redis_url: str | None = None
+    redis_prefix: str = "esafety:"
+    timezone: str = DEFAULT_TIMEZONE
+    windows: dict[str, TimeWindow] = field(default_factory=default_windows)
+    profiles: dict[str, GroupProfile] = field(default_factory=default_profiles)
+    unidentified_group: str = "guest"
+    networks: tuple[Network, ...] = ()
+    proxy_auth_mode: str = "optional"
+    proxy_auth_realm: str = "esafety"
+    proxy_auth_cache_seconds: int = 60
+    decryption_enabled: bool = True
+    inspect_hosts: tuple[str, ...] = ()
+    never_decrypt_hosts: tuple[str, ...] = ()
+    safe_search: bool = True
+    youtube_restrict: str = "moderate"
+    log_allowed: bool = False
+    log_level: str = "info"
+    log_format: str = "json"
+    retention_hits_days: int = 90
+    retention_counters_days: int = 730
+    retention_audit_days: int = 2190
+    alerts: dict[str, Any] = field(default_factory=dict)
+    list_sources: tuple[ListSource, ...] = ()
+
+
+def _problem(path: Path, text: str, keys: list[str | int], message: str) -> SchemaProblem:
+    dotted = ".".join(str(k) for k in keys)
+    return SchemaProblem(str(path), line_of_field(text, keys), dotted, message)
+
+
+def load_config(path: Path | None) -> Config:
+    """Read and validate ``path``; None gives the built-in defaults.
+
+    Raises :class:`ValidationFailed` whose problems name each key and what it expects.
+    """
+    if path is None:
+        return Config()
+    data = load_validated_yaml(path, CONFIG_SCHEMA) or {}
+    text = path.read_text(encoding="utf-8")
+    problems: list[SchemaProblem] = []
+    timezone = data.get("timezone", DEFAULT_TIMEZONE)
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(_problem(path, text, ["timezone"], f"unknown time zone {timezone!r}; "
+                                 "expected a name like Europe/London"))
+    windows = default_windows()
+    for name, spec in (data.get("time_windows") or {}).items():
+        try:
+            windows[name] = TimeWindow(name, parse_days(spec.get("days", "mon-fri")),
+                                       parse_clock(spec["start"]), parse_clock(spec["end"]))
+        except ValueError as exc:
+            problems.append(_problem(path, text, ["time_windows", name], str(exc)))
+    profiles = default_profiles()
+    for name, spec in (data.get("groups") or {}).items():
+        spec = spec or {}
+        profiles[name] = GroupProfile(
+            name=name,
+            allow=frozenset(spec.get("allow", [])),
+            block=frozenset(spec.get("block", [])),
+            allow_during={k: tuple(v) for k, v in (spec.get("allow_during") or {}).items()},
+            block_ip_literals=spec.get("block_ip_literals", True),
+            block_uncategorised=spec.get("block_uncategorised", False),
+        )
+    unidentified = data.get("unidentified_group", "guest")
+    if unidentified not in profiles:
+        problems.append(_problem(path, text, ["unidentified_group"],
+                                 f"group {unidentified!r} is not defined under groups"))
+    networks = []
+    for i, spec in enumerate(data.get("networks") or []):
+        try:
+            net = ipaddress.ip_network(spec["cidr"], strict=False)
+        except ValueError:
+            problems.append(_problem(path, text, ["networks", i, "cidr"],
+                                     f"{spec['cidr']!r} is not an address range like 10.0.20.0/24"))
+            continue
+        if spec["group"] not in profiles:
+            problems.append(_problem(path, text, ["networks", i, "group"],
+                                     f"group {spec['group']!r} is not defined under groups"))
+        networks.append(Network(net, spec["group"], spec.get("site")))
+    if problems:
+        raise ValidationFailed(problems)
+    listen = data.get("listen") or {}
+    auth = data.get("proxy_auth") or {}
+    decryption = data.get("decryption") or {}
+    logging_cfg = data.get("logging") or {}
+    retention = data.get("retention") or {}
+    return Config(
+        path=path,
+        centre_id=data.get("centre_id", "main"),
+        proxy_listen=listen.get("proxy", ":8080"),
+        admin_listen=listen.get("admin", ":8090"),
+        data_dir=data.get("data_dir"),
+        redis_url=data.get("redis_url"),
+        redis_prefix=data.get("redis_prefix", "esafety:"),
+        timezone=timezone,
+        windows=windows,
+        profiles=profiles,
+        unidentified_group=unidentified,
+        networks=tuple(networks),
+        proxy_auth_mode=auth.get("mode", "optional"),
+        proxy_auth_realm=auth.get("realm", "esafety"),
+        proxy_auth_cache_seconds=auth.get("cache_seconds", 60),
+        decryption_enabled=decryption.get("enabled", True),
+        inspect_hosts=tuple(decryption.get("inspect_hosts", [])),
+        never_decrypt_hosts=tuple(decryption.get("never_decrypt_hosts", [])),
+        safe_search=decryption.get("safe_search", True),
+        youtube_restrict=decryption.get("youtube_restrict", "moderate"),
+        log_allowed=logging_cfg.get("log_allowed", False),
+        log_level=logging_cfg.get("level", "info"),
+        log_format=logging_cfg.get("format", "json"),
+        retention_hits_days=retention.get("hits_days", 90),
+        retention_counters_days=retention.get("counters_days", 730),
+        retention_audit_days=retention.get("audit_days", 2190),
+        alerts=dict(data.get("alerts") or {}),
+        list_sources=tuple(ListSource(s["name"], s["url"], s.get("format"), s.get("list"))
+                           for s in (data.get("lists") or {}).get("sources", [])),
+    )
