@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from categories.validated_yaml import (
 )
 
 
-class CategoryKind(str, Enum):
+class CategoryKind(StrEnum):
     BLOCK = "block"
     """Prohibited: blocked unless a group profile or an override allows it."""
     ALLOW = "allow"
@@ -33,7 +33,7 @@ class CategoryKind(str, Enum):
     """Classification only (e.g. banking): allowed unless a group profile blocks it."""
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     LOW = "low"
     MEDIUM = "medium"
     HIGH = "high"

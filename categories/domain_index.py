@@ -25,7 +25,7 @@ from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import marisa_trie
 
@@ -51,8 +51,7 @@ class ListInfo:
     """``ut1/gambling``, ``local/blocklist.txt`` or ``categories/definitions/weapons.yaml``."""
 
 
-@dataclass(frozen=True, slots=True)
-class IndexMatch:
+class IndexMatch(NamedTuple):
     list_id: int
     line: int
     entry: str
@@ -256,7 +255,7 @@ def _mapped_array(path: Path, typecode: str, count: int, keepalive: list[Any]) -
         data = array(typecode, mapped[:])
         data.byteswap()
         return data
-    return memoryview(mapped).cast(typecode)
+    return memoryview(mapped).cast(typecode)  # type: ignore[call-overload]
 
 
 def load_index(directory: Path) -> tuple[DomainIndex, dict[str, Any]]:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from categories.urlnorm import URLError, canonical_host, canonical_url
 
 
-class ListFormat(str, Enum):
+class ListFormat(StrEnum):
     PLAIN = "plain"
     """One domain per line (squidGuard ``domains``)."""
     URLS = "urls"
@@ -25,7 +25,7 @@ class ListFormat(str, Enum):
     """``||example.com^`` rules."""
 
 
-class EntryKind(str, Enum):
+class EntryKind(StrEnum):
     DOMAIN = "domain"
     URL = "url"
 

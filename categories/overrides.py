@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
-from categories.list_formats import EntryKind, url_entry
+from categories.list_formats import url_entry
 from categories.urlnorm import registrable_parts
 
 
-class OverrideScope(str, Enum):
+class OverrideScope(StrEnum):
     USER = "user"
     GROUP = "group"
     EVERYONE = "everyone"
@@ -73,7 +73,7 @@ def canonical_target(text: str) -> str:
     entry = url_entry(text.strip())
     if isinstance(entry, str):
         raise ValueError(f"{text[:200]!r} is not a valid site: {entry}")
-    return entry.value if entry.kind is EntryKind.URL else entry.value
+    return entry.value
 
 
 class OverrideSet:

@@ -16,13 +16,14 @@ The policy is immutable. A proxy swaps in a new one when overrides or lists chan
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from categories.decision import Action, Decision, Rule
 from categories.definitions import Category, CategoryKind, CategorySet
 from categories.domain_index import DomainIndex, IndexMatch, ListInfo, build_index, host_key
+from categories.list_formats import EntryKind
 from categories.overrides import Override, OverrideSet
 from categories.profiles import (
     DEFAULT_TIMEZONE,
@@ -32,15 +33,16 @@ from categories.profiles import (
     default_profiles,
     default_windows,
 )
-from categories.urlnorm import CanonicalURL, URLError, canonical_url
+from categories.urlnorm import CanonicalURL, HostKind, URLError, canonical_url
+
+_NO_RULE_BLOCKS = "No rule blocks this site."
 
 
 class PolicyError(ValueError):
     """A profile or setting contradicts the category definitions."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Hit:
+class _Hit(NamedTuple):
     category: Category
     match: IndexMatch | None
     """None for a verdict from a content classifier."""
@@ -55,7 +57,7 @@ def curated_index(categories: CategorySet) -> tuple[DomainIndex, list[tuple[Cate
     """An in-memory index of the categories' own hand-curated entries."""
     lists: list[ListInfo] = []
     feeds: list[tuple[Category, ...]] = []
-    entries = []
+    entries: list[tuple[int, EntryKind, str, int]] = []
     for category in categories.values():
         if not category.entries:
             continue
@@ -87,6 +89,7 @@ class Policy:
                                  ZoneInfo(timezone))
         self.unidentified_group = unidentified_group
         self.overrides = overrides or OverrideSet()
+        self._has_overrides = len(self.overrides) > 0
         self._validate()
         self._strictest = self.profiles[unidentified_group]
         self._indexes: list[tuple[DomainIndex, list[tuple[Category, ...]]]] = []
@@ -120,6 +123,7 @@ class Policy:
                      "unidentified_group", "_strictest", "_indexes"):
             setattr(clone, name, getattr(self, name))
         clone.overrides = overrides if isinstance(overrides, OverrideSet) else OverrideSet(overrides)
+        clone._has_overrides = len(clone.overrides) > 0
         return clone
 
     def profile_for(self, group: str | None) -> GroupProfile:
@@ -159,12 +163,12 @@ class Policy:
             return Decision(Action.BLOCK, Rule.INVALID_URL, host="",
                             reason=f"The address could not be read ({exc}), so it is blocked "
                                    "to be safe.", severity="high")
-        profile = self.profile_for(group)
+        profile = self.profiles.get(group, self._strictest) if group else self._strictest
         host = url.host
-        rev = host_key(host)
+        rev = host[::-1] + "."  # categories.domain_index.host_key, inlined on the hot path
         hits: list[_Hit] = []
         for index, feeds in self._indexes:
-            if index.host_has_entries(rev):
+            if index._hosts_prefixes(rev):
                 for m in index.lookup(rev, url.path):
                     source = index.lists[m.list_id]
                     hits.extend(_Hit(c, m, source) for c in feeds[m.list_id])
@@ -173,10 +177,12 @@ class Policy:
             if category is not None:
                 hits.append(_Hit(category, None, None))
         override = None
-        if len(self.overrides):
+        if self._has_overrides:
             when = at or datetime.now(UTC)
             override = self.overrides.find(host, url.path, user, group, when.timestamp())
         if not hits and override is None:
+            if url.host_kind is HostKind.NAME and not profile.block_uncategorised:
+                return Decision(Action.ALLOW, Rule.DEFAULT, host, _NO_RULE_BLOCKS)
             return self._default(url, profile, ())
         return self._resolve(url, profile, hits, override, at)
 
@@ -250,7 +256,7 @@ class Policy:
                             f"The {profile.name} group may only visit approved sites.",
                             categories=all_ids, severity="low", no_decrypt=no_decrypt)
         return Decision(Action.ALLOW, Rule.DEFAULT, url.host,
-                        "No rule blocks this site.", categories=all_ids, no_decrypt=no_decrypt)
+                        _NO_RULE_BLOCKS, categories=all_ids, no_decrypt=no_decrypt)
 
     @staticmethod
     def _from_hit(action: Action, rule: Rule, url: CanonicalURL, hit: _Hit,

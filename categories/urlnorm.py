@@ -22,7 +22,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from urllib.parse import unquote
 
 import idna
@@ -32,7 +32,7 @@ class URLError(ValueError):
     """The input cannot be read as a URL or host. The policy blocks such requests."""
 
 
-class HostKind(str, Enum):
+class HostKind(StrEnum):
     NAME = "name"
     IPV4 = "ipv4"
     IPV6 = "ipv6"

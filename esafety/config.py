@@ -17,7 +17,12 @@ from categories.profiles import (
     parse_clock,
     parse_days,
 )
-from categories.validated_yaml import SchemaProblem, ValidationFailed, line_of_field, load_validated_yaml
+from categories.validated_yaml import (
+    SchemaProblem,
+    ValidationFailed,
+    line_of_field,
+    load_validated_yaml,
+)
 
 _LISTEN = {"type": "string", "pattern": r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):[0-9]{1,5}$",
            "description": "HOST:PORT, e.g. 0.0.0.0:8080 or :8080"}

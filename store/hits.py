@@ -1,0 +1,125 @@
+"""Writing and reading the hit log: a Redis stream plus daily counters.
+
+A batch of hits is written by one Lua script, atomically and exactly once: the script first
+sets a marker for the batch id with ``SET NX``, so a batch replayed from the proxy's spool
+after an outage (or a retry after a lost reply) is recognised and not written twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+
+from store.keys import Keys
+from store.records import HitRecord
+
+BATCH_MARKER_TTL = 14 * 86400
+"""How long a written batch id is remembered. Spooled batches older than this are still
+written, and only a batch both written and replayed that late could be doubled."""
+
+_FIELDS = HitRecord.field_names()
+_POS = {name: i for i, name in enumerate(_FIELDS)}
+
+# KEYS[1]: batch marker. ARGV: prefix, marker ttl, counters ttl, hitref ttl, field count,
+# field names..., then each hit's day followed by its values.
+INGEST_SCRIPT = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) == false then return -1 end
+local prefix = ARGV[1]
+local counters_ttl = tonumber(ARGV[3])
+local ref_ttl = tonumber(ARGV[4])
+local nf = tonumber(ARGV[5])
+local names = {}
+for j = 1, nf do names[j] = ARGV[5 + j] end
+local pos = {}
+for j = 1, nf do pos[names[j]] = j end
+local stream = prefix .. 'hits'
+local i = 6 + nf
+local written = 0
+while i <= #ARGV do
+  local day = ARGV[i]
+  local args = {'XADD', stream, '*'}
+  for j = 1, nf do
+    args[#args + 1] = names[j]
+    args[#args + 1] = ARGV[i + j]
+  end
+  local sid = redis.call(unpack(args))
+  local action = ARGV[i + pos['action']]
+  local counter = action .. '|' .. ARGV[i + pos['category']] .. '|' .. ARGV[i + pos['group']]
+                  .. '|' .. ARGV[i + pos['site']]
+  local ckey = prefix .. 'count:' .. day
+  redis.call('HINCRBY', ckey, counter, 1)
+  redis.call('EXPIRE', ckey, counters_ttl)
+  if action == 'block' then
+    local tkey = prefix .. 'tophosts:' .. day
+    redis.call('ZINCRBY', tkey, 1, ARGV[i + pos['host']])
+    redis.call('EXPIRE', tkey, counters_ttl)
+    local rkey = prefix .. 'hitref:' .. day
+    redis.call('HSET', rkey, ARGV[i + pos['id']], sid)
+    redis.call('EXPIRE', rkey, ref_ttl)
+  end
+  written = written + 1
+  i = i + nf + 1
+end
+return written
+"""
+
+
+class HitWriter:
+    """Writes batches of hits with :data:`INGEST_SCRIPT`."""
+
+    def __init__(self, redis: Redis, keys: Keys, *, hits_days: int, counters_days: int) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._script = redis.register_script(INGEST_SCRIPT)
+        self._counters_ttl = counters_days * 86400
+        self._ref_ttl = hits_days * 86400
+
+    async def write_batch(self, batch_id: str, hits: Sequence[tuple[str, HitRecord]]) -> int:
+        """Write ``(day, hit)`` pairs; return how many were written (0 if already written)."""
+        args: list[Any] = [self._keys.prefix, BATCH_MARKER_TTL, self._counters_ttl,
+                           self._ref_ttl, len(_FIELDS), *_FIELDS]
+        for day, hit in hits:
+            args.append(day)
+            args.extend(hit.to_fields())
+        result = await self._script(keys=[self._keys.hit_batch(batch_id)], args=args)
+        return max(0, int(result))
+
+
+def encode_batch(batch_id: str, hits: Sequence[tuple[str, HitRecord]]) -> str:
+    """One spool line: the batch id and its hits, as JSON."""
+    return json.dumps({"batch": batch_id,
+                       "hits": [[day, hit.to_fields()] for day, hit in hits]},
+                      separators=(",", ":"))
+
+
+def decode_batch(line: str) -> tuple[str, list[tuple[str, HitRecord]]]:
+    data = json.loads(line)
+    hits = []
+    for day, values in data["hits"]:
+        hits.append((day, HitRecord.from_stream(dict(zip(_FIELDS, values, strict=True)))))
+    return str(data["batch"]), hits
+
+
+def hit_from_entry(fields: dict[Any, Any]) -> HitRecord:
+    decoded = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+               for k, v in fields.items()}
+    return HitRecord.from_stream(decoded)
+
+
+async def find_hit(redis: Redis, keys: Keys, hit_id: str, day: str) -> HitRecord | None:
+    """A blocked hit by its reference id."""
+    stream_id = await redis.hget(keys.hitref(day), hit_id)
+    if stream_id is None:
+        return None
+    entries = await redis.xrange(keys.hits, min=stream_id, max=stream_id, count=1)
+    if not entries:
+        return None
+    return hit_from_entry(dict(entries[0][1] or {}))
+
+
+async def trim_hits(redis: Redis, keys: Keys, older_than_ms: int) -> int:
+    """Delete hits older than the retention limit (XTRIM MINID); return how many went."""
+    return int(await redis.xtrim(keys.hits, minid=f"{older_than_ms}-0", approximate=False))

@@ -1,0 +1,133 @@
+"""The Redis key layout, in one place. Every key starts with the deployment's prefix.
+
+Streams hold append-only facts, hashes and sorted sets hold state and indexes, and a version
+counter plus a pub/sub channel carry policy changes:
+
+======================================  =========  ============================================
+key                                     type       holds
+======================================  =========  ============================================
+``hits``                                stream     one entry per logged request (HitRecord)
+``hitref:<YYYYMMDD>``                   hash       hit id -> stream id, blocked hits only
+``hitbatch:<batch id>``                 string     marks a hit batch as written (exactly once)
+``count:<YYYYMMDD>``                    hash       "action|category|group|site" -> count
+``tophosts:<YYYYMMDD>``                 zset       blocked host -> count
+``policy:version``                      string     integer, bumped on every policy change
+``policy:changed``                      channel    publishes the new version
+``overrides``                           hash       override id -> JSON Override
+``seq:<name>``                          string     id counters
+``user:<name>``                         hash       a user account (UserRecord)
+``users``                               set        every user name
+``token:<sha256>``                      string     a session/bearer token -> user name (TTL)
+``usertokens:<name>``                   set        token digests of a user, for revocation
+``unblock:<id>``                        string     JSON UnblockRequest
+``unblock:index``                       zset       request ids by creation time
+``unblock:open:<user>:<target>``        string     id of the user's open request for a site
+``report:<id>``                         string     JSON AccidentReport
+``report:index``                        zset       report ids by creation time
+``alert:<id>``                          string     JSON Alert
+``alert:index``                         zset       alert ids by creation time
+``alert:group:<user>:<category>``       string     the open alert that groups repeats
+``audit``                               stream     append-only audit log
+``ratelimit:<scope>:<key>``             string     counters with TTL
+``proxy:<instance>``                    hash       a running proxy's heartbeat and version
+======================================  =========  ============================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "esafety:"
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = DEFAULT_PREFIX
+
+    def _k(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    # hits
+    @property
+    def hits(self) -> str:
+        return self._k("hits")
+
+    def hitref(self, day: str) -> str:
+        return self._k("hitref", day)
+
+    def hit_batch(self, batch_id: str) -> str:
+        return self._k("hitbatch", batch_id)
+
+    def day_counts(self, day: str) -> str:
+        return self._k("count", day)
+
+    def top_hosts(self, day: str) -> str:
+        return self._k("tophosts", day)
+
+    # policy
+    @property
+    def policy_version(self) -> str:
+        return self._k("policy", "version")
+
+    @property
+    def policy_channel(self) -> str:
+        return self._k("policy", "changed")
+
+    @property
+    def overrides(self) -> str:
+        return self._k("overrides")
+
+    def sequence(self, name: str) -> str:
+        return self._k("seq", name)
+
+    # accounts
+    def user(self, name: str) -> str:
+        return self._k("user", name)
+
+    @property
+    def users(self) -> str:
+        return self._k("users")
+
+    def token(self, digest: str) -> str:
+        return self._k("token", digest)
+
+    def user_tokens(self, name: str) -> str:
+        return self._k("usertokens", name)
+
+    # workflow records
+    def unblock(self, request_id: str) -> str:
+        return self._k("unblock", request_id)
+
+    @property
+    def unblock_index(self) -> str:
+        return self._k("unblock", "index")
+
+    def unblock_open(self, user: str, target: str) -> str:
+        return self._k("unblock", "open", user, target)
+
+    def report(self, report_id: str) -> str:
+        return self._k("report", report_id)
+
+    @property
+    def report_index(self) -> str:
+        return self._k("report", "index")
+
+    def alert(self, alert_id: str) -> str:
+        return self._k("alert", alert_id)
+
+    @property
+    def alert_index(self) -> str:
+        return self._k("alert", "index")
+
+    def alert_group(self, user: str, category: str) -> str:
+        return self._k("alert", "group", user, category)
+
+    @property
+    def audit(self) -> str:
+        return self._k("audit")
+
+    def rate_limit(self, scope: str, key: str) -> str:
+        return self._k("ratelimit", scope, key)
+
+    def proxy_instance(self, instance: str) -> str:
+        return self._k("proxy", instance)
