@@ -1,0 +1,67 @@
+"""Shared fixtures: a real Redis (``REDIS_URL`` when set, else an embedded redis-server),
+a unique key prefix per test, and the UT1 snapshot or the small fixture tree in its place."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from esafety.embedded_redis import EmbeddedRedis
+from store.keys import Keys
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures"
+SHARED_UT1 = REPO.parent / "shared" / "data" / "ut1"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis: the one at ``REDIS_URL`` if set, else an embedded one for the session."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), persistent=False).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def keys() -> Keys:
+    """A key prefix of its own for each test, so tests never see each other's data."""
+    return Keys(prefix=f"esafety-test-{uuid.uuid4().hex[:10]}:")
+
+
+@pytest.fixture
+async def redis(redis_url: str, keys: Keys) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        async for key in client.scan_iter(match=keys.prefix + "*", count=1000):
+            await client.delete(key)
+        await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def ut1_dir() -> Path:
+    """The shared UT1 snapshot when present, else the small fixture tree shipped in tests/.
+
+    Which one ran is printed in the test summary (see pytest_terminal_summary below)."""
+    if (SHARED_UT1 / "gambling" / "domains").is_file():
+        return SHARED_UT1
+    return FIXTURES / "ut1_mini"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    source = SHARED_UT1 if (SHARED_UT1 / "gambling" / "domains").is_file() else None
+    terminalreporter.write_line(
+        "list data: " + (f"shared UT1 snapshot at {source}" if source else
+                         "shared UT1 snapshot absent; ran on tests/fixtures/ut1_mini"))
