@@ -24,7 +24,7 @@ from categories.list_import import ImportError_, read_source
 from categories.policy import Policy, PolicyError
 from categories.snapshot import ImportReport, SnapshotError
 from categories.validated_yaml import ValidationFailed
-from esafety import __version__
+from esafety import __version__, admin_commands, proxy_commands
 from esafety.instance import Instance
 
 EXIT_OK, EXIT_BLOCKED, EXIT_USAGE = 0, 1, 2
@@ -275,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     cc = config_sub.add_parser("check", help="validate the config file without starting anything")
     cc.set_defaults(handler=cmd_config_check)
 
+    proxy_commands.add_parsers(sub)
+    admin_commands.add_parsers(sub)
     return parser
 
 
