@@ -40,6 +40,8 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "properties": {"proxy": _LISTEN, "admin": _LISTEN},
         },
         "data_dir": {"type": "string"},
+        "admin_public_url": {"type": "string", "pattern": r"^https?://[^\s/]+(/.*)?$",
+                             "description": "an http(s) URL learners' browsers can reach"},
         "redis_url": {"type": ["string", "null"],
                       "pattern": r"^(redis|rediss|unix|redis\+sentinel|rediss\+sentinel)://",
                       "description": "a redis://, rediss://, unix:// or redis+sentinel:// URL"},
@@ -80,15 +82,18 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "items": {
                 "type": "object", "additionalProperties": False, "required": ["cidr", "group"],
                 "properties": {"cidr": {"type": "string"}, "group": _NAME, "site": _NAME,
-                               "name": {"type": "string"}},
+                               "name": {"type": "string"},
+                               "auth": {"enum": ["required", "off"],
+                                        "description": "required (devices here must sign in) "
+                                                       "or off (identified by address)"}},
             },
         },
         "proxy_auth": {
             "type": "object", "additionalProperties": False,
             "properties": {
-                "mode": {"enum": ["off", "optional", "required"],
-                         "description": "off, optional (ask unless the client IP is in a "
-                                        "network range) or required"},
+                "mode": {"enum": ["off", "required"],
+                         "description": "required (devices outside networks marked auth: off "
+                                        "must sign in) or off (identify by network range)"},
                 "realm": {"type": "string"},
                 "cache_seconds": {"type": "integer", "minimum": 0, "maximum": 3600},
             },
@@ -162,6 +167,8 @@ class Network:
     network: ipaddress.IPv4Network | ipaddress.IPv6Network
     group: str
     site: str | None
+    auth: str | None = None
+    """``required``, ``off``, or None to follow ``proxy_auth.mode``."""
 
 
 @dataclass(frozen=True)
@@ -179,6 +186,7 @@ class Config:
     proxy_listen: str = ":8080"
     admin_listen: str = ":8090"
     data_dir: str | None = None
+    admin_public_url: str = "http://127.0.0.1:8090"
     redis_url: str | None = None
     redis_prefix: str = "esafety:"
     timezone: str = DEFAULT_TIMEZONE
@@ -186,7 +194,7 @@ class Config:
     profiles: dict[str, GroupProfile] = field(default_factory=default_profiles)
     unidentified_group: str = "guest"
     networks: tuple[Network, ...] = ()
-    proxy_auth_mode: str = "optional"
+    proxy_auth_mode: str = "off"
     proxy_auth_realm: str = "esafety"
     proxy_auth_cache_seconds: int = 60
     decryption_enabled: bool = True
@@ -258,7 +266,7 @@ def load_config(path: Path | None) -> Config:
         if spec["group"] not in profiles:
             problems.append(_problem(path, text, ["networks", i, "group"],
                                      f"group {spec['group']!r} is not defined under groups"))
-        networks.append(Network(net, spec["group"], spec.get("site")))
+        networks.append(Network(net, spec["group"], spec.get("site"), spec.get("auth")))
     if problems:
         raise ValidationFailed(problems)
     listen = data.get("listen") or {}
@@ -272,6 +280,7 @@ def load_config(path: Path | None) -> Config:
         proxy_listen=listen.get("proxy", ":8080"),
         admin_listen=listen.get("admin", ":8090"),
         data_dir=data.get("data_dir"),
+        admin_public_url=data.get("admin_public_url", "http://127.0.0.1:8090").rstrip("/"),
         redis_url=data.get("redis_url"),
         redis_prefix=data.get("redis_prefix", "esafety:"),
         timezone=timezone,
@@ -279,7 +288,7 @@ def load_config(path: Path | None) -> Config:
         profiles=profiles,
         unidentified_group=unidentified,
         networks=tuple(networks),
-        proxy_auth_mode=auth.get("mode", "optional"),
+        proxy_auth_mode=auth.get("mode", "off"),
         proxy_auth_realm=auth.get("realm", "esafety"),
         proxy_auth_cache_seconds=auth.get("cache_seconds", 60),
         decryption_enabled=decryption.get("enabled", True),

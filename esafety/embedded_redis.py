@@ -6,7 +6,6 @@ directory with AOF ``everysec``, and stops with its parent.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess

@@ -3,7 +3,79 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from esafety.instance import Instance
+
+
+def _parse_mitm_options(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"esafety: --mitm-option needs KEY=VALUE, got {item!r}")
+        out[key] = value
+    return out
+
+
+def cmd_proxy(args: argparse.Namespace, instance: Instance) -> int:
+    from esafety.logs import configure_logging
+    from proxy_addons.runner import WorkerSettings, run_worker
+
+    configure_logging("proxy", instance.config.log_level, instance.config.log_format)
+    settings = WorkerSettings(
+        listen=args.listen or instance.config.proxy_listen,
+        status_listen=None if args.status_listen == "off" else args.status_listen,
+        worker=args.worker_id,
+        scripts=args.script or (),
+        mitm_options=_parse_mitm_options(args.mitm_option or []),
+        reuse_port=args.reuse_port,
+    )
+    return asyncio.run(run_worker(instance, settings))
+
+
+def cmd_ca_export(args: argparse.Namespace, instance: Instance) -> int:
+    from proxy_addons.certificate_authority import export_ca
+
+    written = export_ca(instance, Path(args.out) if args.out else None, args.format)
+    if args.out:
+        sys.stdout.write(f"wrote {written}\n")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace, instance: Instance) -> int:
+    from esafety.supervisor import run_all
+
+    return run_all(instance, proxy_listen=args.proxy_listen, admin_listen=args.admin_listen)
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the proxy's subcommands (handlers import mitmproxy lazily)."""
+    proxy = sub.add_parser("proxy", help="run the filtering proxy")
+    proxy.add_argument("--listen", help="HOST:PORT to listen on (default :8080)")
+    proxy.add_argument("--status-listen", default="127.0.0.1:9180",
+                       help="HOST:PORT for /healthz, /readyz and /metrics ('off' to disable)")
+    proxy.add_argument("--worker-id", default="0", help=argparse.SUPPRESS)
+    proxy.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    proxy.add_argument("--script", action="append", metavar="FILE",
+                       help="extra mitmproxy addon script, as mitmdump -s (repeatable)")
+    proxy.add_argument("--mitm-option", action="append", metavar="KEY=VALUE",
+                       help="set a mitmproxy option, as mitmdump --set (repeatable)")
+    proxy.set_defaults(handler=cmd_proxy)
+
+    up = sub.add_parser("up", help="start everything: Redis (embedded if none is configured), "
+                                   "the proxy and the admin API")
+    up.add_argument("--proxy-listen", help="HOST:PORT for the proxy (default :8080)")
+    up.add_argument("--admin-listen", help="HOST:PORT for the admin API (default :8090)")
+    up.set_defaults(handler=cmd_up)
+
+    ca = sub.add_parser("ca", help="the proxy's certificate authority")
+    ca_sub = ca.add_subparsers(dest="ca_command", required=True, metavar="ACTION")
+    export = ca_sub.add_parser("export", help="write the CA certificate for devices to trust")
+    export.add_argument("--out", help="file to write (default: standard output)")
+    export.add_argument("--format", choices=["pem", "der"], default="pem")
+    export.set_defaults(handler=cmd_ca_export)

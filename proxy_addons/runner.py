@@ -1,0 +1,127 @@
+"""Run one proxy worker: mitmproxy's DumpMaster with the esafety addons, in flow order
+identify → decide/enforce → safe search → search watch → log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mitmproxy import options
+from mitmproxy.tools.dump import DumpMaster
+
+from esafety.instance import Instance
+from proxy_addons.enforce import Enforce
+from proxy_addons.hitlog import HitQueue, Spool
+from proxy_addons.identify import Identify
+from proxy_addons.policy_sync import PolicySync
+from proxy_addons.safe_search import SafeSearch
+from proxy_addons.search_watch import SearchWatch
+from proxy_addons.service import ProxyService
+from store.connection import connect
+from store.hits import HitWriter
+from store.keys import Keys
+
+log = logging.getLogger("esafety.proxy")
+
+
+def split_listen(text: str, default_port: int) -> tuple[str, int]:
+    """``HOST:PORT``, ``:PORT`` or ``[v6]:PORT`` to (host, port); host "" means all."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        return text, default_port
+    host = host.strip("[]")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def ca_dir(instance: Instance) -> Path:
+    return instance.data_dir / "ca"
+
+
+def protect_ca(directory: Path) -> None:
+    """Keep the CA's private key files readable by the owner only."""
+    for path in directory.glob("mitmproxy-*"):
+        if path.suffix in (".pem", ".p12") and "cert" not in path.name:
+            path.chmod(0o600)
+    directory.chmod(0o700)
+
+
+@dataclass
+class WorkerSettings:
+    listen: str = ":8080"
+    status_listen: str | None = "127.0.0.1:9180"
+    worker: str = "0"
+    scripts: Sequence[str] = ()
+    mitm_options: dict[str, str] = field(default_factory=dict)
+    reuse_port: bool = False
+
+
+async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
+    config = instance.config
+    data_dir = instance.ensure_data_dir()
+    keys = Keys(config.redis_prefix)
+    redis = connect(instance.redis_url) if instance.redis_url else None
+    if redis is None:
+        log.warning("no Redis configured: filtering works, but hits are only spooled locally "
+                    "and overrides are not applied")
+    writer = (HitWriter(redis, keys, hits_days=config.retention_hits_days,
+                        counters_days=config.retention_counters_days) if redis else None)
+    spool = Spool(data_dir / "spool" / f"hits-{settings.worker}.log")
+    hits = HitQueue(spool, writer.write_batch if writer else None,
+                    worker_id=f"{os.uname().nodename}-{settings.worker}")
+    identify = Identify(config, redis, keys)
+    policy_sync = PolicySync(instance, redis, keys)
+    enforce = Enforce(config, identify, policy_sync, hits)
+    status = (split_listen(settings.status_listen, 9180) if settings.status_listen else None)
+    service = ProxyService(policy_sync, hits, enforce, identify, status, settings.worker)
+
+    host, port = split_listen(settings.listen, 8080)
+    confdir = ca_dir(instance)
+    confdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    opts = options.Options(listen_host=host, listen_port=port, confdir=str(confdir))
+    master = DumpMaster(opts, with_termlog=False, with_dumper=False)
+    master.addons.add(  # type: ignore[no-untyped-call]
+                      identify, policy_sync, enforce,
+                      SafeSearch(config.safe_search, config.youtube_restrict),
+                      SearchWatch(tuple(config.alerts.get("prevent_watch_terms", [])), enforce),
+                      service)
+    updates: dict[str, object] = {
+        "connection_strategy": "lazy",
+        "block_global": False,
+        "scripts": list(settings.scripts),
+    }
+    updates.update(settings.mitm_options)
+    opts.update(**updates)  # type: ignore[no-untyped-call]
+    if settings.reuse_port:
+        _enable_reuse_port()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, master.shutdown)
+    try:
+        await master.run()
+    finally:
+        protect_ca(confdir)
+        if redis is not None:
+            await redis.aclose()
+    return 0
+
+
+def _enable_reuse_port() -> None:
+    """Let several workers bind the same port (the kernel spreads connections)."""
+    import socket
+
+    original = socket.socket.bind
+
+    def bind(self: socket.socket, address: object) -> None:
+        if self.family in (socket.AF_INET, socket.AF_INET6) and self.type == socket.SOCK_STREAM:
+            self.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        original(self, address)  # type: ignore[arg-type]
+
+    socket.socket.bind = bind  # type: ignore[method-assign,assignment]

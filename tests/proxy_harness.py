@@ -1,0 +1,267 @@
+"""Real components for proxy tests: loopback HTTP/HTTPS origins, a real ``esafety proxy``
+process, and clients (curl, raw sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trustme
+import yaml
+from aiohttp import web
+
+REPO = Path(__file__).resolve().parent.parent
+ADDONS = REPO / "tests" / "addons"
+PROXY_LISTS = REPO / "tests" / "fixtures" / "proxy_lists"
+
+ORIGIN_NAMES = [
+    "origin.test", "www.origin.test", "allowed.test", "mixed-content.test", "casino-royale.test",
+    "friendface.test", "www.friendface.test", "mybank.test", "hatesite.test",
+    "doh.known-resolver.test", "doh.unknown-resolver.test", "dns.other-resolver.test",
+    "www.google.com", "google.com", "www.google.co.uk", "www.bing.com", "duckduckgo.com",
+    "www.youtube.com", "youtube.com", "front.test", "warez-site.test", "localhost",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _echo(request: web.Request) -> web.Response:
+    body = await request.read()
+    return web.json_response({
+        "method": request.method,
+        "host": request.host,
+        "path": request.path,
+        "query": request.query_string,
+        "headers": dict(request.headers),
+        "body_length": len(body),
+    })
+
+
+@dataclass
+class Origins:
+    """An HTTP and an HTTPS echo server on loopback; the HTTPS one has a certificate from a
+    test CA for every name the tests use."""
+
+    ca: trustme.CA
+    ca_file: Path
+    http_port: int
+    https_port: int
+    _loop: asyncio.AbstractEventLoop
+    _thread: threading.Thread
+    _runner: web.AppRunner
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+def start_origins(directory: Path) -> Origins:
+    ca = trustme.CA()
+    ca_file = directory / "origin-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    server_cert = ca.issue_cert(*ORIGIN_NAMES)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_cert.configure_cert(context)
+    context.set_alpn_protocols(["http/1.1"])
+    http_port, https_port = free_port(), free_port()
+    loop = asyncio.new_event_loop()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", _echo)
+    runner = web.AppRunner(app, access_log=None)
+    ready = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+
+        async def setup() -> None:
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", http_port).start()
+            await web.TCPSite(runner, "127.0.0.1", https_port, ssl_context=context).start()
+
+        loop.run_until_complete(setup())
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    ready.wait(10)
+    return Origins(ca, ca_file, http_port, https_port, loop, thread, runner)
+
+
+@dataclass
+class ProxyProcess:
+    """A real ``esafety proxy`` subprocess with its own data directory and config."""
+
+    data_dir: Path
+    config_file: Path
+    redis_url: str | None
+    origins: Origins
+    port: int = field(default_factory=free_port)
+    status_port: int = field(default_factory=free_port)
+    clock_file: Path | None = None
+    process: subprocess.Popen[bytes] | None = None
+    log_file: Path | None = None
+
+    @property
+    def proxy_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.data_dir / "ca" / "mitmproxy-ca-cert.pem"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.pop("ESAFETY_CONFIG", None)
+        env["ESAFETY_TEST_PORTS"] = f"80={self.origins.http_port},443={self.origins.https_port}"
+        if self.redis_url:
+            env["ESAFETY_REDIS_URL"] = self.redis_url
+        else:
+            env.pop("ESAFETY_REDIS_URL", None)
+        if self.clock_file is not None:
+            env["ESAFETY_TEST_CLOCK_FILE"] = str(self.clock_file)
+        return env
+
+    def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "esafety.cli", "--config", str(self.config_file),
+             "--data-dir", str(self.data_dir), *args],
+            input=stdin, capture_output=True, text=True, env=self.env(), timeout=120)
+
+    def start(self, timeout: float = 30.0) -> ProxyProcess:
+        scripts = ["--script", str(ADDONS / "host_map.py")]
+        if self.clock_file is not None:
+            scripts += ["--script", str(ADDONS / "fake_clock.py")]
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_file = self.data_dir / f"proxy-{self.port}.log"
+        log = self.log_file.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "esafety.cli", "--config", str(self.config_file),
+             "--data-dir", str(self.data_dir), "proxy", "--listen", f"127.0.0.1:{self.port}",
+             "--status-listen", f"127.0.0.1:{self.status_port}", *scripts,
+             "--mitm-option", f"ssl_verify_upstream_trusted_ca={self.origins.ca_file}"],
+            env=self.env(), stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"proxy exited: {self.log_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(
+                        f"http://127.0.0.1:{self.status_port}/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"proxy did not start: {self.log_text()[-3000:]}")
+
+    def log_text(self) -> str:
+        return self.log_file.read_text(errors="replace") if self.log_file else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def status(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.status_port}{path}",
+                                        timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+
+def write_config(path: Path, prefix: str, **overrides: Any) -> Path:
+    config: dict[str, Any] = {
+        "centre_id": "test-centre",
+        "redis_prefix": prefix,
+        "admin_public_url": "http://admin.test:8090",
+        "proxy_auth": {"mode": "off"},
+        "decryption": {"safe_search": True, "youtube_restrict": "strict"},
+        "logging": {"format": "text", "level": "info"},
+    }
+    config.update(overrides)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@dataclass
+class CurlResult:
+    exit_code: int
+    status: int
+    body: str
+    headers: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def curl(proxy: ProxyProcess, url: str, *args: str, user: tuple[str, str] | None = None,
+         cacert: Path | None = None, timeout: float = 15) -> CurlResult:
+    """curl through the proxy; trusts the esafety CA unless ``cacert`` says otherwise."""
+    cmd = ["curl", "-sS", "--max-time", str(timeout), "-x", proxy.proxy_url, "-D", "-",
+           "-o", "-", "-w", "\n__STATUS__%{http_code}", "--cacert", str(cacert or proxy.ca_cert),
+           "--noproxy", "", url, *args]
+    if user is not None:
+        cmd += ["--proxy-user", f"{user[0]}:{user[1]}"]
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    done = subprocess.run(cmd, capture_output=True, env=env, timeout=timeout + 5)
+    stdout = done.stdout.decode("utf-8", "replace")
+    out, _, status = stdout.rpartition("\n__STATUS__")
+    headers, _, body = out.partition("\r\n\r\n")
+    while body.startswith("HTTP/"):  # the CONNECT response comes first for HTTPS
+        headers, _, body = body.partition("\r\n\r\n")
+    return CurlResult(done.returncode, int(status or 0), body, headers,
+                      done.stderr.decode("utf-8", "replace"))
+
+
+@contextmanager
+def raw_connection(proxy: ProxyProcess, timeout: float = 10) -> Iterator[socket.socket]:
+    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=timeout)
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+def read_response_head(sock: socket.socket) -> str:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode("latin-1")
+
+
+def basic(user: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()
