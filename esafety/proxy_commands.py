@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +28,15 @@ def cmd_proxy(args: argparse.Namespace, instance: Instance) -> int:
     from proxy_addons.runner import WorkerSettings, run_worker
 
     configure_logging("proxy", instance.config.log_level, instance.config.log_format)
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    if workers < 1:
+        raise SystemExit("esafety: --workers must be at least 1")
+    if workers > 1:
+        from esafety.supervisor import run_proxy_workers
+
+        return run_proxy_workers(instance, workers, listen=args.listen, status_listen=
+                                 None if args.status_listen == "off" else args.status_listen,
+                                 extra=_worker_passthrough(args))
     settings = WorkerSettings(
         listen=args.listen or instance.config.proxy_listen,
         status_listen=None if args.status_listen == "off" else args.status_listen,
@@ -36,6 +46,15 @@ def cmd_proxy(args: argparse.Namespace, instance: Instance) -> int:
         reuse_port=args.reuse_port,
     )
     return asyncio.run(run_worker(instance, settings))
+
+
+def _worker_passthrough(args: argparse.Namespace) -> list[str]:
+    extra: list[str] = []
+    for script in args.script or ():
+        extra += ["--script", script]
+    for option in args.mitm_option or ():
+        extra += ["--mitm-option", option]
+    return extra
 
 
 def cmd_ca_export(args: argparse.Namespace, instance: Instance) -> int:
@@ -59,6 +78,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     proxy.add_argument("--listen", help="HOST:PORT to listen on (default :8080)")
     proxy.add_argument("--status-listen", default="127.0.0.1:9180",
                        help="HOST:PORT for /healthz, /readyz and /metrics ('off' to disable)")
+    proxy.add_argument("--workers", type=int, metavar="N",
+                       help="worker processes sharing the port (default: one per core)")
     proxy.add_argument("--worker-id", default="0", help=argparse.SUPPRESS)
     proxy.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     proxy.add_argument("--script", action="append", metavar="FILE",

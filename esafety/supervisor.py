@@ -97,6 +97,26 @@ def esafety_argv(instance: Instance, *args: str) -> list[str]:
     return argv + list(args)
 
 
+def run_proxy_workers(instance: Instance, workers: int, *, listen: str | None,
+                      status_listen: str | None, extra: Sequence[str] = ()) -> int:
+    """N proxy workers on one port (SO_REUSEPORT); worker i answers status on port + i."""
+    from proxy_addons.certificate_authority import load_or_create_ca
+    from proxy_addons.runner import split_listen
+
+    load_or_create_ca(instance)  # once, before the workers race to create it
+    children = []
+    status_host, status_port = split_listen(status_listen, 9180) if status_listen else ("", 0)
+    for index in range(workers):
+        args = ["proxy", "--workers", "1", "--worker-id", str(index), "--reuse-port"]
+        if listen:
+            args += ["--listen", listen]
+        args += ["--status-listen",
+                 f"{status_host}:{status_port + index}" if status_listen else "off"]
+        children.append(Child(f"proxy worker {index}", esafety_argv(instance, *args, *extra),
+                              dict(os.environ)))
+    return Supervisor(children).run()
+
+
 def run_all(instance: Instance, *, proxy_listen: str | None, admin_listen: str | None) -> int:
     from esafety.logs import configure_logging
 

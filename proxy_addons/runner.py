@@ -10,6 +10,7 @@ import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mitmproxy import options
 from mitmproxy.tools.dump import DumpMaster
@@ -114,14 +115,15 @@ async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
 
 
 def _enable_reuse_port() -> None:
-    """Let several workers bind the same port (the kernel spreads connections)."""
-    import socket
+    """Let several workers listen on one port; the kernel spreads connections between them.
 
-    original = socket.socket.bind
+    mitmproxy has no option for SO_REUSEPORT, and it creates its listening sockets with
+    ``asyncio.start_server``; in a worker process that call defaults to ``reuse_port=True``.
+    """
+    original = asyncio.start_server
 
-    def bind(self: socket.socket, address: object) -> None:
-        if self.family in (socket.AF_INET, socket.AF_INET6) and self.type == socket.SOCK_STREAM:
-            self.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        original(self, address)  # type: ignore[arg-type]
+    async def start_server(*args: Any, **kwargs: Any) -> asyncio.Server:
+        kwargs.setdefault("reuse_port", True)
+        return await original(*args, **kwargs)
 
-    socket.socket.bind = bind  # type: ignore[method-assign,assignment]
+    asyncio.start_server = start_server

@@ -65,7 +65,7 @@ class ProxyService:
 
     def ready(self) -> tuple[bool, list[str]]:
         problems = []
-        if not self.policy_sync.redis_ok:
+        if not self.policy_sync.redis_ok or not self.hits.redis_ok:
             problems.append("redis unreachable: policy held in memory, hits spooled")
         if self.hits.spool.error:
             problems.append(f"hit spool not writable: {self.hits.spool.error}")

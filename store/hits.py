@@ -8,6 +8,7 @@ after an outage (or a retry after a lost reply) is recognised and not written tw
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,7 +25,9 @@ _FIELDS = HitRecord.field_names()
 _POS = {name: i for i, name in enumerate(_FIELDS)}
 
 # KEYS[1]: batch marker. ARGV: prefix, marker ttl, counters ttl, hitref ttl, field count,
-# field names..., then each hit's day followed by its values.
+# field names..., then each hit's day followed by its values. ARGV[6 + nf] is the retention
+# horizon (a stream id in ms): XADD trims older entries approximately as it goes, and
+# trim_hits() removes the rest exactly.
 INGEST_SCRIPT = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) == false then return -1 end
 local prefix = ARGV[1]
@@ -36,11 +39,12 @@ for j = 1, nf do names[j] = ARGV[5 + j] end
 local pos = {}
 for j = 1, nf do pos[names[j]] = j end
 local stream = prefix .. 'hits'
-local i = 6 + nf
+local minid = ARGV[6 + nf]
+local i = 7 + nf
 local written = 0
 while i <= #ARGV do
   local day = ARGV[i]
-  local args = {'XADD', stream, '*'}
+  local args = {'XADD', stream, 'MINID', '~', minid, '*'}
   for j = 1, nf do
     args[#args + 1] = names[j]
     args[#args + 1] = ARGV[i + j]
@@ -79,8 +83,9 @@ class HitWriter:
 
     async def write_batch(self, batch_id: str, hits: Sequence[tuple[str, HitRecord]]) -> int:
         """Write ``(day, hit)`` pairs; return how many were written (0 if already written)."""
+        horizon_ms = int((time.time() - self._ref_ttl) * 1000)
         args: list[Any] = [self._keys.prefix, BATCH_MARKER_TTL, self._counters_ttl,
-                           self._ref_ttl, len(_FIELDS), *_FIELDS]
+                           self._ref_ttl, len(_FIELDS), *_FIELDS, horizon_ms]
         for day, hit in hits:
             args.append(day)
             args.extend(hit.to_fields())

@@ -157,7 +157,7 @@ class ProxyProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "esafety.cli", "--config", str(self.config_file),
              "--data-dir", str(self.data_dir), "proxy", "--listen", f"127.0.0.1:{self.port}",
-             "--status-listen", f"127.0.0.1:{self.status_port}", *scripts,
+             "--status-listen", f"127.0.0.1:{self.status_port}", "--workers", "1", *scripts,
              "--mitm-option", f"ssl_verify_upstream_trusted_ca={self.origins.ca_file}"],
             env=self.env(), stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
