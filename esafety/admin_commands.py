@@ -3,7 +3,49 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+from store.records import ROLES
+
+
+def _lazy(name: str) -> Any:
+    """A handler that imports ``admin_api.user_commands`` (and aiohttp) only when run."""
+    def run(args: argparse.Namespace, instance: Any) -> int:
+        from admin_api import user_commands
+        handler = getattr(user_commands, name)
+        result: int = handler(args, instance)
+        return result
+    return run
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the admin API's subcommands (handlers import aiohttp lazily)."""
+    admin = sub.add_parser("admin", help="run the admin API (default :8090, under /api/v1)")
+    admin.add_argument("--listen", metavar="HOST:PORT",
+                       help="address to listen on (default: listen.admin in the config, :8090)")
+    admin.set_defaults(handler=_lazy("cmd_admin"))
+
+    users = sub.add_parser("users", help="manage user accounts")
+    users_sub = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    add = users_sub.add_parser("add", help="create a user")
+    add.add_argument("name")
+    add.add_argument("--role", choices=ROLES, default="learner")
+    add.add_argument("--group", help="filtering group (default: learner for learners, else staff)")
+    add.add_argument("--display-name")
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the password from the first line of stdin (default: generate "
+                          "one and print it once)")
+    add.set_defaults(handler=_lazy("cmd_users_add"))
+    imp = users_sub.add_parser("import", help="create users from a CSV file (username, "
+                               "password, role, group)")
+    imp.add_argument("file")
+    imp.set_defaults(handler=_lazy("cmd_users_import"))
+    lst = users_sub.add_parser("list", help="list users")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(handler=_lazy("cmd_users_list"))
+    dis = users_sub.add_parser("disable", help="disable a user and end their sessions")
+    dis.add_argument("name")
+    dis.set_defaults(handler=_lazy("cmd_users_disable"))
+    rev = users_sub.add_parser("revoke-tokens", help="end all of a user's sessions")
+    rev.add_argument("name")
+    rev.set_defaults(handler=_lazy("cmd_users_revoke"))

@@ -37,7 +37,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "centre_id": {**_NAME, "description": "the centre or site id stamped on every hit"},
         "listen": {
             "type": "object", "additionalProperties": False,
-            "properties": {"proxy": _LISTEN, "admin": _LISTEN},
+            "properties": {"proxy": _LISTEN, "admin": _LISTEN, "proxy_status": _LISTEN},
         },
         "data_dir": {"type": "string"},
         "admin_public_url": {"type": "string", "pattern": r"^https?://[^\s/]+(/.*)?$",
@@ -185,6 +185,7 @@ class Config:
     centre_id: str = "main"
     proxy_listen: str = ":8080"
     admin_listen: str = ":8090"
+    proxy_status_listen: str = "127.0.0.1:9180"
     data_dir: str | None = None
     admin_public_url: str = "http://127.0.0.1:8090"
     redis_url: str | None = None
@@ -279,6 +280,7 @@ def load_config(path: Path | None) -> Config:
         centre_id=data.get("centre_id", "main"),
         proxy_listen=listen.get("proxy", ":8080"),
         admin_listen=listen.get("admin", ":8090"),
+        proxy_status_listen=listen.get("proxy_status", "127.0.0.1:9180"),
         data_dir=data.get("data_dir"),
         admin_public_url=data.get("admin_public_url", "http://127.0.0.1:8090").rstrip("/"),
         redis_url=data.get("redis_url"),

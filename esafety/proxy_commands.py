@@ -35,17 +35,22 @@ def cmd_proxy(args: argparse.Namespace, instance: Instance) -> int:
         from esafety.supervisor import run_proxy_workers
 
         return run_proxy_workers(instance, workers, listen=args.listen, status_listen=
-                                 None if args.status_listen == "off" else args.status_listen,
+                                 _status_listen(args, instance),
                                  extra=_worker_passthrough(args))
     settings = WorkerSettings(
         listen=args.listen or instance.config.proxy_listen,
-        status_listen=None if args.status_listen == "off" else args.status_listen,
+        status_listen=_status_listen(args, instance),
         worker=args.worker_id,
         scripts=args.script or (),
         mitm_options=_parse_mitm_options(args.mitm_option or []),
         reuse_port=args.reuse_port,
     )
     return asyncio.run(run_worker(instance, settings))
+
+
+def _status_listen(args: argparse.Namespace, instance: Instance) -> str | None:
+    value: str = args.status_listen or instance.config.proxy_status_listen
+    return None if value == "off" else value
 
 
 def _worker_passthrough(args: argparse.Namespace) -> list[str]:
@@ -76,8 +81,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     """Register the proxy's subcommands (handlers import mitmproxy lazily)."""
     proxy = sub.add_parser("proxy", help="run the filtering proxy")
     proxy.add_argument("--listen", help="HOST:PORT to listen on (default :8080)")
-    proxy.add_argument("--status-listen", default="127.0.0.1:9180",
-                       help="HOST:PORT for /healthz, /readyz and /metrics ('off' to disable)")
+    proxy.add_argument("--status-listen",
+                       help="HOST:PORT for /healthz, /readyz and /metrics, +1 per worker "
+                            "('off' to disable; default 127.0.0.1:9180)")
     proxy.add_argument("--workers", type=int, metavar="N",
                        help="worker processes sharing the port (default: one per core)")
     proxy.add_argument("--worker-id", default="0", help=argparse.SUPPRESS)

@@ -288,3 +288,29 @@ def test_required_auth_challenges_with_407(tmp_path: Path, redis_url: str, origi
         assert signed_in.status == 200
     finally:
         second.stop()
+
+
+def test_ca_is_private_offered_at_mitm_it_and_exported(proxy: ProxyProcess) -> None:
+    ca_dir = proxy.data_dir / "ca"
+    key_file = ca_dir / "mitmproxy-ca.pem"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert ca_dir.stat().st_mode & 0o777 == 0o700
+    exported = proxy.cli("ca", "export")
+    assert exported.returncode == 0
+    assert exported.stdout.startswith("-----BEGIN CERTIFICATE-----")
+    assert "PRIVATE KEY" not in exported.stdout
+    assert exported.stdout.strip() == proxy.ca_cert.read_text().strip()
+    onboarding = curl(proxy, "http://mitm.it/cert/pem")
+    assert onboarding.status == 200
+    assert onboarding.body.strip() == proxy.ca_cert.read_text().strip()
+
+
+def test_bare_ip_addresses_are_blocked_for_learners_but_not_staff(proxy: ProxyProcess) -> None:
+    for url in ("http://127.0.0.2/", "http://2130706434/", "http://0x7f.0.0.2/"):
+        result = curl(proxy, url)
+        assert result.status == 403 and "Bare IP addresses" in result.body, url
+    with raw_connection(proxy) as sock:
+        sock.sendall(b"CONNECT 127.0.0.2:443 HTTP/1.1\r\nHost: 127.0.0.2:443\r\n\r\n")
+        assert read_response_head(sock).startswith("HTTP/1.1 403")
+    staff = curl(proxy, "http://127.0.0.2/ok", user=("staff1", PASSWORD))
+    assert staff.status == 200
