@@ -117,8 +117,9 @@ def import_path(instance: Instance, path: Path, source: str | None, list_name: s
     chosen = ListFormat(fmt) if fmt and fmt != "squidguard" else None
     imported = read_source(path, list_name=list_name, fmt=chosen)
     if source is None:
-        stem = path.name.split(".")[0] if path.is_file() else path.resolve().name
-        source = stem if len(imported) > 1 or path.is_dir() else "local"
+        # One source per file or tree: a shared default would make each import of another
+        # file silently drop the lists imported from the previous one.
+        source = path.name.split(".")[0] if path.is_file() else path.resolve().name
     store = instance.list_store
     instance.ensure_data_dir()
     reports = store.stage(source, imported, origin or str(path), categories)
@@ -232,6 +233,29 @@ def cmd_config_check(args: argparse.Namespace, instance: Instance) -> int:
     return EXIT_OK
 
 
+def _local_url(listen: str, path: str) -> str:
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return f"http://{host if ':' not in host else f'[{host}]'}:{port}{path}"
+
+
+def cmd_healthcheck(args: argparse.Namespace, instance: Instance) -> int:
+    """Exit 0 when the local service answers /healthz (for container health checks)."""
+    listen = (instance.config.proxy_status_listen if args.service == "proxy"
+              else instance.config.admin_listen)
+    url = args.url or _local_url(listen, "/healthz")
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as response:  # noqa: S310
+            healthy = response.status == 200
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"esafety: {args.service} is not healthy at {url}: {exc}\n")
+        return EXIT_BLOCKED
+    sys.stdout.write(f"{args.service}: {'healthy' if healthy else 'unhealthy'}\n")
+    return EXIT_OK if healthy else EXIT_BLOCKED
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="esafety", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"esafety {__version__}")
@@ -274,6 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     cc = config_sub.add_parser("check", help="validate the config file without starting anything")
     cc.set_defaults(handler=cmd_config_check)
+
+    health = sub.add_parser("healthcheck", help="check that a local service answers /healthz")
+    health.add_argument("service", choices=["proxy", "admin"])
+    health.add_argument("--url", help="the /healthz URL (default: from the config)")
+    health.add_argument("--timeout", type=float, default=4.0)
+    health.set_defaults(handler=cmd_healthcheck)
 
     proxy_commands.add_parsers(sub)
     admin_commands.add_parsers(sub)

@@ -83,7 +83,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "type": "object", "additionalProperties": False, "required": ["cidr", "group"],
                 "properties": {"cidr": {"type": "string"}, "group": _NAME, "site": _NAME,
                                "name": {"type": "string"},
-                               "auth": {"enum": ["required", "off"],
+                               "auth": {"enum": ["required", "off", True, False],
                                         "description": "required (devices here must sign in) "
                                                        "or off (identified by address)"}},
             },
@@ -91,7 +91,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "proxy_auth": {
             "type": "object", "additionalProperties": False,
             "properties": {
-                "mode": {"enum": ["off", "required"],
+                "mode": {"enum": ["off", "required", True, False],
                          "description": "required (devices outside networks marked auth: off "
                                         "must sign in) or off (identify by network range)"},
                 "realm": {"type": "string"},
@@ -105,7 +105,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "inspect_hosts": {"type": "array", "items": {"type": "string"}},
                 "never_decrypt_hosts": {"type": "array", "items": {"type": "string"}},
                 "safe_search": {"type": "boolean"},
-                "youtube_restrict": {"enum": ["strict", "moderate", "off"]},
+                "youtube_restrict": {"enum": ["strict", "moderate", "off", False]},
             },
         },
         "logging": {
@@ -213,6 +213,17 @@ class Config:
     list_sources: tuple[ListSource, ...] = ()
 
 
+def _on_off(value: object, default: str) -> str:
+    """YAML reads a bare ``off`` as false and ``on`` as true; accept both spellings."""
+    if value is None:
+        return default
+    if value is True:
+        return "required"
+    if value is False:
+        return "off"
+    return str(value)
+
+
 def _problem(path: Path, text: str, keys: list[str | int], message: str) -> SchemaProblem:
     dotted = ".".join(str(k) for k in keys)
     return SchemaProblem(str(path), line_of_field(text, keys), dotted, message)
@@ -267,7 +278,8 @@ def load_config(path: Path | None) -> Config:
         if spec["group"] not in profiles:
             problems.append(_problem(path, text, ["networks", i, "group"],
                                      f"group {spec['group']!r} is not defined under groups"))
-        networks.append(Network(net, spec["group"], spec.get("site"), spec.get("auth")))
+        auth_mode = _on_off(spec.get("auth"), "") or None
+        networks.append(Network(net, spec["group"], spec.get("site"), auth_mode))
     if problems:
         raise ValidationFailed(problems)
     listen = data.get("listen") or {}
@@ -290,14 +302,15 @@ def load_config(path: Path | None) -> Config:
         profiles=profiles,
         unidentified_group=unidentified,
         networks=tuple(networks),
-        proxy_auth_mode=auth.get("mode", "off"),
+        proxy_auth_mode=_on_off(auth.get("mode"), "off"),
         proxy_auth_realm=auth.get("realm", "esafety"),
         proxy_auth_cache_seconds=auth.get("cache_seconds", 60),
         decryption_enabled=decryption.get("enabled", True),
         inspect_hosts=tuple(decryption.get("inspect_hosts", [])),
         never_decrypt_hosts=tuple(decryption.get("never_decrypt_hosts", [])),
         safe_search=decryption.get("safe_search", True),
-        youtube_restrict=decryption.get("youtube_restrict", "moderate"),
+        youtube_restrict=("off" if decryption.get("youtube_restrict") is False
+                          else decryption.get("youtube_restrict", "moderate")),
         log_allowed=logging_cfg.get("log_allowed", False),
         log_level=logging_cfg.get("level", "info"),
         log_format=logging_cfg.get("format", "json"),
