@@ -1,0 +1,191 @@
+"""Operations: config errors name their key, several workers share a port, a killed worker
+loses no hits, and a graceful stop flushes the hit queue."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis as sync_redis
+
+from store.keys import Keys
+from tests.proxy_harness import PROXY_LISTS, Origins, curl, free_port, start_origins, write_config
+from tests.proxy_harness import ProxyProcess as _ProxyProcess
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def origins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Origins]:
+    servers = start_origins(tmp_path_factory.mktemp("origins"))
+    yield servers
+    servers.stop()
+
+
+def esafety(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "esafety.cli", *args], capture_output=True,
+                          text=True, env=env, timeout=60)
+
+
+def test_config_errors_name_the_key_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "esafety.yaml"
+    bad.write_text(
+        "centre_id: main\n"
+        "proxy_auth:\n"
+        "  mode: sometimes\n"
+        "networks:\n"
+        "  - {cidr: 10.0.0.0/33, group: learner}\n"
+        "retention:\n"
+        "  hits_days: forever\n"
+        "colour: blue\n")
+    result = esafety("--config", str(bad), "config", "check")
+    assert result.returncode == 2
+    assert f"{bad}:3: proxy_auth.mode: must be one of: off, required" in result.stderr
+    assert f"{bad}:7: retention.hits_days: must be of type integer" in result.stderr
+    assert f"{bad}:8: colour: is not a known field" in result.stderr
+    # Structurally valid but wrong in meaning: the address range and an unknown group.
+    bad.write_text("networks:\n  - {cidr: 10.0.0.0/33, group: learner}\n"
+                   "  - {cidr: 10.1.0.0/24, group: visitors}\n")
+    result = esafety("--config", str(bad), "config", "check")
+    assert result.returncode == 2
+    assert "networks.0.cidr: '10.0.0.0/33' is not an address range" in result.stderr
+    assert "networks.1.group: group 'visitors' is not defined under groups" in result.stderr
+    # A group that names a category that does not exist, or tries to allow an illegal list.
+    bad.write_text("groups:\n  staff:\n    allow: [child_abuse]\n")
+    result = esafety("--config", str(bad), "config", "check")
+    assert result.returncode == 2 and "child_abuse" in result.stderr
+    good = tmp_path / "good.yaml"
+    good.write_text((REPO / "esafety.example.yaml").read_text())
+    assert esafety("--config", str(good), "config", "check").returncode == 0
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
+                         text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def _hit_ids(url: str, keys: Keys) -> list[str]:
+    client = sync_redis.Redis.from_url(url, decode_responses=True)
+    try:
+        return [f["id"].lower() for _i, f in client.xrange(keys.hits)]
+    finally:
+        client.close()
+
+
+def test_killing_a_worker_loses_no_hits(tmp_path: Path, redis_url: str, origins: Origins,
+                                        keys: Keys) -> None:
+    config = write_config(tmp_path / "esafety.yaml", keys.prefix,
+                          networks=[{"cidr": "127.0.0.0/8", "group": "learner"}])
+    proxy = _ProxyProcess(tmp_path / "data", config, redis_url, origins)
+    assert proxy.cli("lists", "import", str(PROXY_LISTS), "--source", "f").returncode == 0
+    status = free_port()
+    while not all(_free(status + i) for i in range(2)):
+        status = free_port()
+    env = proxy.env()
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "esafety.cli", "--config", str(config), "--data-dir",
+         str(proxy.data_dir), "proxy", "--workers", "2", "--listen", f"127.0.0.1:{proxy.port}",
+         "--status-listen", f"127.0.0.1:{status}",
+         "--script", str(REPO / "tests" / "addons" / "host_map.py"),
+         "--mitm-option", f"ssl_verify_upstream_trusted_ca={origins.ca_file}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        n = 0
+        while not stop.is_set() and n < 400:
+            result = curl(proxy, f"http://casino-royale.test/{n}", timeout=5)
+            if result.status == 403:
+                seen.append(result.headers.lower().split("x-esafety-hit-id: ")[1].split()[0])
+            n += 1
+
+    try:
+        deadline = time.monotonic() + 30
+        while not (_healthy(status) and _healthy(status + 1)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _healthy(status) and _healthy(status + 1)
+        workers = _children(supervisor.pid)
+        assert len(workers) == 2
+        thread = threading.Thread(target=traffic)
+        thread.start()
+        time.sleep(1.5)
+        os.kill(workers[0], signal.SIGKILL)  # mid-traffic, mid-batch
+        time.sleep(1.5)
+        stop.set()
+        thread.join(60)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(_children(supervisor.pid)) < 2:
+            time.sleep(0.2)
+        restarted = _children(supervisor.pid)
+        assert len(restarted) == 2 and workers[0] not in restarted  # the supervisor restarted it
+        deadline = time.monotonic() + 20
+        stored: list[str] = []
+        while time.monotonic() < deadline:
+            stored = _hit_ids(redis_url, keys)
+            if set(seen) <= set(stored):
+                break
+            time.sleep(0.3)
+        assert len(seen) > 20
+        assert set(seen) <= set(stored), f"lost {len(set(seen) - set(stored))} of {len(seen)}"
+        assert len(stored) == len(set(stored))  # none doubled
+    finally:
+        stop.set()
+        supervisor.terminate()
+        supervisor.wait(30)
+    assert supervisor.returncode == 0
+    assert _children(supervisor.pid) == []
+
+
+def _free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_graceful_stop_flushes_the_hit_queue(tmp_path: Path, redis_url: str,
+                                              origins: Origins) -> None:
+    keys = Keys(prefix=f"esafety-test-{uuid.uuid4().hex[:8]}:")
+    config = write_config(tmp_path / "esafety.yaml", keys.prefix,
+                          networks=[{"cidr": "127.0.0.0/8", "group": "learner"}])
+    proxy = _ProxyProcess(tmp_path / "data", config, redis_url, origins)
+    assert proxy.cli("lists", "import", str(PROXY_LISTS), "--source", "f").returncode == 0
+    proxy.start()
+    seen = []
+    for n in range(20):
+        result = curl(proxy, f"http://bet-now.test/{n}")
+        seen.append(result.headers.lower().split("x-esafety-hit-id: ")[1].split()[0])
+    assert proxy.process is not None
+    proxy.process.send_signal(signal.SIGTERM)
+    proxy.process.wait(20)
+    assert proxy.process.returncode == 0
+    assert sorted(_hit_ids(redis_url, keys)) == sorted(seen)
+    spool = proxy.data_dir / "spool" / "hits-0.log"
+    assert spool.stat().st_size == 0
+    client = sync_redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=keys.prefix + "*"):
+        client.delete(key)
+    client.close()
