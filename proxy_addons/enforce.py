@@ -11,6 +11,7 @@ untouched, and its certificate is the origin's own.
 
 from __future__ import annotations
 
+import json
 import logging
 import weakref
 from collections.abc import Callable, MutableMapping
@@ -36,6 +37,9 @@ _DOH_CONTENT_TYPES = ("application/dns-message", "application/dns-json")
 _DOH_PATHS = ("/dns-query", "/resolve")
 _DOH_NAME_PREFIXES = ("dns.", "doh.", "dns-over-https.", "dot.")
 ONBOARDING_HOST = "mitm.it"
+PROBE_HOST = "esafety-proxy.invalid"
+"""The proxy answers ``http://esafety-proxy.invalid/status`` itself. The ``.invalid`` name never
+resolves, so a browser that gets an answer is on the centre proxy (the extension's test)."""
 
 
 @dataclass
@@ -182,11 +186,24 @@ class Enforce:
                     plan.decrypt = True
         data.ignore_connection = not plan.decrypt
 
+    def _answer_probe(self, flow: http.HTTPFlow) -> None:
+        identity = identity_of(flow) or self._fallback(flow)
+        body = {"proxy": "esafety", "centre": self.config.centre_id, "site": identity.site,
+                "user": identity.user, "group": identity.group,
+                "identified_by": identity.source}
+        flow.response = http.Response.make(
+            200, json.dumps(body).encode(),
+            {"Content-Type": "application/json", "Cache-Control": "no-store",
+             "Access-Control-Allow-Origin": "*"})
+
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None or flow.request.method == "CONNECT":
             return
         request = flow.request
         if request.host == ONBOARDING_HOST:
+            return
+        if request.host == PROBE_HOST:
+            self._answer_probe(flow)
             return
         self.requests += 1
         plan = self.tunnels.get(flow.client_conn)

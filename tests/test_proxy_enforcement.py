@@ -313,3 +313,12 @@ def test_bare_ip_addresses_are_blocked_for_learners_but_not_staff(proxy: ProxyPr
         assert read_response_head(sock).startswith("HTTP/1.1 403")
     staff = curl(proxy, "http://127.0.0.2/ok", user=("staff1", PASSWORD))
     assert staff.status == 200
+
+
+def test_the_proxy_answers_its_probe_with_who_is_browsing(proxy: ProxyProcess) -> None:
+    result = curl(proxy, "http://esafety-proxy.invalid/status", user=("learner1", PASSWORD))
+    assert result.status == 200
+    assert result.json() == {"proxy": "esafety", "centre": "test-centre", "site": "test-wifi",
+                             "user": "learner1", "group": "learner", "identified_by": "auth"}
+    anonymous = curl(proxy, "http://esafety-proxy.invalid/status").json()
+    assert anonymous["user"] is None and anonymous["identified_by"] == "network"
