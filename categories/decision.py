@@ -23,6 +23,10 @@ class Rule(StrEnum):
     TIME_WINDOW = "time-window"
     IP_LITERAL = "ip-literal"
     DEFAULT = "default"
+    LOOKALIKE = "look-alike"
+    """An international name that imitates a listed name (homoglyphs)."""
+    WATCH_LIST = "watch-list"
+    """A search matched the Prevent watch list (logged and alerted, not blocked)."""
     INVALID_URL = "invalid-url"
 
 

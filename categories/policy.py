@@ -24,6 +24,7 @@ from categories.decision import Action, Decision, Rule
 from categories.definitions import Category, CategoryKind, CategorySet
 from categories.domain_index import DomainIndex, IndexMatch, ListInfo, build_index, host_key
 from categories.list_formats import EntryKind
+from categories.lookalikes import ascii_lookalike
 from categories.overrides import Override, OverrideSet
 from categories.profiles import (
     DEFAULT_TIMEZONE,
@@ -47,6 +48,8 @@ class _Hit(NamedTuple):
     match: IndexMatch | None
     """None for a verdict from a content classifier."""
     source: ListInfo | None
+    lookalike: bool = False
+    """The match is on the ASCII name this host imitates, not on the host itself."""
 
 
 def _severity_order(hit: _Hit) -> int:
@@ -172,6 +175,8 @@ class Policy:
                 for m in index.lookup(rev, url.path):
                     source = index.lists[m.list_id]
                     hits.extend(_Hit(c, m, source) for c in feeds[m.list_id])
+        if "xn--" in host and not any(h.category.kind is CategoryKind.BLOCK for h in hits):
+            hits.extend(self._lookalike_hits(host, url.path))
         for category_id in verdicts:
             category = self.categories.get(category_id)
             if category is not None:
@@ -185,6 +190,19 @@ class Policy:
                 return Decision(Action.ALLOW, Rule.DEFAULT, host, _NO_RULE_BLOCKS)
             return self._default(url, profile, ())
         return self._resolve(url, profile, hits, override, at)
+
+    def _lookalike_hits(self, host: str, path: str) -> list[_Hit]:
+        imitated = ascii_lookalike(host)
+        if imitated is None:
+            return []
+        rev = host_key(imitated)
+        found = []
+        for index, feeds in self._indexes:
+            if index.host_has_entries(rev):
+                for m in index.lookup(rev, path):
+                    found.extend(_Hit(c, m, index.lists[m.list_id], True)
+                                 for c in feeds[m.list_id] if c.kind is CategoryKind.BLOCK)
+        return found
 
     def _resolve(self, url: CanonicalURL, profile: GroupProfile, hits: list[_Hit],
                  override: Override | None, at: datetime | None) -> Decision:
@@ -236,8 +254,11 @@ class Policy:
                                               f"{category.title} is allowed for the "
                                               f"{profile.name} group during {active}.")
                     continue
-            rule = Rule.CATEGORY if hit.match is not None else Rule.CONTENT_VERDICT
-            return self._from_hit(Action.BLOCK, rule, url, hit, all_ids, no_decrypt)
+            rule = (Rule.LOOKALIKE if hit.lookalike else
+                    Rule.CATEGORY if hit.match is not None else Rule.CONTENT_VERDICT)
+            reason = (f"{category.reason} This address imitates {hit.match.entry}."
+                      if hit.lookalike and hit.match is not None else None)
+            return self._from_hit(Action.BLOCK, rule, url, hit, all_ids, no_decrypt, reason)
         if permitted is not None:
             hit, rule, reason = permitted
             return self._from_hit(Action.ALLOW, rule, url, hit, all_ids, no_decrypt, reason)
