@@ -26,6 +26,7 @@ from categories.snapshot import ImportReport, SnapshotError
 from categories.validated_yaml import ValidationFailed
 from esafety import __version__, admin_commands, proxy_commands
 from esafety.instance import Instance
+from store.keys import Keys
 
 EXIT_OK, EXIT_BLOCKED, EXIT_USAGE = 0, 1, 2
 
@@ -233,6 +234,60 @@ def cmd_config_check(args: argparse.Namespace, instance: Instance) -> int:
     return EXIT_OK
 
 
+def _store_client(instance: Instance) -> Any:
+    from store.connection import connect
+
+    if instance.redis_url is None:
+        raise UsageError("no Redis configured: give --redis-url, ESAFETY_REDIS_URL or redis_url")
+    return connect(instance.redis_url)
+
+
+def cmd_backup(args: argparse.Namespace, instance: Instance) -> int:
+    import asyncio
+
+    from esafety.backup import BackupError, backup
+
+    async def run() -> int:
+        client = _store_client(instance)
+        try:
+            summary = await backup(client, instance.config.redis_prefix, Path(args.out),
+                                   include_hits=args.include_hits)
+        except BackupError as exc:
+            raise UsageError(str(exc)) from exc
+        finally:
+            await client.aclose()
+        kinds = ", ".join(f"{n} {t}" for t, n in sorted(summary.by_type.items()))
+        sys.stdout.write(f"backed up {summary.keys} keys ({kinds}) to {args.out}; "
+                         f"{summary.skipped} left out (tokens, markers"
+                         f"{'' if args.include_hits else ', raw hits'})\n")
+        return EXIT_OK
+
+    return asyncio.run(run())
+
+
+def cmd_restore(args: argparse.Namespace, instance: Instance) -> int:
+    import asyncio
+
+    from esafety.backup import BackupError, restore
+
+    async def run() -> int:
+        client = _store_client(instance)
+        try:
+            summary = await restore(client, instance.config.redis_prefix, Path(args.file),
+                                    force=args.force)
+            from store.policy_state import bump_version
+
+            await bump_version(client, Keys(instance.config.redis_prefix))
+        except BackupError as exc:
+            raise UsageError(str(exc)) from exc
+        finally:
+            await client.aclose()
+        sys.stdout.write(f"restored {summary.keys} keys from {args.file}\n")
+        return EXIT_OK
+
+    return asyncio.run(run())
+
+
 def _local_url(listen: str, path: str) -> str:
     host, _, port = listen.rpartition(":")
     host = host.strip("[]")
@@ -298,6 +353,16 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     cc = config_sub.add_parser("check", help="validate the config file without starting anything")
     cc.set_defaults(handler=cmd_config_check)
+
+    bk = sub.add_parser("backup", help="back up Redis data (users, requests, overrides, audit)")
+    bk.add_argument("--out", required=True, help="backup file to write (gzip JSON lines)")
+    bk.add_argument("--include-hits", action="store_true",
+                    help="also back up raw hits (personal data: mind the retention policy)")
+    bk.set_defaults(handler=cmd_backup)
+    rs = sub.add_parser("restore", help="restore a backup into an empty Redis")
+    rs.add_argument("file")
+    rs.add_argument("--force", action="store_true", help="overwrite keys that already exist")
+    rs.set_defaults(handler=cmd_restore)
 
     health = sub.add_parser("healthcheck", help="check that a local service answers /healthz")
     health.add_argument("service", choices=["proxy", "admin"])
