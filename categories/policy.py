@@ -196,7 +196,7 @@ class Policy:
         if imitated is None:
             return []
         rev = host_key(imitated)
-        found = []
+        found: list[_Hit] = []
         for index, feeds in self._indexes:
             if index.host_has_entries(rev):
                 for m in index.lookup(rev, path):
@@ -256,9 +256,9 @@ class Policy:
                     continue
             rule = (Rule.LOOKALIKE if hit.lookalike else
                     Rule.CATEGORY if hit.match is not None else Rule.CONTENT_VERDICT)
-            reason = (f"{category.reason} This address imitates {hit.match.entry}."
-                      if hit.lookalike and hit.match is not None else None)
-            return self._from_hit(Action.BLOCK, rule, url, hit, all_ids, no_decrypt, reason)
+            imitation = (f"{category.reason} This address imitates {hit.match.entry}."
+                         if hit.lookalike and hit.match is not None else None)
+            return self._from_hit(Action.BLOCK, rule, url, hit, all_ids, no_decrypt, imitation)
         if permitted is not None:
             hit, rule, reason = permitted
             return self._from_hit(Action.ALLOW, rule, url, hit, all_ids, no_decrypt, reason)

@@ -57,8 +57,8 @@ async def _dump_key(redis: Redis, key: str) -> dict[str, Any] | None:
     elif kind == "list":
         record["value"] = await redis.lrange(key, 0, -1)
     elif kind == "stream":
-        entries = []
-        last = "-"
+        entries: list[list[Any]] = []
+        last: str = "-"
         while True:
             batch = await redis.xrange(key, min=last, count=5000)
             if last != "-" and batch and batch[0][0] == last:
@@ -66,7 +66,7 @@ async def _dump_key(redis: Redis, key: str) -> dict[str, Any] | None:
             if not batch:
                 break
             entries.extend([entry_id, fields] for entry_id, fields in batch)
-            last = batch[-1][0]
+            last = str(batch[-1][0])
         record["value"] = entries
     else:
         return None  # a key that vanished between SCAN and TYPE
