@@ -32,14 +32,51 @@ _CONFUSABLES: dict[str, str] = {
     "ȥ": "z", "ß": "ss", "æ": "ae", "œ": "oe",
 }
 _TABLE = str.maketrans(_CONFUSABLES)
+# Letters that imitate more than one Latin letter. IDNA maps the lunate sigma (ϲ, like "c")
+# to σ, which also passes for "o": both readings are tried.
+_AMBIGUOUS: dict[str, str] = {"σ": "co", "ϲ": "co", "г": "rl", "п": "nh"}
+MAX_CANDIDATES = 32
+
+
+def _fold(name: str) -> str:
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    return "".join(c for c in unicodedata.normalize("NFD", folded)
+                   if unicodedata.category(c) != "Mn")
 
 
 def skeleton(name: str) -> str:
     """The ASCII look-alike of a Unicode host name, or the name unchanged when it has none."""
-    folded = unicodedata.normalize("NFKC", name).casefold()
-    stripped = "".join(c for c in unicodedata.normalize("NFD", folded)
-                       if unicodedata.category(c) != "Mn")
-    return stripped.translate(_TABLE)
+    return _fold(name).translate(_TABLE)
+
+
+def skeletons(name: str) -> list[str]:
+    """Every ASCII reading of a name whose letters imitate more than one Latin letter."""
+    readings = [""]
+    for char in _fold(name):
+        alternatives = _AMBIGUOUS.get(char)
+        if alternatives is None:
+            replacement = char.translate(_TABLE)
+            readings = [r + replacement for r in readings]
+        elif len(readings) * len(alternatives) <= MAX_CANDIDATES:
+            readings = [r + a for r in readings for a in alternatives]
+        else:
+            readings = [r + alternatives[0] for r in readings]
+    return readings
+
+
+def ascii_lookalikes(host: str) -> list[str]:
+    """For a canonical host with punycode labels, the ASCII names it may imitate."""
+    if "xn--" not in host:
+        return []
+    labels = []
+    for label in host.split("."):
+        if label.startswith("xn--"):
+            try:
+                label = label.encode("ascii").decode("idna")
+            except UnicodeError:
+                return []
+        labels.append(label)
+    return [c for c in skeletons(".".join(labels)) if c != host and c.isascii()]
 
 
 def ascii_lookalike(host: str) -> str | None:

@@ -24,7 +24,7 @@ from categories.decision import Action, Decision, Rule
 from categories.definitions import Category, CategoryKind, CategorySet
 from categories.domain_index import DomainIndex, IndexMatch, ListInfo, build_index, host_key
 from categories.list_formats import EntryKind
-from categories.lookalikes import ascii_lookalike
+from categories.lookalikes import ascii_lookalikes
 from categories.overrides import Override, OverrideSet
 from categories.profiles import (
     DEFAULT_TIMEZONE,
@@ -37,6 +37,17 @@ from categories.profiles import (
 from categories.urlnorm import CanonicalURL, HostKind, URLError, canonical_url
 
 _NO_RULE_BLOCKS = "No rule blocks this site."
+# The hot path's constants: an enum member read from its class costs more than a global.
+_NAME = HostKind.NAME
+_ALLOW = Action.ALLOW
+_BLOCK = Action.BLOCK
+_KIND_ALLOW = CategoryKind.ALLOW
+_KIND_BLOCK = CategoryKind.BLOCK
+_KIND_NEUTRAL = CategoryKind.NEUTRAL
+_RULE_DEFAULT = Rule.DEFAULT
+_tuple_new = tuple.__new__
+_DECISION_DEFAULTS = Decision(_ALLOW, _RULE_DEFAULT, "", "")[4:]
+"""Every field of a Decision after ``reason``, at its default."""
 
 
 class PolicyError(ValueError):
@@ -54,6 +65,11 @@ class _Hit(NamedTuple):
 
 def _severity_order(hit: _Hit) -> int:
     return -hit.category.severity.rank
+
+
+# ``X.__new__(X, ...)`` is exactly ``X(...)`` for these NamedTuples, at half the cost.
+_new_hit = _Hit.__new__
+_new_decision = Decision.__new__
 
 
 def curated_index(categories: CategorySet) -> tuple[DomainIndex, list[tuple[Category, ...]]]:
@@ -168,13 +184,13 @@ class Policy:
                                    "to be safe.", severity="high")
         profile = self.profiles.get(group, self._strictest) if group else self._strictest
         host = url.host
-        rev = host[::-1] + "."  # categories.domain_index.host_key, inlined on the hot path
         hits: list[_Hit] = []
         for index, feeds in self._indexes:
-            if index._hosts_prefixes(rev):
-                for m in index.lookup(rev, url.path):
+            if index._covers(host):  # certain when False; most hosts stop here
+                # host[::-1] + "." is categories.domain_index.host_key, inlined on the hot path.
+                for m in index._lookup(host[::-1] + ".", url.path):
                     source = index.lists[m.list_id]
-                    hits.extend(_Hit(c, m, source) for c in feeds[m.list_id])
+                    hits.extend([_new_hit(_Hit, c, m, source) for c in feeds[m.list_id]])
         if "xn--" in host and not any(h.category.kind is CategoryKind.BLOCK for h in hits):
             hits.extend(self._lookalike_hits(host, url.path))
         for category_id in verdicts:
@@ -186,22 +202,22 @@ class Policy:
             when = at or datetime.now(UTC)
             override = self.overrides.find(host, url.path, user, group, when.timestamp())
         if not hits and override is None:
-            if url.host_kind is HostKind.NAME and not profile.block_uncategorised:
-                return Decision(Action.ALLOW, Rule.DEFAULT, host, _NO_RULE_BLOCKS)
+            if url.host_kind is _NAME and not profile.block_uncategorised:
+                # Decision(Action.ALLOW, Rule.DEFAULT, host, _NO_RULE_BLOCKS), built directly.
+                return _tuple_new(Decision, (_ALLOW, _RULE_DEFAULT, host, _NO_RULE_BLOCKS)
+                                  + _DECISION_DEFAULTS)
             return self._default(url, profile, ())
         return self._resolve(url, profile, hits, override, at)
 
     def _lookalike_hits(self, host: str, path: str) -> list[_Hit]:
-        imitated = ascii_lookalike(host)
-        if imitated is None:
-            return []
-        rev = host_key(imitated)
         found: list[_Hit] = []
-        for index, feeds in self._indexes:
-            if index.host_has_entries(rev):
-                for m in index.lookup(rev, path):
-                    found.extend(_Hit(c, m, index.lists[m.list_id], True)
-                                 for c in feeds[m.list_id] if c.kind is CategoryKind.BLOCK)
+        for imitated in ascii_lookalikes(host):
+            rev = host_key(imitated)
+            for index, feeds in self._indexes:
+                if index.host_has_entries(rev):
+                    for m in index.lookup(rev, path):
+                        found.extend(_Hit(c, m, index.lists[m.list_id], True)
+                                     for c in feeds[m.list_id] if c.kind is CategoryKind.BLOCK)
         return found
 
     def _resolve(self, url: CanonicalURL, profile: GroupProfile, hits: list[_Hit],
@@ -230,13 +246,13 @@ class Policy:
                     safeguarding_alert=action is Action.BLOCK and any(
                         h.category.safeguarding_alert for h in hits),
                     no_decrypt=no_decrypt, override_id=override.id)
-        allows = [h for h in hits if h.category.kind is CategoryKind.ALLOW]
+        allows = [h for h in hits if h.category.kind is _KIND_ALLOW]
         if allows:
             return self._from_hit(Action.ALLOW, Rule.ALLOW_LIST, url, allows[0], all_ids,
                                   no_decrypt)
         blocking = sorted(
-            (h for h in hits if h.category.kind is CategoryKind.BLOCK
-             or (h.category.kind is CategoryKind.NEUTRAL and h.category.id in profile.block)),
+            (h for h in hits if h.category.kind is _KIND_BLOCK
+             or (h.category.kind is _KIND_NEUTRAL and h.category.id in profile.block)),
             key=_severity_order)
         permitted: tuple[_Hit, Rule, str] | None = None
         for hit in blocking:
@@ -258,7 +274,7 @@ class Policy:
                     Rule.CATEGORY if hit.match is not None else Rule.CONTENT_VERDICT)
             imitation = (f"{category.reason} This address imitates {hit.match.entry}."
                          if hit.lookalike and hit.match is not None else None)
-            return self._from_hit(Action.BLOCK, rule, url, hit, all_ids, no_decrypt, imitation)
+            return self._from_hit(_BLOCK, rule, url, hit, all_ids, no_decrypt, imitation)
         if permitted is not None:
             hit, rule, reason = permitted
             return self._from_hit(Action.ALLOW, rule, url, hit, all_ids, no_decrypt, reason)
@@ -285,9 +301,9 @@ class Policy:
                   ) -> Decision:
         category = hit.category
         match = hit.match
-        return Decision(
-            action, rule, url.host,
-            reason or (category.reason if action is Action.BLOCK else
+        return _new_decision(
+            Decision, action, rule, url.host,
+            reason or (category.reason if action is _BLOCK else
                        f"{category.title}: {category.description}"),
             category=category.id,
             category_title=category.title,
@@ -296,6 +312,6 @@ class Policy:
             line=(match.line or None) if match else None,
             categories=all_ids,
             severity=category.severity.value,
-            safeguarding_alert=action is Action.BLOCK and category.safeguarding_alert,
+            safeguarding_alert=action is _BLOCK and category.safeguarding_alert,
             no_decrypt=no_decrypt,
         )

@@ -3,6 +3,7 @@ a unique key prefix per test, and the UT1 snapshot or the small fixture tree in 
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -60,8 +61,25 @@ def ut1_dir() -> Path:
     return FIXTURES / "ut1_mini"
 
 
+SECURITY_FIGURES: dict[str, str] = {}
+"""Figures that security tests report (evasion cases, fuzz inputs, outage losses, matrix
+cells), printed at the end of the run and written to artifacts/security-figures.json."""
+
+
+@pytest.fixture(scope="session")
+def security_figures() -> dict[str, str]:
+    return SECURITY_FIGURES
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     source = SHARED_UT1 if (SHARED_UT1 / "gambling" / "domains").is_file() else None
     terminalreporter.write_line(
         "list data: " + (f"shared UT1 snapshot at {source}" if source else
                          "shared UT1 snapshot absent; ran on tests/fixtures/ut1_mini"))
+    if SECURITY_FIGURES:
+        terminalreporter.section("security figures")
+        for name, figure in sorted(SECURITY_FIGURES.items()):
+            terminalreporter.write_line(f"{name}: {figure}")
+        out = REPO / "artifacts" / "security-figures.json"
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(json.dumps(SECURITY_FIGURES, indent=2, sort_keys=True))
