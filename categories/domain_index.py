@@ -18,11 +18,12 @@ Why this shape (measured in ``bench/matcher.py``):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import mmap
 import sys
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -31,7 +32,13 @@ import marisa_trie
 
 from categories.list_formats import EntryKind
 
+try:  # the C host filter (optional: without it every lookup asks the trie)
+    from categories import _urlfast
+except ImportError:  # pragma: no cover - exercised where no compiler was available
+    _urlfast = None  # type: ignore[assignment]
+
 URL_FLAG = 0x8000
+_DOMAIN = EntryKind.DOMAIN
 _COMBO_MASK = 0x7FFF
 _URL_BOUNDARIES = frozenset("/?&;#")
 FORMAT_VERSION = 1
@@ -57,6 +64,10 @@ class IndexMatch(NamedTuple):
     entry: str
     """The matched entry: a domain, or ``host/path`` for a URL entry."""
     kind: EntryKind
+
+
+# ``IndexMatch.__new__(IndexMatch, ...)`` is exactly ``IndexMatch(...)``, at half the cost.
+_new_match = IndexMatch.__new__
 
 
 class _Builder:
@@ -117,6 +128,7 @@ class DomainIndex:
         url_line: Any,
         url_extras: dict[int, list[list[int]]],
         keepalive: list[Any] | None = None,
+        host_filter: Any = None,
     ) -> None:
         self.lists = lists
         self.combos = combos
@@ -130,6 +142,20 @@ class DomainIndex:
         self._url_extras = url_extras
         self._keepalive = keepalive or []
         self._hosts_prefixes = hosts.prefixes
+        self._host_filter = host_filter
+        self._covers = self._make_cover_test(host_filter)
+
+    def _make_cover_test(self, host_filter: Any) -> Callable[[str], bool]:
+        """``covers(host)``: False when no entry covers the canonical host (certain), True when
+        one may. The C host filter answers most hosts without a trie query; without it (no
+        compiler, an old snapshot, a filter of another version) the trie answers."""
+        if host_filter is not None and _urlfast is not None:
+            try:
+                return _urlfast.HostFilter(host_filter).may_match
+            except ValueError:
+                pass
+        prefixes = self._hosts_prefixes
+        return lambda host: bool(prefixes(host[::-1] + "."))
 
     @property
     def host_count(self) -> int:
@@ -156,14 +182,23 @@ class DomainIndex:
         """All entries that cover the host (given as :func:`host_key`) and path."""
         if not self._hosts_prefixes(rev_key):
             return []
+        return self._lookup(rev_key, path)
+
+    def _lookup(self, rev_key: str, path: str) -> list[IndexMatch]:
+        """:meth:`lookup` without its quick exit, for callers that checked :attr:`_covers`."""
         out: list[IndexMatch] = []
         for prefix, kid in self._hosts.iter_prefixes_with_ids(rev_key):
-            flagged = self._host_combo[kid] & URL_FLAG
-            payload = self._payload(kid, self._host_combo, self._host_line, self._host_extras)
-            if payload:
+            combo = self._host_combo[kid]
+            list_ids = self.combos[combo & _COMBO_MASK]
+            # What _payload gives, inlined (the hot path of a listed host).
+            if len(list_ids) == 1:
+                out.append(_new_match(IndexMatch, list_ids[0], self._host_line[kid],
+                                      prefix[-2::-1], _DOMAIN))
+            elif list_ids:
                 entry = prefix[-2::-1]
-                out.extend(IndexMatch(lid, line, entry, EntryKind.DOMAIN) for lid, line in payload)
-            if flagged:
+                out.extend([_new_match(IndexMatch, lid, line, entry, _DOMAIN)
+                            for lid, line in self._host_extras[kid]])
+            if combo & URL_FLAG:
                 out.extend(self._lookup_urls(prefix, path))
         return out
 
@@ -207,11 +242,14 @@ def build_index(lists: list[ListInfo], entries: Iterable[tuple[int, EntryKind, s
     h_trie, h_combo, h_line, h_extras = hosts.freeze(combos)
     u_trie, u_combo, u_line, u_extras = urls.freeze(combos)
     combo_list = [c for c, _ in sorted(combos.items(), key=lambda kv: kv[1])]
+    host_filter = _urlfast.filter_build(h_trie.iterkeys(), len(h_trie)) if _urlfast else None
     return DomainIndex(lists, combo_list, h_trie, h_combo, h_line, h_extras,
-                       u_trie, u_combo, u_line, u_extras)
+                       u_trie, u_combo, u_line, u_extras, host_filter=host_filter)
 
 
 _FILES = ("hosts.marisa", "hosts.combo", "hosts.line", "urls.marisa", "urls.combo", "urls.line")
+_FILTER_FILE = "hosts.filter"
+"""Optional: a snapshot compiled without the C extension has none, and its lookups ask the trie."""
 
 
 def save_index(index: DomainIndex, directory: Path, extra_meta: dict[str, Any]) -> None:
@@ -224,6 +262,10 @@ def save_index(index: DomainIndex, directory: Path, extra_meta: dict[str, Any]) 
         if sys.byteorder != "little":
             data.byteswap()
         (directory / name).write_bytes(data.tobytes())
+    files: tuple[str, ...] = _FILES
+    if index._host_filter is not None:
+        (directory / _FILTER_FILE).write_bytes(index._host_filter)
+        files = (*_FILES, _FILTER_FILE)
     meta = {
         "format": FORMAT_VERSION,
         "lists": [{"name": li.name, "source": li.source} for li in index.lists],
@@ -232,6 +274,8 @@ def save_index(index: DomainIndex, directory: Path, extra_meta: dict[str, Any]) 
         "url_extras": {str(k): v for k, v in index._url_extras.items()},
         "hosts": index.host_count,
         "urls": index.url_count,
+        # A corrupt file of the right size would otherwise load and match wrongly.
+        "sha256": {name: _file_digest(directory / name) for name in files},
         **extra_meta,
     }
     (directory / "index.json").write_text(json.dumps(meta, separators=(",", ":")))
@@ -239,6 +283,11 @@ def save_index(index: DomainIndex, directory: Path, extra_meta: dict[str, Any]) 
 
 class IndexLoadError(RuntimeError):
     """A snapshot on disk is missing, incomplete or inconsistent."""
+
+
+def _file_digest(path: Path) -> str:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _mapped_array(path: Path, typecode: str, count: int, keepalive: list[Any]) -> Any:
@@ -267,6 +316,8 @@ def load_index(directory: Path) -> tuple[DomainIndex, dict[str, Any]]:
         for name in _FILES:
             if not (directory / name).is_file():
                 raise IndexLoadError(f"snapshot file {name} is missing")
+            if _file_digest(directory / name) != meta["sha256"][name]:
+                raise IndexLoadError(f"snapshot file {name} is corrupt (checksum mismatch)")
         hosts = marisa_trie.Trie()
         hosts.mmap(str(directory / "hosts.marisa"))
         urls = marisa_trie.Trie()
@@ -274,6 +325,14 @@ def load_index(directory: Path) -> tuple[DomainIndex, dict[str, Any]]:
         if len(hosts) != meta["hosts"] or len(urls) != meta["urls"]:
             raise IndexLoadError("trie sizes do not match the snapshot's metadata")
         keepalive: list[Any] = [hosts, urls]
+        host_filter = None
+        if _FILTER_FILE in meta["sha256"]:
+            filter_path = directory / _FILTER_FILE
+            if _file_digest(filter_path) != meta["sha256"][_FILTER_FILE]:
+                raise IndexLoadError(f"snapshot file {_FILTER_FILE} is corrupt (checksum mismatch)")
+            with filter_path.open("rb") as fh:
+                host_filter = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            keepalive.append(host_filter)
         index = DomainIndex(
             lists=[ListInfo(li["name"], li["source"]) for li in meta["lists"]],
             combos=[tuple(c) for c in meta["combos"]],
@@ -286,6 +345,7 @@ def load_index(directory: Path) -> tuple[DomainIndex, dict[str, Any]]:
             url_line=_mapped_array(directory / "urls.line", "I", len(urls), keepalive),
             url_extras={int(k): v for k, v in meta["url_extras"].items()},
             keepalive=keepalive,
+            host_filter=host_filter,
         )
     except IndexLoadError:
         raise

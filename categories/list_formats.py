@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from categories.urlnorm import URLError, canonical_host, canonical_url
+from categories.urlnorm import HostKind, URLError, canonical_host, canonical_host_with_kind, canonical_url
 
 
 class ListFormat(StrEnum):
@@ -163,8 +163,10 @@ def parse_hosts(lines: Iterable[str]) -> ParseResult:
             result.reject(number, text, "hosts line needs an address and a name")
             continue
         try:
-            canonical_host(fields[0])
+            is_address = canonical_host_with_kind(fields[0])[1] is not HostKind.NAME
         except URLError:
+            is_address = False
+        if not is_address:
             result.reject(number, text, "hosts line does not start with an IP address")
             continue
         names = [n for n in fields[1:] if n.lower() not in _HOSTS_IGNORED_NAMES]

@@ -204,8 +204,8 @@ class Policy:
         if not hits and override is None:
             if url.host_kind is _NAME and not profile.block_uncategorised:
                 # Decision(Action.ALLOW, Rule.DEFAULT, host, _NO_RULE_BLOCKS), built directly.
-                return _tuple_new(Decision, (_ALLOW, _RULE_DEFAULT, host, _NO_RULE_BLOCKS)
-                                  + _DECISION_DEFAULTS)
+                return _tuple_new(Decision, (_ALLOW, _RULE_DEFAULT, host, _NO_RULE_BLOCKS,
+                                             *_DECISION_DEFAULTS))
             return self._default(url, profile, ())
         return self._resolve(url, profile, hits, override, at)
 

@@ -188,7 +188,10 @@ class ListStore:
                 list_ids[(manifest["source"], item["file"])] = len(lists)
                 lists.append(ListInfo(item["name"], f"{manifest['source']}/{item['file']}"))
         index = build_index(lists, self._staged_entries(list_ids))
-        version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid() % 10000:04d}"
+        # Unique and in time order, even for several compiles within one second.
+        now = time.time_ns()
+        version = (time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 10**9))
+                   + f".{now % 10**9:09d}Z-{os.getpid() % 10000:04d}")
         self.snapshots_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.snapshots_dir / f".{version}.tmp"
         if tmp.exists():

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import unquote
@@ -88,6 +89,18 @@ def canonical_url(target: str, default_scheme: str = "http") -> CanonicalURL:
 
     Raises :class:`URLError` when the input is not a URL (the policy blocks those).
     """
+    url = _fast_canonical_url(target)
+    if url is not None:
+        return url
+    return _canonical_url_general(target, default_scheme)
+
+
+def _canonical_url_fast_py(target: str) -> CanonicalURL | None:
+    """The fast path for the ordinary shape of URL, or None when the general parser must run.
+
+    ``categories._urlfast`` (an optional C extension) implements exactly this function; the
+    equivalence tests in ``tests/test_urlfast_equivalence.py`` hold the two together.
+    """
     m = _FAST_URL.match(target)
     if m is not None and len(target) <= MAX_URL_LENGTH:
         scheme, host, port_text, path, query = m.groups()
@@ -103,7 +116,18 @@ def canonical_url(target: str, default_scheme: str = "http") -> CanonicalURL:
             if query:
                 path = f"{path}?{query.lower()}"
             return CanonicalURL(scheme, host, port, path)
-    return _canonical_url_general(target, default_scheme)
+    return None
+
+
+try:  # the C fast path, built by ``pip install`` when a compiler is present
+    from categories import _urlfast
+except ImportError:  # pragma: no cover - exercised where no compiler was available
+    _urlfast = None  # type: ignore[assignment]
+if _urlfast is not None:
+    _urlfast.configure(CanonicalURL, URLError, HostKind.NAME)
+    _fast_canonical_url: Callable[[str], CanonicalURL | None] = _urlfast.canonical_fast
+else:  # pragma: no cover
+    _fast_canonical_url = _canonical_url_fast_py
 
 
 def _canonical_url_general(target: str, default_scheme: str) -> CanonicalURL:
@@ -179,7 +203,10 @@ def canonical_host_with_kind(text: str) -> tuple[str, HostKind]:
     for _ in range(_MAX_DECODE_ROUNDS):
         if "%" not in host:
             break
-        host = unquote(host, errors="strict")
+        try:
+            host = unquote(host, errors="strict")
+        except UnicodeDecodeError as exc:
+            raise URLError("percent-encoded host is not valid UTF-8") from exc
     if "%" in host:
         raise URLError("host still percent-encoded after repeated decoding")
     # Full stops in other scripts (。．｡) separate labels too, as in browsers.
