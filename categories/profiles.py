@@ -22,12 +22,15 @@ class TimeWindow:
     end: time
 
     def contains(self, local: datetime) -> bool:
-        if local.weekday() not in self.days:
-            return False
+        """True inside the window. ``days`` are the days a window *starts*: an overnight
+        window (22:00-02:00) that starts on Sunday still holds at 01:00 on Monday."""
         now = local.time().replace(tzinfo=None)
+        day = local.weekday()
         if self.start <= self.end:
-            return self.start <= now < self.end
-        return now >= self.start or now < self.end
+            return day in self.days and self.start <= now < self.end
+        if now >= self.start:
+            return day in self.days
+        return now < self.end and (day - 1) % 7 in self.days
 
 
 def parse_days(spec: str | list[str]) -> frozenset[int]:

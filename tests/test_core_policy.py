@@ -392,3 +392,16 @@ def test_profiles_that_contradict_the_definitions_are_refused(
         kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(PolicyError, match=message):
         make_policy(**kwargs)
+
+
+def test_overnight_windows_belong_to_the_day_they_start() -> None:
+    from datetime import datetime, time
+
+    from categories.profiles import TimeWindow, parse_days
+
+    weekend_nights = TimeWindow("late", parse_days("sat-sun"), time(22, 0), time(2, 0))
+    assert weekend_nights.contains(datetime(2026, 11, 28, 23, 0))      # Saturday 23:00
+    assert weekend_nights.contains(datetime(2026, 11, 29, 1, 0))       # Sunday 01:00 (Sat night)
+    assert weekend_nights.contains(datetime(2026, 11, 30, 1, 0))       # Monday 01:00 (Sun night)
+    assert not weekend_nights.contains(datetime(2026, 11, 28, 1, 0))   # Saturday 01:00 (Fri night)
+    assert not weekend_nights.contains(datetime(2026, 11, 30, 23, 0))  # Monday 23:00
