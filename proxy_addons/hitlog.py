@@ -50,7 +50,10 @@ class SpoolState:
 def read_spool(path: Path) -> SpoolState:
     """Parse a spool file into undelivered batches and unbatched hits."""
     state = SpoolState()
-    if not path.exists():
+    if not path.is_file():
+        if path.exists():
+            # A warning, not an error: mitmproxy stops on errors logged during start-up.
+            log.warning("spool %s is not a regular file: nothing to replay from it", path)
         return state
     batches: dict[str, list[tuple[str, HitRecord]]] = {}
     order: list[str] = []

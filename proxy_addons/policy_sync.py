@@ -53,7 +53,9 @@ class PolicySync:
         try:
             return self.instance.load_policy(self.categories)
         except SnapshotError as exc:
-            log.error("no list snapshot loads (%s): filtering with the built-in "
+            # A warning, not an error: mitmproxy stops on errors logged during start-up, and
+            # the built-in entries must keep filtering. /readyz reports it.
+            log.warning("no list snapshot loads (%s): filtering with the built-in "
                       "category entries only until a good snapshot is imported", exc)
             return Policy(self.categories, None, profiles=self.instance.config.profiles,
                           windows=self.instance.config.windows,

@@ -100,6 +100,11 @@ class ProxyService:
             "# HELP esafety_proxy_spool_bytes Size of the local hit spool.",
             "# TYPE esafety_proxy_spool_bytes gauge",
             f'esafety_proxy_spool_bytes{{worker="{worker}"}} {self.hits.spool.size()}',
+            "# HELP esafety_proxy_spool_writable 0 when the hit spool cannot be written "
+            "(disk full): hits wait in memory for Redis.",
+            "# TYPE esafety_proxy_spool_writable gauge",
+            f'esafety_proxy_spool_writable{{worker="{worker}"}} '
+            f'{0 if self.hits.spool.error else 1}',
             "# HELP esafety_proxy_hits_delivered_total Hits confirmed in Redis.",
             "# TYPE esafety_proxy_hits_delivered_total counter",
             f'esafety_proxy_hits_delivered_total{{worker="{worker}"}} {self.hits.delivered}',
