@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint typecheck pytest bench system-deps clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py categories/_urlfast.c
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "esafety needs Python 3.11 (mitmproxy 11.0.2)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -46,6 +46,19 @@ test: lint typecheck pytest
 
 bench: $(STAMP) system-deps
 	$(BIN)/python bench/matcher.py
+
+# Proxy throughput/latency/CPU against bare mitmdump, squid and e2guardian (a benchmark, not a
+# test); needs wrk, hey, nginx-light (and squid, e2guardian for the side-by-side figures).
+.PHONY: bench-proxy
+bench-proxy: $(STAMP) system-deps
+	$(BIN)/python bench/proxy.py --json
+
+# Longer reliability runs than `make test` allows: Redis down for 60 s under load, repeated
+# worker kills. Prints the same security figures as the tests.
+.PHONY: soak
+soak: $(STAMP) system-deps
+	ESAFETY_OUTAGE_SECONDS=60 $(BIN)/pytest -q -p no:cacheprovider \
+	  tests/test_security_outages.py tests/test_deploy_workers.py -k "under_load or killing"
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache artifacts
