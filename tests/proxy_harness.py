@@ -265,3 +265,13 @@ def read_response_head(sock: socket.socket) -> str:
 
 def basic(user: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()
+
+
+def curl_plain(proxy_url: str, url: str, timeout: float = 15) -> tuple[int, str]:
+    """(status, body) of one plain-HTTP request through any proxy."""
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    done = subprocess.run(["curl", "-sS", "--max-time", str(timeout), "-x", proxy_url,
+                           "--noproxy", "", "-w", "\n__STATUS__%{http_code}", url],
+                          capture_output=True, env=env, timeout=timeout + 5)
+    body, _, status = done.stdout.decode("utf-8", "replace").rpartition("\n__STATUS__")
+    return int(status or 0), body
