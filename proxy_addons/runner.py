@@ -12,8 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mitmproxy import options
-from mitmproxy.tools.dump import DumpMaster
+from mitmproxy import master, options
+from mitmproxy.addons import (
+    core,
+    disable_h2c,
+    errorcheck,
+    next_layer,
+    onboarding,
+    proxyserver,
+    script,
+    tlsconfig,
+)
 
 from esafety.instance import Instance
 from proxy_addons.enforce import Enforce
@@ -86,15 +95,20 @@ async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
     confdir = ca_dir(instance)
     confdir.mkdir(parents=True, exist_ok=True, mode=0o700)
     opts = options.Options(listen_host=host, listen_port=port, confdir=str(confdir))
-    master = DumpMaster(opts, with_termlog=False, with_dumper=False)
-    master.addons.add(  # type: ignore[no-untyped-call]
+    proxy = master.Master(opts)
+    # Only the mitmproxy addons a filtering proxy needs. Every hook (a dozen per tunnel) is
+    # offered to every addon, so mitmdump's forty-odd defaults cost measurable CPU per tunnel.
+    proxy.addons.add(  # type: ignore[no-untyped-call]
+        core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(),
+        disable_h2c.DisableH2C(), onboarding.Onboarding(), script.ScriptLoader(),
+        errorcheck.ErrorCheck())
+    proxy.addons.add(  # type: ignore[no-untyped-call]
                       identify, policy_sync, enforce,
                       SafeSearch(config.safe_search, config.youtube_restrict),
                       SearchWatch(tuple(config.alerts.get("prevent_watch_terms", [])), enforce),
                       service)
     updates: dict[str, object] = {
         "connection_strategy": "lazy",
-        "block_global": False,
         "scripts": list(settings.scripts),
     }
     updates.update(settings.mitm_options)
@@ -104,9 +118,9 @@ async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, master.shutdown)
+        loop.add_signal_handler(sig, proxy.shutdown)
     try:
-        await master.run()
+        await proxy.run()
     finally:
         protect_ca(confdir)
         if redis is not None:
