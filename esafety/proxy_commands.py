@@ -44,6 +44,7 @@ def cmd_proxy(args: argparse.Namespace, instance: Instance) -> int:
         scripts=args.script or (),
         mitm_options=_parse_mitm_options(args.mitm_option or []),
         reuse_port=args.reuse_port,
+        fast_path=not args.no_fast_path,
     )
     return asyncio.run(run_worker(instance, settings))
 
@@ -59,6 +60,8 @@ def _worker_passthrough(args: argparse.Namespace) -> list[str]:
         extra += ["--script", script]
     for option in args.mitm_option or ():
         extra += ["--mitm-option", option]
+    if args.no_fast_path:
+        extra.append("--no-fast-path")
     return extra
 
 
@@ -88,6 +91,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                        help="worker processes sharing the port (default: one per core)")
     proxy.add_argument("--worker-id", default="0", help=argparse.SUPPRESS)
     proxy.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    proxy.add_argument("--no-fast-path", action="store_true",
+                       help="let mitmproxy handle every tunnel (slower; for troubleshooting)")
     proxy.add_argument("--script", action="append", metavar="FILE",
                        help="extra mitmproxy addon script, as mitmdump -s (repeatable)")
     proxy.add_argument("--mitm-option", action="append", metavar="KEY=VALUE",

@@ -51,6 +51,16 @@ class TunnelPlan:
     identity: Identity
 
 
+@dataclass(frozen=True, slots=True)
+class ConnectPlan:
+    host: str
+    """The canonical CONNECT host."""
+    decision: Decision
+    refuse: bool
+    """Answer 403 before any TLS: the host alone decides, or the path rules cannot be seen."""
+    decrypt: bool
+
+
 def _host_in(host: str, suffixes: tuple[str, ...]) -> bool:
     return any(host == s or host.endswith("." + s) for s in suffixes)
 
@@ -99,18 +109,24 @@ class Enforce:
     # -- hits --------------------------------------------------------------------------------
     def _log(self, flow: http.HTTPFlow, identity: Identity, decision: Decision, host: str,
              path: str, decrypted: bool, search_terms: str = "") -> str:
+        client_ip = flow.client_conn.peername[0] if flow.client_conn.peername else ""
+        return self.log_hit(client_ip, flow.request.method, identity, decision, host, path,
+                            decrypted, search_terms)
+
+    def log_hit(self, client_ip: str, method: str, identity: Identity, decision: Decision,
+                host: str, path: str, decrypted: bool, search_terms: str = "") -> str:
+        """Queue a hit record; return its id (the reference on the block page)."""
         now = self.clock()
         ts = now.timestamp()
         tz = self.policy_sync.policy.schedule.timezone
         hit_id = new_hit_id(ts, tz)
         hit = HitRecord(
             id=hit_id, ts=ts, user=identity.user or "", group=identity.group,
-            client_ip=flow.client_conn.peername[0] if flow.client_conn.peername else "",
-            site=identity.site, host=host, path=path.split("?", 1)[0][:512],
+            client_ip=client_ip, site=identity.site, host=host, path=path.split("?", 1)[0][:512],
             action=decision.action.value, category=decision.category or "",
             rule=decision.rule.value, source=decision.source or "",
             severity=decision.severity or "", alert=decision.safeguarding_alert,
-            decrypted=decrypted, method=flow.request.method, search_terms=search_terms,
+            decrypted=decrypted, method=method, search_terms=search_terms,
         )
         self.hits.record(day_of(ts, tz), hit)
         if decision.blocked:
@@ -133,13 +149,10 @@ class Enforce:
             flow.client_conn.peername[0] if flow.client_conn.peername else "")
 
     # -- hooks -------------------------------------------------------------------------------
-    def http_connect(self, flow: http.HTTPFlow) -> None:
-        if flow.response is not None:
-            return  # the identify addon asked for credentials
-        identity = identity_of(flow) or self._fallback(flow)
+    def connect_plan(self, raw_host: str, port: int, identity: Identity) -> ConnectPlan:
+        """What to do with ``CONNECT raw_host:port``: refuse it, decrypt it, or tunnel it."""
         self.requests += 1
-        raw_host = flow.request.host
-        decision = self._decide(f"https://{raw_host}:{flow.request.port}/", identity)
+        decision = self._decide(f"https://{raw_host}:{port}/", identity)
         try:
             host = canonical_host(raw_host)
         except URLError:
@@ -147,16 +160,27 @@ class Enforce:
         blocked_here = decision.blocked and not (
             decision.host and self.policy_sync.policy.needs_path(decision.host))
         decrypt = self._should_decrypt(host, decision) if decision.host else False
-        if blocked_here or (decision.blocked and not decrypt):
-            hit_id = self._log(flow, identity, decision, host, "", False)
+        refuse = blocked_here or (decision.blocked and not decrypt)
+        return ConnectPlan(host, decision, refuse, decrypt)
+
+    @staticmethod
+    def refusal_headers(hit_id: str) -> dict[str, str]:
+        return {"Content-Type": "text/plain; charset=utf-8", "X-Esafety-Hit-Id": hit_id,
+                "Cache-Control": "no-store"}
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None:
+            return  # the identify addon asked for credentials
+        identity = identity_of(flow) or self._fallback(flow)
+        plan = self.connect_plan(flow.request.host, flow.request.port, identity)
+        if plan.refuse:
+            hit_id = self._log(flow, identity, plan.decision, plan.host, "", False)
             flow.response = http.Response.make(
-                403, connect_refusal(decision, hit_id),
-                {"Content-Type": "text/plain; charset=utf-8", "X-Esafety-Hit-Id": hit_id,
-                 "Cache-Control": "no-store"})
+                403, connect_refusal(plan.decision, hit_id), self.refusal_headers(hit_id))
             return
-        self.tunnels[flow.client_conn] = TunnelPlan(host, decrypt, identity)
-        if self.config.log_allowed and not decrypt:
-            self._log(flow, identity, decision, host, "", False)
+        self.tunnels[flow.client_conn] = TunnelPlan(plan.host, plan.decrypt, identity)
+        if self.config.log_allowed and not plan.decrypt:
+            self._log(flow, identity, plan.decision, plan.host, "", False)
 
     def tls_clienthello(self, data: tls.ClientHelloData) -> None:
         client = data.context.client

@@ -36,6 +36,7 @@ from store.keys import Keys
 log = logging.getLogger("esafety.identify")
 
 METADATA_KEY = "esafety.identity"
+CHALLENGE_BODY = b"Sign in to use the centre's internet.\n"
 _FAILED_CACHE_SECONDS = 5.0
 
 
@@ -138,9 +139,8 @@ class Identify:
         self.cache.put(user, secret, group)
         return group
 
-    async def _authenticate(self, flow: http.HTTPFlow) -> Identity | None:
-        """Identity from Proxy-Authorization, or None when absent or wrong."""
-        header = flow.request.headers.get("Proxy-Authorization", "")
+    async def authenticate(self, header: str, address: str) -> Identity | None:
+        """Identity from a Proxy-Authorization value, or None when absent or wrong."""
         if not header:
             return None
         parsed = parse_basic(header)
@@ -155,35 +155,39 @@ class Identify:
         if group is None:
             self.auth_failures += 1
             return None
-        del flow.request.headers["Proxy-Authorization"]
-        network = self.network_for(flow.client_conn.peername[0])
+        network = self.network_for(address)
         site = (network.site if network and network.site else self.config.centre_id)
         return Identity(user, group, site, "auth")
 
-    def _challenge(self, flow: http.HTTPFlow) -> None:
+    async def resolve(self, header: str, address: str, challenge: bool) -> Identity | None:
+        """Who is browsing: signed in, else the address range, else unidentified.
+
+        None means the device must sign in first (answer 407)."""
+        identity = await self.authenticate(header, address)
+        if identity is not None:
+            return identity
+        if challenge and self._auth_required(self.network_for(address)):
+            return None
+        return self.fallback_identity(address)
+
+    def challenge_headers(self) -> dict[str, str]:
         realm = self.config.proxy_auth_realm.replace('"', "")
-        flow.response = http.Response.make(
-            407,
-            b"Sign in to use the centre's internet.\n",
-            {"Proxy-Authenticate": f'Basic realm="{realm}"', "Content-Type": "text/plain",
-             "Cache-Control": "no-store"},
-        )
+        return {"Proxy-Authenticate": f'Basic realm="{realm}"', "Content-Type": "text/plain",
+                "Cache-Control": "no-store"}
 
     async def _identify(self, flow: http.HTTPFlow, challenge: bool) -> None:
         address = flow.client_conn.peername[0]
-        identity = await self._authenticate(flow)
+        header = flow.request.headers.get("Proxy-Authorization", "")
+        identity = await self.resolve(header, address,
+                                      challenge and flow.request.host != "mitm.it")
         if identity is None:
-            network = self.network_for(address)
-            if challenge and self._auth_required(network) and not self._is_onboarding(flow):
-                self._challenge(flow)
-                return
-            identity = self.fallback_identity(address)
+            flow.response = http.Response.make(407, CHALLENGE_BODY, self.challenge_headers())
+            return
+        if identity.source == "auth":
+            del flow.request.headers["Proxy-Authorization"]
         flow.metadata[METADATA_KEY] = identity
         if flow.request.method == "CONNECT" or identity.source == "auth":
             self.bound[flow.client_conn] = identity
-
-    def _is_onboarding(self, flow: http.HTTPFlow) -> bool:
-        return flow.request.host == "mitm.it"
 
     # -- hooks -------------------------------------------------------------------------------
     async def http_connect(self, flow: http.HTTPFlow) -> None:

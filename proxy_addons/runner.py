@@ -23,6 +23,7 @@ from mitmproxy.addons import (
     script,
     tlsconfig,
 )
+from mitmproxy.proxy import mode_specs
 
 from esafety.instance import Instance
 from proxy_addons.enforce import Enforce
@@ -32,6 +33,7 @@ from proxy_addons.policy_sync import PolicySync
 from proxy_addons.safe_search import SafeSearch
 from proxy_addons.search_watch import SearchWatch
 from proxy_addons.service import ProxyService
+from proxy_addons.tunnel_front import FrontListener, Handover, TunnelFront, make_upstream_resolver
 from store.connection import connect
 from store.hits import HitWriter
 from store.keys import Keys
@@ -70,6 +72,8 @@ class WorkerSettings:
     scripts: Sequence[str] = ()
     mitm_options: dict[str, str] = field(default_factory=dict)
     reuse_port: bool = False
+    fast_path: bool = True
+    """Answer pass-through CONNECT tunnels in the front (see proxy_addons.tunnel_front)."""
 
 
 async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
@@ -94,26 +98,37 @@ async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
     host, port = split_listen(settings.listen, 8080)
     confdir = ca_dir(instance)
     confdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    opts = options.Options(listen_host=host, listen_port=port, confdir=str(confdir))
+    use_front = settings.fast_path and settings.mitm_options.get("mode", "regular") == "regular"
+    # With the fast path, mitmproxy listens on a private loopback port and the front owns the
+    # public address; anything reaching mitmproxy directly is still fully filtered.
+    opts = options.Options(listen_host="127.0.0.1" if use_front else host,
+                           listen_port=0 if use_front else port, confdir=str(confdir))
     proxy = master.Master(opts)
     # Only the mitmproxy addons a filtering proxy needs. Every hook (a dozen per tunnel) is
     # offered to every addon, so mitmdump's forty-odd defaults cost measurable CPU per tunnel.
+    server_addon = proxyserver.Proxyserver()  # type: ignore[no-untyped-call]
     proxy.addons.add(  # type: ignore[no-untyped-call]
-        core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(),
-        disable_h2c.DisableH2C(), onboarding.Onboarding(), script.ScriptLoader(),
-        errorcheck.ErrorCheck())
+        core.Core(), server_addon, next_layer.NextLayer(), tlsconfig.TlsConfig(),
+        disable_h2c.DisableH2C(), onboarding.Onboarding(),  # type: ignore[no-untyped-call]
+        script.ScriptLoader(), errorcheck.ErrorCheck())  # type: ignore[no-untyped-call]
+    front_listener = None
+    if use_front:
+        front = TunnelFront(identify, enforce, _handover_to(server_addon),
+                            make_upstream_resolver(proxy.addons))
+        front_listener = FrontListener(front, host, port, settings.reuse_port)
+        service.front = front
     proxy.addons.add(  # type: ignore[no-untyped-call]
                       identify, policy_sync, enforce,
                       SafeSearch(config.safe_search, config.youtube_restrict),
                       SearchWatch(tuple(config.alerts.get("prevent_watch_terms", [])), enforce),
-                      service)
+                      service, *([front_listener] if front_listener else []))
     updates: dict[str, object] = {
         "connection_strategy": "lazy",
         "scripts": list(settings.scripts),
     }
     updates.update(settings.mitm_options)
     opts.update(**updates)  # type: ignore[no-untyped-call]
-    if settings.reuse_port:
+    if settings.reuse_port and not use_front:
         _enable_reuse_port()
 
     loop = asyncio.get_running_loop()
@@ -125,7 +140,22 @@ async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
         protect_ca(confdir)
         if redis is not None:
             await redis.aclose()
+    if front_listener is not None and front_listener.failed:
+        return 1
     return 0
+
+
+def _handover_to(server_addon: proxyserver.Proxyserver) -> Handover:
+    """Give a connection to mitmproxy's regular-mode server, as if it had accepted it."""
+
+    async def handover(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for instance in server_addon.servers:
+            if isinstance(instance.mode, mode_specs.RegularMode):
+                await instance.handle_stream(reader, writer)
+                return
+        writer.close()
+
+    return handover
 
 
 def _enable_reuse_port() -> None:

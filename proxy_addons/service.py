@@ -13,6 +13,7 @@ from proxy_addons.enforce import Enforce
 from proxy_addons.hitlog import HitQueue
 from proxy_addons.identify import Identify
 from proxy_addons.policy_sync import PolicySync
+from proxy_addons.tunnel_front import TunnelFront
 
 log = logging.getLogger("esafety.proxy")
 
@@ -34,6 +35,7 @@ class ProxyService:
         self.status_listen = status_listen
         self.worker = worker
         self.started_at = time.time()
+        self.front: TunnelFront | None = None
         self._runner: web.AppRunner | None = None
 
     async def running(self) -> None:
@@ -111,6 +113,10 @@ class ProxyService:
             "# HELP esafety_proxy_hits_dropped_total Hits lost because memory was full.",
             "# TYPE esafety_proxy_hits_dropped_total counter",
             f'esafety_proxy_hits_dropped_total{{worker="{worker}"}} {self.hits.dropped}',
+            "# HELP esafety_proxy_fast_tunnels_total HTTPS tunnels relayed by the fast path.",
+            "# TYPE esafety_proxy_fast_tunnels_total counter",
+            f'esafety_proxy_fast_tunnels_total{{worker="{worker}"}} '
+            f'{self.front.tunnels if self.front else 0}',
             "# HELP esafety_proxy_policy_version Policy version in force.",
             "# TYPE esafety_proxy_policy_version gauge",
             f'esafety_proxy_policy_version{{worker="{worker}"}} {self.policy_sync.version}',

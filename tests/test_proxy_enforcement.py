@@ -267,6 +267,10 @@ def test_status_endpoint_reports_health_and_metrics(proxy: ProxyProcess) -> None
     assert code == 200
     assert "esafety_proxy_requests_total" in metrics
     assert 'esafety_proxy_blocks_total{worker="0",category="gambling"}' in metrics
+    # Pass-through HTTPS tunnels earlier in this module went through the fast path.
+    fast = [line for line in metrics.splitlines()
+            if line.startswith('esafety_proxy_fast_tunnels_total{worker="0"}')]
+    assert fast and int(fast[0].split()[-1]) > 0
 
 
 
