@@ -14,6 +14,12 @@ Why this shape (measured in ``bench/matcher.py``):
   consulted for those hosts; for every other host one trie query decides.
 * Each key's payload is a 16-bit "combination" id (which lists hold the key; the top bit is the
   has-URL-rules flag) and a 32-bit line number, in flat little-endian arrays read in place.
+* At 5 million domains a prefix query misses the CPU caches and costs 1-3 microseconds, and
+  most requests are for hosts no entry covers. A blocked Bloom filter over the host keys
+  (``hosts.filter``, 16 bits a key, built and read by the optional C extension
+  ``categories._urlfast``) answers those in about 0.05 microseconds without touching the trie;
+  it is never wrong when it says no, and the trie decides whenever it says maybe. Without
+  the extension, or for a snapshot without the file, every lookup asks the trie.
 """
 
 from __future__ import annotations
@@ -174,9 +180,14 @@ class DomainIndex:
             return [(list_ids[0], line_arr[kid])]
         return [(lid, line) for lid, line in extras[kid]]
 
+    def _filtered_out(self, rev_key: str) -> bool:
+        """True when the host filter is certain that no entry covers this host key."""
+        return (self._host_filter is not None and rev_key.endswith(".")
+                and not self._covers(rev_key[-2::-1]))
+
     def host_has_entries(self, rev_key: str) -> bool:
         """Cheap first test: does any entry cover this host (reversed key) at all?"""
-        return bool(self._hosts_prefixes(rev_key))
+        return not self._filtered_out(rev_key) and bool(self._hosts_prefixes(rev_key))
 
     def lookup(self, rev_key: str, path: str) -> list[IndexMatch]:
         """All entries that cover the host (given as :func:`host_key`) and path."""
@@ -204,8 +215,8 @@ class DomainIndex:
 
     def host_has_url_rules(self, rev_key: str) -> bool:
         """True when a URL entry exists for this host or a parent: the path decides."""
-        return any(self._host_combo[kid] & URL_FLAG
-                   for _p, kid in self._hosts.iter_prefixes_with_ids(rev_key))
+        return not self._filtered_out(rev_key) and any(
+            self._host_combo[kid] & URL_FLAG for _p, kid in self._hosts.iter_prefixes_with_ids(rev_key))
 
     def _lookup_urls(self, prefix: str, path: str) -> list[IndexMatch]:
         key = prefix + path
