@@ -4,8 +4,10 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+UI_PACKAGES := admin_api/ui_packages
+UI_VENDOR := admin_api/static/vendor
 
-.PHONY: run test lint typecheck pytest bench system-deps clean
+.PHONY: run test lint typecheck pytest bench system-deps ui-vendor clean
 
 $(STAMP): pyproject.toml setup.py categories/_urlfast.c
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "esafety needs Python 3.11 (mitmproxy 11.0.2)")'
@@ -21,6 +23,7 @@ system-deps:
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v node >/dev/null || missing="$$missing nodejs"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; \
@@ -30,7 +33,17 @@ system-deps:
 	  fi; \
 	fi
 
-run: $(STAMP) system-deps
+# The admin UI's browser libraries (Chart.js), from the locked npm packages, copied where
+# aiohttp serves them (/static/vendor/). Not committed: `make run` and `make test` build it.
+$(UI_VENDOR)/chart.umd.min.js: $(UI_PACKAGES)/package.json $(UI_PACKAGES)/package-lock.json
+	cd $(UI_PACKAGES) && npm ci --no-audit --no-fund --silent
+	mkdir -p $(UI_VENDOR)
+	cp $(UI_PACKAGES)/node_modules/chart.js/LICENSE.md $(UI_VENDOR)/chart.js-LICENSE.md
+	cp $(UI_PACKAGES)/node_modules/chart.js/dist/chart.umd.min.js $@
+
+ui-vendor: system-deps $(UI_VENDOR)/chart.umd.min.js
+
+run: $(STAMP) system-deps ui-vendor
 	$(BIN)/esafety up
 
 lint: $(STAMP)
@@ -39,10 +52,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) system-deps
+pytest: $(STAMP) system-deps ui-vendor
 	$(BIN)/pytest -q
 
-test: lint typecheck pytest
+test: lint typecheck pytest extension-test
+
+# The browser extension's logic (plain ES modules), with Node's built-in test runner.
+extension-test: system-deps
+	node --test extension/
 
 bench: $(STAMP) system-deps
 	$(BIN)/python bench/matcher.py
@@ -61,4 +78,4 @@ soak: $(STAMP) system-deps
 	  tests/test_security_outages.py tests/test_deploy_workers.py -k "under_load or killing"
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache artifacts
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache artifacts $(UI_VENDOR) $(UI_PACKAGES)/node_modules
