@@ -15,6 +15,9 @@ import redis.asyncio as aioredis
 from esafety.embedded_redis import EmbeddedRedis
 from store.keys import Keys
 
+pytest_plugins = ["tests.api_harness"]
+"""The admin API tests' fixtures (``make_api``, ``api``)."""
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures"
 SHARED_UT1 = REPO.parent / "shared" / "data" / "ut1"

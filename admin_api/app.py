@@ -1,0 +1,104 @@
+"""Building the admin API application: routes, middlewares, and its resources' lifetime.
+
+Middlewares, outermost first: request metrics, errors as JSON, authentication (+ CSRF).
+Security headers are added to every response in ``on_response_prepare``. The Redis client,
+the SQLite log store and the background workers (log feeder, alert consumer, housekeeping)
+live in one cleanup context, so they start and stop with the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from admin_api import housekeeping
+from admin_api.alert_consumer import AlertConsumer
+from admin_api.alert_delivery import AlertDelivery
+from admin_api.context import METRICS, SETTINGS, STATE, AdminSettings, AdminState
+from admin_api.errors import error_middleware
+from admin_api.log_feeder import LogFeeder
+from admin_api.log_store import LogStore
+from admin_api.openapi import openapi_document
+from admin_api.policy_view import PolicyView
+from admin_api.pseudonymiser import Pseudonymiser
+from admin_api.request_metrics import RequestMetrics
+from admin_api.security_headers import add_security_headers
+from admin_api.sessions import authentication_middleware
+from store.connection import connect
+
+LOG_STORE_FILE = "logstore.sqlite3"
+DEFAULT_GROUP_WINDOW_SECONDS = 900
+WORKER_STOP_SECONDS = 5.0
+
+
+async def admin_resources(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    redis = connect(settings.redis_url)
+    settings.instance.ensure_data_dir()
+    log_store = await asyncio.to_thread(LogStore(settings.data_dir / LOG_STORE_FILE).open)
+    feeder = LogFeeder(redis, settings.keys, log_store)
+    await feeder.start()
+    window = int(settings.config.alerts.get("group_window_seconds",
+                                            DEFAULT_GROUP_WINDOW_SECONDS))
+    consumer = AlertConsumer(redis, settings.keys,
+                             AlertDelivery(settings.config.alerts, settings.environ), window)
+    state = AdminState(settings=settings, redis=redis, log_store=log_store, feeder=feeder,
+                       alerts=consumer, policy=PolicyView(settings.instance),
+                       pseudonymiser=Pseudonymiser(settings.data_dir), metrics=app[METRICS])
+    app[STATE] = state
+    tasks: list[asyncio.Task[None]] = []
+    stop = asyncio.Event()
+    if settings.run_workers:
+        await consumer.ensure_group()
+        tasks = [asyncio.create_task(feeder.run(stop), name="log-feeder"),
+                 asyncio.create_task(consumer.run(stop), name="alert-consumer"),
+                 asyncio.create_task(housekeeping.run(state, stop), name="housekeeping")]
+    try:
+        yield
+    finally:
+        # A stop flag as well as cancel(): a cancel landing inside redis-py's read timeout
+        # can be swallowed, and the worker would then loop on; each loop checks the flag at
+        # least every second.
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=WORKER_STOP_SECONDS)
+        await consumer.drain_deliveries()
+        log_store.close()
+        await redis.aclose()
+
+
+def build_app(settings: AdminSettings) -> web.Application:
+    from admin_api import (
+        routes_alerts,
+        routes_audit,
+        routes_auth,
+        routes_categories,
+        routes_extension,
+        routes_health,
+        routes_hits,
+        routes_overrides,
+        routes_reports,
+        routes_summary,
+        routes_ui,
+        routes_unblock_requests,
+        routes_users,
+    )
+
+    metrics = RequestMetrics()
+    app = web.Application(
+        middlewares=[metrics.middleware(), error_middleware, authentication_middleware],
+        client_max_size=256 * 1024)
+    app[SETTINGS] = settings
+    app[METRICS] = metrics
+    app.cleanup_ctx.append(admin_resources)
+    app.on_response_prepare.append(add_security_headers)
+    app.router.add_get("/api/v1/openapi.json", openapi_document)
+    for module in (routes_health, routes_auth, routes_users, routes_unblock_requests,
+                   routes_overrides, routes_summary, routes_reports, routes_hits, routes_alerts,
+                   routes_audit, routes_categories, routes_extension, routes_ui):
+        app.add_routes(module.routes)
+    return app

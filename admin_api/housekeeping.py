@@ -1,0 +1,98 @@
+"""Periodic upkeep in the admin process: retention, and removing expired overrides.
+
+Retention (``retention`` in the config):
+
+* hits older than ``hits_days`` leave the Redis stream (``XTRIM MINID``) and the log store;
+  unblock requests follow the same limit;
+* safeguarding alerts and accidental-hit reports are safeguarding records and are kept for
+  ``audit_days``, as is the audit log itself (trimmed whole entries, never edited);
+* daily counters and block references expire by their Redis TTLs, set when written.
+
+An approval's override stops applying at its ``expires_at`` by itself (``Override.applies_to``
+checks the time); housekeeping then deletes it, bumps the policy version, marks the request
+``expired`` and records that in the audit log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import replace
+
+from redis.exceptions import RedisError
+
+from admin_api.context import AdminState
+from categories.overrides import Override
+from store import accident_reports, alerts, audit, unblock_requests
+from store.hits import trim_hits
+from store.policy_state import delete_override
+
+log = logging.getLogger(__name__)
+OVERRIDE_EVERY_SECONDS = 30.0
+RETENTION_EVERY_SECONDS = 3600.0
+
+
+async def remove_expired_overrides(state: AdminState, now: float | None = None) -> list[str]:
+    now = time.time() if now is None else now
+    raw = await state.redis.hgetall(state.keys.overrides)
+    removed = []
+    for override_id, value in raw.items():
+        try:
+            override = Override.from_dict(json.loads(value))
+        except (ValueError, KeyError, TypeError):
+            continue
+        if override.expires_at is None or override.expires_at > now:
+            continue
+        await delete_override(state.redis, state.keys, override.id)
+        removed.append(str(override_id))
+        if override.request_id:
+            request = await unblock_requests.get_request(state.redis, state.keys,
+                                                         override.request_id)
+            if request is not None and request.status == unblock_requests.APPROVED:
+                await unblock_requests.save_decision(
+                    state.redis, state.keys,
+                    replace(request, status=unblock_requests.EXPIRED, updated_at=now))
+        await audit.append(state.redis, state.keys, actor="system", action="override.expire",
+                           target=override.id, before=override.to_dict())
+    return removed
+
+
+async def apply_retention(state: AdminState, now: float | None = None) -> dict[str, int]:
+    now = time.time() if now is None else now
+    config = state.settings.config
+    hits_cutoff = now - config.retention_hits_days * 86400
+    records_cutoff = now - config.retention_audit_days * 86400
+    done = {
+        "stream": await trim_hits(state.redis, state.keys, int(hits_cutoff * 1000)),
+        "log_store": await asyncio.to_thread(state.log_store.delete_older_than, hits_cutoff),
+        "unblock_requests": await unblock_requests.delete_older_than(state.redis, state.keys,
+                                                                     hits_cutoff),
+        "alerts": await alerts.delete_older_than(state.redis, state.keys, records_cutoff),
+        "reports": await accident_reports.delete_older_than(state.redis, state.keys,
+                                                            records_cutoff),
+        "audit": await audit.trim_older_than(state.redis, state.keys,
+                                             int(records_cutoff * 1000)),
+    }
+    if any(done.values()):
+        log.info("retention: %s", done)
+    return done
+
+
+async def run(state: AdminState, stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    next_retention = 0.0
+    while not stop.is_set():
+        try:
+            await remove_expired_overrides(state)
+            if loop.time() >= next_retention:
+                await apply_retention(state)
+                next_retention = loop.time() + RETENTION_EVERY_SECONDS
+        except asyncio.CancelledError:
+            raise
+        except (RedisError, OSError) as exc:
+            log.warning("housekeeping: %s; retrying", exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), OVERRIDE_EVERY_SECONDS)

@@ -1,0 +1,242 @@
+"""The hit log's query store: an SQLite database in the data directory, fed from the stream.
+
+Redis is the bus and the live state, but it cannot answer "this user's blocks last month"
+over millions of stream entries without reading them all (see docs/architecture.md for the
+measurement). Each admin process therefore keeps its own indexed copy of the ``hits`` stream
+here; :mod:`admin_api.log_feeder` appends to it in batches and applies retention.
+
+Queries run in worker threads (``asyncio.to_thread``), each on its own read connection; WAL
+mode lets them read while the feeder writes. Queries page by a cursor of ``(ts, rowid)``,
+newest first, and each picks its index explicitly from the most selective filter given.
+"""
+
+from __future__ import annotations
+
+import base64
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from store.records import HitRecord
+
+COLUMNS = ("sid", "id", "ts", "user", "grp", "client_ip", "site", "host", "path", "action",
+           "category", "rule", "source", "severity", "alert", "decrypted", "method",
+           "search_terms")
+"""Table columns: the stream id, then HitRecord's fields (``group`` is ``grp`` in SQL)."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS hits (
+  sid TEXT NOT NULL, id TEXT NOT NULL, ts REAL NOT NULL, user TEXT NOT NULL, grp TEXT NOT NULL,
+  client_ip TEXT NOT NULL, site TEXT NOT NULL, host TEXT NOT NULL, path TEXT NOT NULL,
+  action TEXT NOT NULL, category TEXT NOT NULL, rule TEXT NOT NULL, source TEXT NOT NULL,
+  severity TEXT NOT NULL, alert INTEGER NOT NULL, decrypted INTEGER NOT NULL,
+  method TEXT NOT NULL, search_terms TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS hits_ts ON hits (ts);
+CREATE INDEX IF NOT EXISTS hits_user ON hits (user, ts);
+CREATE INDEX IF NOT EXISTS hits_grp ON hits (grp, ts);
+CREATE INDEX IF NOT EXISTS hits_host ON hits (host, ts);
+CREATE INDEX IF NOT EXISTS hits_category ON hits (category, ts);
+CREATE TABLE IF NOT EXISTS feed_state (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+# Built from the constant column list above, never from input.
+_INSERT = f"INSERT INTO hits ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"  # noqa: S608
+_SELECT = f"SELECT rowid, {', '.join(COLUMNS)} FROM hits"  # noqa: S608
+DELETE_CHUNK = 20_000
+
+
+class CursorError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class HitQuery:
+    start_ts: float | None = None
+    end_ts: float | None = None
+    """Exclusive."""
+    user: str | None = None
+    group: str | None = None
+    site: str | None = None
+    host: str | None = None
+    category: str | None = None
+    action: str | None = None
+    text: str | None = None
+    """Substring of the host or path (``q``)."""
+
+
+def encode_cursor(ts: float, rowid: int) -> str:
+    return base64.urlsafe_b64encode(f"{ts!r}:{rowid}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> tuple[float, int]:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+        ts, rowid = raw.split(":")
+        return float(ts), int(rowid)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CursorError("cursor is not one this server returned") from exc
+
+
+def row_from_hit(stream_id: str, hit: HitRecord) -> tuple[Any, ...]:
+    return (stream_id, hit.id, hit.ts, hit.user, hit.group, hit.client_ip, hit.site, hit.host,
+            hit.path, hit.action, hit.category, hit.rule, hit.source, hit.severity,
+            1 if hit.alert else 0, 1 if hit.decrypted else 0, hit.method, hit.search_terms)
+
+
+def hit_dict(row: Sequence[Any]) -> dict[str, Any]:
+    """A result row (rowid first) as the API shows a hit: HitRecord's fields."""
+    data = dict(zip(COLUMNS, row[1:], strict=True))
+    data["group"] = data.pop("grp")
+    data["alert"] = bool(data["alert"])
+    data["decrypted"] = bool(data["decrypted"])
+    del data["sid"]
+    return data
+
+
+class LogStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._write_lock = threading.Lock()
+        self._writer: sqlite3.Connection | None = None
+
+    def open(self) -> LogStore:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA cache_size=-262144")
+        conn.executescript(_SCHEMA)
+        self.path.chmod(0o600)
+        self._writer = conn
+        return self
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._writer is None:
+            raise RuntimeError("log store is not open")
+        return self._writer
+
+    def reader(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        conn.execute("PRAGMA mmap_size=1073741824")
+        conn.execute("PRAGMA cache_size=-65536")
+        return conn
+
+    # -- writing -------------------------------------------------------------------------
+    def last_stream_id(self) -> str:
+        with self._write_lock:
+            row = self._conn().execute(
+                "SELECT value FROM feed_state WHERE name='last_stream_id'").fetchone()
+        return str(row[0]) if row else "0-0"
+
+    def append(self, rows: Iterable[tuple[Any, ...]], last_stream_id: str | None) -> int:
+        """Insert rows and remember the stream position, in one transaction."""
+        with self._write_lock:
+            conn = self._conn()
+            conn.execute("BEGIN")
+            try:
+                cursor = conn.executemany(_INSERT, rows)
+                if last_stream_id is not None:
+                    conn.execute("INSERT INTO feed_state (name, value) VALUES ('last_stream_id', ?)"
+                                 " ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+                                 (last_stream_id,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return cursor.rowcount
+
+    def delete_older_than(self, cutoff_ts: float) -> int:
+        """Retention: delete in chunks so readers and the feeder are never held up for long."""
+        deleted = 0
+        while True:
+            with self._write_lock:
+                cursor = self._conn().execute(
+                    "DELETE FROM hits WHERE rowid IN (SELECT rowid FROM hits INDEXED BY hits_ts "
+                    "WHERE ts < ? LIMIT ?)", (cutoff_ts, DELETE_CHUNK))
+                count = cursor.rowcount
+            deleted += count
+            if count < DELETE_CHUNK:
+                return deleted
+
+    def count(self) -> int:
+        with closing(self.reader()) as conn:
+            return int(conn.execute("SELECT count(*) FROM hits").fetchone()[0])
+
+    def analyse(self) -> None:
+        with self._write_lock:
+            self._conn().execute("ANALYZE")
+
+    # -- reading -------------------------------------------------------------------------
+    @staticmethod
+    def _where(query: HitQuery, after: tuple[float, int] | None) -> tuple[str, str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if query.user is not None:
+            index = "hits_user"
+        elif query.host is not None:
+            index = "hits_host"
+        elif query.category is not None:
+            index = "hits_category"
+        elif query.group is not None:
+            index = "hits_grp"
+        else:
+            index = "hits_ts"
+        for column, value in (("user", query.user), ("host", query.host),
+                              ("category", query.category), ("grp", query.group),
+                              ("site", query.site), ("action", query.action)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if query.start_ts is not None:
+            clauses.append("ts >= ?")
+            params.append(query.start_ts)
+        if query.end_ts is not None:
+            clauses.append("ts < ?")
+            params.append(query.end_ts)
+        if after is not None:
+            clauses.append("ts <= ? AND NOT (ts = ? AND rowid >= ?)")
+            params.extend([after[0], after[0], after[1]])
+        if query.text:
+            clauses.append("(instr(host, ?) > 0 OR instr(path, ?) > 0)")
+            params.extend([query.text, query.text])
+        return index, (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def page(self, query: HitQuery, cursor: str | None, limit: int
+             ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page, newest first, and the cursor of the next page (None at the end)."""
+        after = decode_cursor(cursor) if cursor else None
+        with closing(self.reader()) as conn:
+            rows = self._rows(conn, query, after, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1][3], rows[-1][0]) if more and rows else None
+        return [hit_dict(r) for r in rows], next_cursor
+
+    def _rows(self, conn: sqlite3.Connection, query: HitQuery, after: tuple[float, int] | None,
+              limit: int) -> list[tuple[Any, ...]]:
+        index, where, params = self._where(query, after)
+        sql = f"{_SELECT} INDEXED BY {index}{where} ORDER BY ts DESC, rowid DESC LIMIT ?"
+        return list(conn.execute(sql, [*params, limit]))
+
+    def iterate(self, query: HitQuery, chunk: int = 5000) -> Iterator[list[dict[str, Any]]]:
+        """Every matching hit, newest first, in chunks (for CSV export)."""
+        after: tuple[float, int] | None = None
+        with closing(self.reader()) as conn:
+            while True:
+                rows = self._rows(conn, query, after, chunk)
+                if not rows:
+                    return
+                yield [hit_dict(r) for r in rows]
+                if len(rows) < chunk:
+                    return
+                after = (rows[-1][3], rows[-1][0])

@@ -1,0 +1,65 @@
+// Requests to the esafety admin API, built as {url, init} for fetch(). The bearer token
+// goes in the Authorization header; cookies are never sent (credentials: "omit").
+
+function request(base, path, { token = null, method = "GET", body = undefined } = {}) {
+  const headers = { Accept: "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const init = { method, headers, credentials: "omit", cache: "no-store" };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  return { url: `${base}${path}`, init };
+}
+
+export function loginRequest(base, username, password) {
+  return request(base, "/api/v1/auth/login", { method: "POST", body: { username, password } });
+}
+
+export function logoutRequest(base, token) {
+  return request(base, "/api/v1/auth/logout", { token, method: "POST" });
+}
+
+export function reportRequest(base, token, { hitId, url, whatHappened }) {
+  const body = { what_happened: whatHappened };
+  if (hitId) body.hit_id = hitId;
+  if (url) body.url = url;
+  return request(base, "/api/v1/reports", { token, method: "POST", body });
+}
+
+export function reviewRequest(base, token, { hitId, url, reason }) {
+  const body = { url, reason };
+  if (hitId) body.hit_id = hitId;
+  return request(base, "/api/v1/unblock-requests", { token, method: "POST", body });
+}
+
+export function myRequestsRequest(base, token) {
+  return request(base, "/api/v1/unblock-requests?limit=10", { token });
+}
+
+export function rulesRequest(base, token, since) {
+  const query = since ? `?since=${encodeURIComponent(since)}` : "";
+  return request(base, `/api/v1/extension/rules${query}`, { token });
+}
+
+export function checkRequest(base, token, url, { recent = false } = {}) {
+  const query = new URLSearchParams({ url });
+  if (recent) query.set("recent", "true");
+  return request(base, `/api/v1/extension/check?${query}`, { token });
+}
+
+export function hitsRequest(base, token, batch) {
+  return request(base, "/api/v1/extension/hits", {
+    token, method: "POST",
+    body: { batch_id: batch.batchId,
+      hits: batch.hits.map((h) => ({ id: h.id, ts: h.ts, url: h.url, category: h.category })) },
+  });
+}
+
+/** The API's error message from a JSON error body, or a plain fallback. */
+export function errorMessage(status, body) {
+  const message = body?.error?.message;
+  if (typeof message === "string" && message) return message;
+  return status === 0 ? "The centre's server cannot be reached just now."
+    : `The centre's server answered ${status}.`;
+}

@@ -1,0 +1,146 @@
+"""Real components for the extension's browser tests: the admin API as a subprocess (so it
+can be stopped and started again), Debian's Chromium with the unpacked extension (through
+Playwright), and small API clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import BrowserContext, Page, Playwright, Worker
+
+from tests.proxy_harness import REPO, free_port
+
+EXTENSION = REPO / "extension"
+CHROMIUM = "/usr/bin/chromium"
+
+
+@dataclass
+class AdminProcess:
+    """``esafety admin`` on a loopback port, sharing the proxy's config and data directory."""
+
+    config_file: Path
+    data_dir: Path
+    redis_url: str
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> AdminProcess:
+        env = dict(os.environ, ESAFETY_REDIS_URL=self.redis_url)
+        env.pop("ESAFETY_CONFIG", None)
+        log = (self.data_dir / f"admin-{self.port}.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "esafety.cli", "--config", str(self.config_file),
+             "--data-dir", str(self.data_dir), "admin", "--listen", f"127.0.0.1:{self.port}"],
+            env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("admin API exited: " + self.log_text()[-3000:])
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("admin API did not start: " + self.log_text()[-3000:])
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log_text(self) -> str:
+        path = self.data_dir / f"admin-{self.port}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def call(self, method: str, path: str, token: str | None = None,
+             body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def login(self, name: str, password: str) -> str:
+        status, body = self.call("POST", "/api/v1/auth/login",
+                                 body={"username": name, "password": password})
+        assert status == 200, body
+        return str(body["token"])
+
+
+@dataclass
+class ExtensionBrowser:
+    context: BrowserContext
+    worker: Worker
+
+    @property
+    def extension_id(self) -> str:
+        return self.worker.url.split("/")[2]
+
+    def page_url(self, name: str) -> str:
+        return f"chrome-extension://{self.extension_id}/{name}"
+
+    def configure(self, backend_url: str, off_network_filtering: bool = True) -> None:
+        """The unpacked-load fallback for the managed policy (see extension/README.md)."""
+        self.worker.evaluate(
+            "s => chrome.storage.local.set({settings: s})",
+            {"backendUrl": backend_url, "centreId": "test-centre",
+             "offNetworkFiltering": off_network_filtering})
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.worker.evaluate("() => esafetyStatus()"))
+
+    def sign_in(self, name: str, password: str) -> Page:
+        """Sign in through the popup page, opened in a tab, as a learner would."""
+        page = self.context.new_page()
+        page.goto(self.page_url("popup.html"))
+        page.get_by_label("User name").fill(name)
+        page.get_by_label("Password").fill(password)
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("heading", name=f"Signed in as {name}").wait_for(timeout=15_000)
+        return page
+
+
+@contextmanager
+def extension_browser(playwright: Playwright, user_data_dir: Path, *extra_args: str
+                      ) -> Iterator[ExtensionBrowser]:
+    """Chromium with the unpacked extension (one Playwright driver may run several)."""
+    context = playwright.chromium.launch_persistent_context(
+        str(user_data_dir), executable_path=CHROMIUM, headless=True,
+        ignore_https_errors=True, timeout=30_000,
+        args=["--headless=new", "--no-sandbox",
+              f"--disable-extensions-except={EXTENSION}", f"--load-extension={EXTENSION}",
+              "--disable-background-networking", "--disable-component-update",
+              "--no-first-run", *extra_args])
+    context.set_default_timeout(20_000)
+    try:
+        worker = (context.service_workers[0] if context.service_workers
+                  else context.wait_for_event("serviceworker", timeout=20_000))
+        yield ExtensionBrowser(context, worker)
+    finally:
+        context.close()
