@@ -22,6 +22,21 @@ def target_of(url: str, field: str = "url") -> str:
         raise bad_input(f"{field} is not a web address or site name: {exc}", field) from exc
 
 
+async def unblock_target(state: AdminState, url: str, user: str, group: str) -> str:
+    """What approving a request for ``url`` should open: the entry that blocks it.
+
+    A site blocked by a domain entry is opened whole (its host); one blocked by a URL entry
+    only below that entry's path. So approving ``https://site.example/a/b`` opens the site
+    when the site itself is listed, not just the one page the learner happened to be on."""
+    canonical = target_of(url)
+    decision = await state.policy.decide(state.redis, state.keys, url, user=user, group=group,
+                                         with_overrides=False)
+    host = canonical.split("/", 1)[0]
+    if decision.matched and "/" in decision.matched and decision.rule is not Rule.OVERRIDE:
+        return decision.matched
+    return decision.host or host
+
+
 async def refuse_locked(state: AdminState, target: str) -> None:
     """Raise 409 when ``target`` is in a category that can never be allowed."""
     decision = await state.policy.decide(state.redis, state.keys, f"http://{target}",

@@ -17,7 +17,7 @@ from aiohttp import web
 from admin_api import audit_trail
 from admin_api.context import AdminState, state_of
 from admin_api.errors import ApiError, bad_input, not_found
-from admin_api.override_rules import apply_override, target_of
+from admin_api.override_rules import apply_override, target_of, unblock_target
 from admin_api.request_input import (
     choice,
     hit_reference,
@@ -71,7 +71,7 @@ async def file_request(request: web.Request) -> web.Response:
     url = required_text(body, "url", max_length=2000)
     reason = required_text(body, "reason", max_length=1000)
     hit_id = hit_reference(body)
-    target = target_of(url)
+    target = await unblock_target(state, url, user.name, user.group)
     filed, merged = await unblock_requests.create_or_merge(
         state.redis, state.keys, user=user.name, group=user.group, url=url, target=target,
         reason=reason, hit_id=hit_id)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from admin_api.housekeeping import remove_expired_overrides
 from categories.decision import Action
+from esafety.cli import import_path
 from store.policy_state import read_overrides, read_version
 from tests.api_harness import Api, hit, import_list
 
@@ -36,7 +37,8 @@ async def test_approval_for_one_user_allows_only_that_user(api: Api) -> None:
         "hit_id": blocked.id})
     assert status == 201
     request_id = body["id"]
-    assert body["request"]["status"] == "open" and body["request"]["target"] == "casino.example/slots"
+    # The site is listed as a whole, so approving opens the site, not just the page.
+    assert body["request"]["status"] == "open" and body["request"]["target"] == "casino.example"
 
     status, detail = await api.call("GET", f"/api/v1/unblock-requests/{request_id}", t["it"])
     assert status == 200
@@ -184,3 +186,16 @@ async def test_the_audit_log_cannot_be_changed_through_the_api(api: Api) -> None
     app = api.client.server.app  # type: ignore[union-attr]
     audit_routes = [r for r in app.router.routes() if "audit" in r.resource.canonical]
     assert {r.method for r in audit_routes} <= {"GET", "HEAD"}
+
+
+async def test_a_page_blocked_by_a_url_entry_is_opened_only_below_that_entry(api: Api) -> None:
+    """The request's target is the entry that blocks it: a URL entry keeps its path, so the
+    approval does not open the rest of a mixed site."""
+    source = api.data_dir.parent / "adult-urls.txt"
+    source.write_text("mixed.example/adult-section\n")
+    import_path(api.state.settings.instance, source, "test-adult-urls", "adult", "urls")
+    learner = await api.user("l9", "learner")
+    status, body = await api.call("POST", "/api/v1/unblock-requests", learner, json={
+        "url": "https://mixed.example/adult-section/page3?x=1", "reason": "Health course"})
+    assert status == 201
+    assert body["request"]["target"] == "mixed.example/adult-section"
