@@ -26,8 +26,9 @@ _POS = {name: i for i, name in enumerate(_FIELDS)}
 
 # KEYS[1]: batch marker. ARGV: prefix, marker ttl, counters ttl, hitref ttl, field count,
 # field names..., then each hit's day followed by its values. ARGV[6 + nf] is the retention
-# horizon (a stream id in ms): XADD trims older entries approximately as it goes, and
-# trim_hits() removes the rest exactly.
+# horizon in ms: XADD trims entries that arrived before it (approximately, as it goes;
+# trim_hits() removes the rest exactly), and a hit whose own time is already past it (one
+# replayed late from a spool) is counted for the reports but never stored raw.
 INGEST_SCRIPT = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) == false then return -1 end
 local prefix = ARGV[1]
@@ -44,12 +45,16 @@ local i = 7 + nf
 local written = 0
 while i <= #ARGV do
   local day = ARGV[i]
-  local args = {'XADD', stream, 'MINID', '~', minid, '*'}
-  for j = 1, nf do
-    args[#args + 1] = names[j]
-    args[#args + 1] = ARGV[i + j]
+  local sid = nil
+  if tonumber(ARGV[i + pos['ts']]) * 1000 >= tonumber(minid) then
+    local args = {'XADD', stream, 'MINID', '~', minid, '*'}
+    for j = 1, nf do
+      args[#args + 1] = names[j]
+      args[#args + 1] = ARGV[i + j]
+    end
+    sid = redis.call(unpack(args))
+    written = written + 1
   end
-  local sid = redis.call(unpack(args))
   local action = ARGV[i + pos['action']]
   local counter = action .. '|' .. ARGV[i + pos['category']] .. '|' .. ARGV[i + pos['group']]
                   .. '|' .. ARGV[i + pos['site']]
@@ -60,11 +65,12 @@ while i <= #ARGV do
     local tkey = prefix .. 'tophosts:' .. day
     redis.call('ZINCRBY', tkey, 1, ARGV[i + pos['host']])
     redis.call('EXPIRE', tkey, counters_ttl)
-    local rkey = prefix .. 'hitref:' .. day
-    redis.call('HSET', rkey, ARGV[i + pos['id']], sid)
-    redis.call('EXPIRE', rkey, ref_ttl)
+    if sid then
+      local rkey = prefix .. 'hitref:' .. day
+      redis.call('HSET', rkey, ARGV[i + pos['id']], sid)
+      redis.call('EXPIRE', rkey, ref_ttl)
+    end
   end
-  written = written + 1
   i = i + nf + 1
 end
 return written
@@ -82,7 +88,8 @@ class HitWriter:
         self._ref_ttl = hits_days * 86400
 
     async def write_batch(self, batch_id: str, hits: Sequence[tuple[str, HitRecord]]) -> int:
-        """Write ``(day, hit)`` pairs; return how many were written (0 if already written)."""
+        """Write ``(day, hit)`` pairs; return how many were stored raw (0 if the batch was
+        already written; hits past retention are only counted)."""
         horizon_ms = int((time.time() - self._ref_ttl) * 1000)
         args: list[Any] = [self._keys.prefix, BATCH_MARKER_TTL, self._counters_ttl,
                            self._ref_ttl, len(_FIELDS), *_FIELDS, horizon_ms]

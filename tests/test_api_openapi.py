@@ -130,7 +130,8 @@ def test_cli_user_commands_and_the_admin_server(admin_process: tuple[str, dict[s
     assert refused.value.code == 401
 
 
-def test_schemathesis_finds_no_server_errors(admin_process: tuple[str, dict[str, str]]) -> None:
+def test_schemathesis_finds_no_server_errors(admin_process: tuple[str, dict[str, str]],
+                                            security_figures: dict[str, str]) -> None:
     base, env = admin_process
     password = "fuzzing admin password"
     done = _esafety(env, "users", "add", "fuzz-admin", "--role", "admin", "--password-stdin",
@@ -163,5 +164,7 @@ def test_schemathesis_finds_no_server_errors(admin_process: tuple[str, dict[str,
 
         run()
     print(f"schemathesis: {tried} inputs over {operations} operations")
+    security_figures["fuzz inputs: admin API (schemathesis)"] = (
+        f"{tried} inputs over {operations} operations, {len(failures)} server errors")
     assert operations >= 35
     assert failures == []
