@@ -9,7 +9,7 @@ never fails on them. Everything runs on loopback, one proxy at a time, in the sa
   ``--ignore-hosts '.*'`` for the HTTPS workloads (so it tunnels without decrypting, as
   esafety does for allowed hosts);
 * ``esafety``: ``esafety proxy`` with the full filter: identity from a configured network
-  range, the decision on the fixture lists (``tests/fixtures/proxy_lists`` imported with
+  range, the decision on the fixture lists (``tests/fixtures/proxy_lists.yaml``, written out and imported with
   ``esafety lists import``), and every request logged (``logging.log_allowed: true``) to a
   real Redis (an embedded redis-server on a free loopback port); one worker, and two workers
   sharing the port (``--workers 2``);
@@ -71,8 +71,11 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run as a script from anywhere: the test fixtures live in tests/
+from tests.list_fixtures import list_tree  # noqa: E402
+
 HOST_MAP = REPO / "tests" / "addons" / "host_map.py"
-PROXY_LISTS = REPO / "tests" / "fixtures" / "proxy_lists"
+PROXY_LISTS = list_tree("proxy_lists")
 
 TARGET_RATIO_TO_MITMDUMP = 0.9
 TARGET_ADDED_P50_MS = 1.0

@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 
 from esafety.embedded_redis import EmbeddedRedis
 from store.keys import Keys
+from tests.list_fixtures import list_tree
 
 pytest_plugins = ["tests.api_harness"]
 """The admin API tests' fixtures (``make_api``, ``api``)."""
@@ -61,7 +62,7 @@ def ut1_dir() -> Path:
     Which one ran is printed in the test summary (see pytest_terminal_summary below)."""
     if (SHARED_UT1 / "gambling" / "domains").is_file():
         return SHARED_UT1
-    return FIXTURES / "ut1_mini"
+    return list_tree("ut1_mini")
 
 
 SECURITY_FIGURES: dict[str, str] = {}
@@ -78,7 +79,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     source = SHARED_UT1 if (SHARED_UT1 / "gambling" / "domains").is_file() else None
     terminalreporter.write_line(
         "list data: " + (f"shared UT1 snapshot at {source}" if source else
-                         "shared UT1 snapshot absent; ran on tests/fixtures/ut1_mini"))
+                         "shared UT1 snapshot absent; ran on tests/fixtures/ut1_mini.yaml"))
     if SECURITY_FIGURES:
         terminalreporter.section("security figures")
         for name, figure in sorted(SECURITY_FIGURES.items()):

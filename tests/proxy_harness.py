@@ -24,9 +24,11 @@ import trustme
 import yaml
 from aiohttp import web
 
+from tests.list_fixtures import list_tree
+
 REPO = Path(__file__).resolve().parent.parent
 ADDONS = REPO / "tests" / "addons"
-PROXY_LISTS = REPO / "tests" / "fixtures" / "proxy_lists"
+PROXY_LISTS = list_tree("proxy_lists")
 
 ORIGIN_NAMES = [
     "origin.test", "www.origin.test", "allowed.test", "mixed-content.test", "casino-royale.test",

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from esafety.cli import main
+from tests.list_fixtures import list_tree
 
 REPO = Path(__file__).resolve().parent.parent
-MINI = REPO / "tests" / "fixtures" / "ut1_mini"
+MINI = list_tree("ut1_mini")
 
 
 def run_esafety(*args: str, stdin: str | None = None, env_extra: dict[str, str] | None = None

@@ -18,9 +18,10 @@ from categories.list_formats import ListFormat
 from categories.list_import import ImportError_, read_source
 from categories.snapshot import KEEP_SNAPSHOTS, ListStore, SnapshotError
 from esafety.cli import main
+from tests.list_fixtures import list_tree
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-MINI = FIXTURES / "ut1_mini"
+MINI = list_tree("ut1_mini")
 LISTS = FIXTURES / "lists"
 CATEGORIES = load_definitions()
 

@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.list_fixtures import list_tree
+
 REPO = Path(__file__).resolve().parent.parent
-MINI = REPO / "tests" / "fixtures" / "ut1_mini"
+MINI = list_tree("ut1_mini")
 
 
 @pytest.fixture

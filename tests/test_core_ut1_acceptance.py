@@ -1,6 +1,6 @@
 """Acceptance of the filtering core against the UT1 tree, through the real ``esafety`` CLI.
 
-Runs on the shared UT1 snapshot when present, else on ``tests/fixtures/ut1_mini`` (see the
+Runs on the shared UT1 snapshot when present, else on ``tests/fixtures/ut1_mini.yaml`` (see the
 ``ut1_dir`` fixture). The plain pass feeds *every* line of every mapped block list to one
 ``esafety check - --json`` call; the evasion pass uses a deterministic sample.
 """
