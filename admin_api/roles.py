@@ -59,6 +59,17 @@ def current_user(request: web.Request) -> UserRecord:
     return user
 
 
+def user_filter(user: UserRecord, wanted: str | None, readers: frozenset[str],
+                what: str) -> str | None:
+    """The ``user`` filter a list request may use: anyone's for ``readers``, otherwise only
+    the caller's own (asking for someone else's is refused, not silently narrowed)."""
+    if user.role in readers:
+        return wanted
+    if wanted is not None and wanted != user.name:
+        raise ApiError(403, "forbidden", f"You can only see your own {what}.")
+    return user.name
+
+
 def requires(roles: frozenset[str]) -> Callable[[Handler], Handler]:
     """Only signed-in users with one of ``roles`` reach the handler (401, else 403)."""
     def wrap(handler: Handler) -> Handler:

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from admin_api import audit_trail
 from admin_api.context import AdminState, state_of
-from admin_api.errors import ApiError, bad_input
+from admin_api.errors import bad_input
 from admin_api.log_store import CursorError, HitQuery
 from admin_api.request_input import (
     boolean,
@@ -30,7 +30,7 @@ from admin_api.request_input import (
     text,
     time_range,
 )
-from admin_api.roles import ANYONE_SIGNED_IN, EXPORTERS, HIT_READERS, current_user, requires
+from admin_api.roles import ANYONE_SIGNED_IN, EXPORTERS, HIT_READERS, current_user, requires, user_filter
 from categories.urlnorm import URLError, canonical_host
 from store.records import HitRecord
 
@@ -46,10 +46,7 @@ def hit_query(state: AdminState, request: web.Request, query: Mapping[str, str])
     user = current_user(request)
     start, end = time_range(query, state.tz)
     wanted_user = text(query, "user", max_length=64, pattern=_NAME, what="a user name")
-    if user.role not in HIT_READERS:
-        if wanted_user is not None and wanted_user != user.name:
-            raise ApiError(403, "forbidden", "You can only see your own hits.")
-        wanted_user = user.name
+    wanted_user = user_filter(user, wanted_user, HIT_READERS, "hits")
     host = text(query, "host", max_length=253)
     if host is not None:
         try:

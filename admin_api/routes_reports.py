@@ -26,7 +26,7 @@ from admin_api.request_input import (
     text,
     time_range,
 )
-from admin_api.roles import ANYONE_SIGNED_IN, SAFEGUARDING, current_user, requires
+from admin_api.roles import ANYONE_SIGNED_IN, SAFEGUARDING, current_user, requires, user_filter
 from store import accident_reports
 from store.accident_reports import OPEN, REVIEWED, AccidentReport
 from store.hits import find_hit
@@ -84,10 +84,7 @@ async def list_reports(request: web.Request) -> web.Response:
     group = text(query, "group", max_length=41)
     start, end = time_range(query, state.tz)
     limit, offset = page_limit(query), offset_cursor(query)
-    if user.role not in SAFEGUARDING:
-        if wanted_user is not None and wanted_user != user.name:
-            raise ApiError(403, "forbidden", "You can only see your own reports.")
-        wanted_user = user.name
+    wanted_user = user_filter(user, wanted_user, SAFEGUARDING, "reports")
     items = [r.to_dict() for r in await accident_reports.all_reports(state.redis, state.keys)
              if (status is None or r.status == status)
              and (wanted_user is None or r.user == wanted_user)

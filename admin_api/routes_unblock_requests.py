@@ -37,6 +37,7 @@ from admin_api.roles import (
     HIT_READERS,
     current_user,
     requires,
+    user_filter,
 )
 from categories.overrides import Override, OverrideScope
 from store import unblock_requests
@@ -93,10 +94,7 @@ async def list_requests(request: web.Request) -> web.Response:
     target = target_of(site, "site") if site else None
     start, end = time_range(query, state.tz)
     limit, offset = page_limit(query), offset_cursor(query)
-    if user.role not in UNBLOCK_READERS:
-        if wanted_user is not None and wanted_user != user.name:
-            raise ApiError(403, "forbidden", "You can only see your own requests.")
-        wanted_user = user.name
+    wanted_user = user_filter(user, wanted_user, UNBLOCK_READERS, "requests")
     items = [r.to_dict() for r in await unblock_requests.all_requests(state.redis, state.keys)
              if (status is None or r.status == status)
              and (wanted_user is None or r.user == wanted_user)

@@ -77,21 +77,3 @@ def ascii_lookalikes(host: str) -> list[str]:
                 return []
         labels.append(label)
     return [c for c in skeletons(".".join(labels)) if c != host and c.isascii()]
-
-
-def ascii_lookalike(host: str) -> str | None:
-    """For a canonical host with punycode labels, the ASCII name it imitates, if any."""
-    if "xn--" not in host:
-        return None
-    labels = []
-    for label in host.split("."):
-        if label.startswith("xn--"):
-            try:
-                label = label.encode("ascii").decode("idna")
-            except UnicodeError:
-                return None
-        labels.append(label)
-    candidate = skeleton(".".join(labels))
-    if candidate == host or not candidate.isascii():
-        return None
-    return candidate

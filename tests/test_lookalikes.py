@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from categories import Policy, load_definitions
-from categories.lookalikes import ascii_lookalike, skeleton
+from categories.lookalikes import ascii_lookalikes, skeleton
 
 
 @pytest.fixture(scope="module")
@@ -49,5 +49,7 @@ def test_a_lookalike_of_an_allowed_site_gains_nothing(policy: Policy) -> None:
 
 def test_skeleton_and_lookalike_helpers() -> None:
     assert skeleton("Pаypal") == "paypal"
-    assert ascii_lookalike("example.com") is None
-    assert ascii_lookalike("xn--mnchen-3ya.de") == "munchen.de"
+    assert ascii_lookalikes("example.com") == []
+    assert ascii_lookalikes("xn--mnchen-3ya.de") == ["munchen.de"]
+    assert ascii_lookalikes("xn--raist-forum-mgi.test") == ["racist-forum.test",
+                                                            "raoist-forum.test"]
