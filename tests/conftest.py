@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from esafety.embedded_redis import EmbeddedRedis
 from store.keys import Keys
 from tests.list_fixtures import list_tree
+from tests.proxy_harness import Origins, start_origins
 
 pytest_plugins = ["tests.api_harness"]
 """The admin API tests' fixtures (``make_api``, ``api``)."""
@@ -36,6 +37,14 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def origins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Origins]:
+    """Loopback HTTP and HTTPS echo origins (a test CA signs every test host name)."""
+    servers = start_origins(tmp_path_factory.mktemp("origins"))
+    yield servers
+    servers.stop()
 
 
 @pytest.fixture

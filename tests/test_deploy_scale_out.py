@@ -12,12 +12,10 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis as sync_redis
 
 from store.accounts import create_user
@@ -29,18 +27,10 @@ from tests.proxy_harness import (
     ProxyProcess,
     curl,
     free_port,
-    start_origins,
     write_config,
 )
 
 PASSWORD = "scale out password"
-
-
-@pytest.fixture(scope="module")
-def origins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Origins]:
-    servers = start_origins(tmp_path_factory.mktemp("origins"))
-    yield servers
-    servers.stop()
 
 
 class Admin:

@@ -11,24 +11,15 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import redis as sync_redis
 
 from store.keys import Keys
-from tests.proxy_harness import PROXY_LISTS, Origins, curl, free_port, start_origins, write_config
+from tests.proxy_harness import PROXY_LISTS, Origins, curl, free_port, write_config
 from tests.proxy_harness import ProxyProcess as _ProxyProcess
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def origins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Origins]:
-    servers = start_origins(tmp_path_factory.mktemp("origins"))
-    yield servers
-    servers.stop()
 
 
 def esafety(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

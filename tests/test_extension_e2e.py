@@ -20,7 +20,7 @@ from store.accounts import create_user
 from store.connection import connect
 from store.keys import Keys
 from tests.browser_harness import AdminProcess, ExtensionBrowser, extension_browser
-from tests.proxy_harness import PROXY_LISTS, Origins, ProxyProcess, start_origins, write_config
+from tests.proxy_harness import PROXY_LISTS, Origins, ProxyProcess, write_config
 
 pytestmark = pytest.mark.timeout(120)
 PASSWORD = "correct horse battery"
@@ -42,13 +42,6 @@ def eventually(probe: Callable[[], T | None], timeout: float = 20.0, every: floa
         if time.monotonic() >= deadline:
             raise AssertionError(f"gave up after {timeout}s waiting for {probe.__name__}")
         pause(every)
-
-
-@pytest.fixture(scope="module")
-def origins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Origins]:
-    servers = start_origins(tmp_path_factory.mktemp("origins"))
-    yield servers
-    servers.stop()
 
 
 @pytest.fixture(scope="module")

@@ -25,18 +25,10 @@ from tests.proxy_harness import (
     curl,
     raw_connection,
     read_response_head,
-    start_origins,
     write_config,
 )
 
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture(scope="module")
-def origins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Origins]:
-    servers = start_origins(tmp_path_factory.mktemp("origins"))
-    yield servers
-    servers.stop()
 
 
 @pytest.fixture(scope="module")

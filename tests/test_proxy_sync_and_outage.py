@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import redis as sync_redis
 
 from categories.overrides import Override, OverrideScope
@@ -19,14 +17,7 @@ from store.hits import HitWriter
 from store.keys import Keys
 from store.policy_state import delete_override, save_override
 from store.records import HitRecord
-from tests.proxy_harness import PROXY_LISTS, Origins, ProxyProcess, curl, start_origins, write_config
-
-
-@pytest.fixture(scope="module")
-def origins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Origins]:
-    servers = start_origins(tmp_path_factory.mktemp("origins"))
-    yield servers
-    servers.stop()
+from tests.proxy_harness import PROXY_LISTS, Origins, ProxyProcess, curl, write_config
 
 
 def make_proxy(directory: Path, redis_url: str, origins: Origins, keys: Keys) -> ProxyProcess:
