@@ -81,6 +81,7 @@ def build_app(settings: AdminSettings) -> web.Application:
         routes_health,
         routes_hits,
         routes_overrides,
+        routes_proxy_config,
         routes_reports,
         routes_summary,
         routes_ui,
@@ -97,7 +98,7 @@ def build_app(settings: AdminSettings) -> web.Application:
     app.cleanup_ctx.append(admin_resources)
     app.on_response_prepare.append(add_security_headers)
     app.router.add_get("/api/v1/openapi.json", openapi_document)
-    for module in (routes_health, routes_auth, routes_users, routes_unblock_requests,
+    for module in (routes_health, routes_proxy_config, routes_auth, routes_users, routes_unblock_requests,
                    routes_overrides, routes_summary, routes_reports, routes_hits, routes_alerts,
                    routes_audit, routes_categories, routes_extension, routes_ui):
         app.add_routes(module.routes)

@@ -92,6 +92,7 @@ def build_document() -> dict[str, Any]:
         routes_health,
         routes_hits,
         routes_overrides,
+        routes_proxy_config,
         routes_reports,
         routes_summary,
         routes_ui,
@@ -105,6 +106,11 @@ def build_document() -> dict[str, Any]:
         "/readyz": {"get": _op(routes_health.readyz, "Redis is reachable", "health")},
         "/metrics": {"get": _op(routes_health.metrics, "Prometheus metrics", "health",
                                 ok_type="text/plain")},
+        "/proxy.pac": {"get": _op(routes_proxy_config.proxy_pac, "Proxy auto-configuration",
+                                  "proxy", ok_type="application/x-ns-proxy-autoconfig")},
+        "/wpad.dat": {"get": _op(routes_proxy_config.wpad_dat, "Proxy auto-configuration "
+                                 "(WPAD name)", "proxy",
+                                 ok_type="application/x-ns-proxy-autoconfig")},
         "/api/v1/openapi.json": {"get": _op(openapi_document, "This document", "health")},
         "/": {"get": _op(routes_ui.ui_home, "The admin web UI (sign in, then the pages your "
                          "role may use)", "ui", ok_type="text/html")},

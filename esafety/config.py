@@ -40,6 +40,9 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "properties": {"proxy": _LISTEN, "admin": _LISTEN, "proxy_status": _LISTEN},
         },
         "data_dir": {"type": "string"},
+        "proxy_public_address": {"type": "string", "pattern": r"^[A-Za-z0-9.-]+:[0-9]{1,5}$",
+                                 "description": "host:port browsers use for the proxy"},
+        "pac_direct_hosts": {"type": "array", "items": {"type": "string"}},
         "admin_public_url": {"type": "string", "pattern": r"^https?://[^\s/]+(/.*)?$",
                              "description": "an http(s) URL learners' browsers can reach"},
         "redis_url": {"type": ["string", "null"],
@@ -188,6 +191,8 @@ class Config:
     proxy_status_listen: str = "127.0.0.1:9180"
     data_dir: str | None = None
     admin_public_url: str = "http://127.0.0.1:8090"
+    proxy_public_address: str | None = None
+    pac_direct_hosts: tuple[str, ...] = ()
     redis_url: str | None = None
     redis_prefix: str = "esafety:"
     timezone: str = DEFAULT_TIMEZONE
@@ -295,6 +300,8 @@ def load_config(path: Path | None) -> Config:
         proxy_status_listen=listen.get("proxy_status", "127.0.0.1:9180"),
         data_dir=data.get("data_dir"),
         admin_public_url=data.get("admin_public_url", "http://127.0.0.1:8090").rstrip("/"),
+        proxy_public_address=data.get("proxy_public_address"),
+        pac_direct_hosts=tuple(data.get("pac_direct_hosts", [])),
         redis_url=data.get("redis_url"),
         redis_prefix=data.get("redis_prefix", "esafety:"),
         timezone=timezone,

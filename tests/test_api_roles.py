@@ -15,6 +15,7 @@ EXPECTED = {
     ("GET", "/healthz"): None, ("GET", "/readyz"): None, ("GET", "/metrics"): None,
     ("GET", "/api/v1/openapi.json"): None, ("POST", "/api/v1/auth/login"): None,
     ("GET", "/"): None, ("GET", "/{page}"): None, ("GET", "/static/{path}"): None,  # web UI
+    ("GET", "/proxy.pac"): None, ("GET", "/wpad.dat"): None,
     ("GET", "/api/v1/hits.csv"): {"manager", "dsl", "admin"},
     ("POST", "/api/v1/unblock-requests/{id}/approve"): {"it_support", "admin"},
     ("POST", "/api/v1/unblock-requests/{id}/deny"): {"it_support", "admin"},
