@@ -1,0 +1,60 @@
+"""A provider's Redis behind Sentinel: ``redis+sentinel://`` URLs reach the current master."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis as sync_redis
+
+from esafety.embedded_redis import EmbeddedRedis, find_redis_server
+from store.connection import connect
+from store.keys import Keys
+from store.policy_state import bump_version, read_version
+from tests.proxy_harness import free_port
+
+
+def test_a_sentinel_url_reaches_the_master(tmp_path: Path, keys: Keys) -> None:
+    master = EmbeddedRedis(tmp_path / "master", persistent=False).start()
+    sentinel_port = free_port()
+    config = tmp_path / "sentinel.conf"
+    config.write_text(f"port {sentinel_port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+                      f"sentinel monitor esafety-master 127.0.0.1 {master.port} 1\n")
+    sentinel = subprocess.Popen([find_redis_server(), str(config), "--sentinel"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                probe = sync_redis.Redis(port=sentinel_port, socket_timeout=1)
+                if probe.sentinel_get_master_addr_by_name("esafety-master"):
+                    break
+            except sync_redis.RedisError:
+                time.sleep(0.1)
+        url = f"redis+sentinel://127.0.0.1:{sentinel_port}/esafety-master/0"
+
+        async def through_sentinel() -> int:
+            client = connect(url)
+            await bump_version(client, keys)
+            version = await bump_version(client, keys)
+            assert await read_version(client, keys) == version
+            await client.aclose()
+            return version
+
+        assert asyncio.run(through_sentinel()) == 2
+        direct = sync_redis.Redis.from_url(master.url, decode_responses=True)
+        assert direct.get(keys.policy_version) == "2"  # it really was the master
+        direct.close()
+        # The CLI takes the same URL.
+        done = subprocess.run([sys.executable, "-m", "esafety.cli", "--data-dir",
+                               str(tmp_path / "data"), "--redis-url", url, "backup", "--out",
+                               str(tmp_path / "backup.gz")], capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr
+    finally:
+        sentinel.terminate()
+        sentinel.wait(10)
+        master.stop()
