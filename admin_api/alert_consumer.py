@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from typing import Any
 
 from redis.asyncio import Redis
@@ -32,6 +33,10 @@ CLAIM_IDLE_MS = 60_000
 CLAIM_EVERY_SECONDS = 30.0
 
 
+FIRST_START_LOOKBACK = 24 * 3600
+"""How far back a newly created alert consumer group starts: the DSL's escalation window."""
+
+
 class AlertConsumer:
     def __init__(self, redis: Redis, keys: Keys, delivery: AlertDelivery,
                  window_seconds: int) -> None:
@@ -43,9 +48,13 @@ class AlertConsumer:
         self._deliveries: set[asyncio.Task[None]] = set()
         self.raised = 0
 
-    async def ensure_group(self) -> None:
+    async def ensure_group(self, now: float | None = None) -> None:
+        """Create the consumer group once. A deployment that already holds hits starts from the
+        last 24 hours (the escalation window), not from every hit ever stored."""
+        start_ms = int(((time.time() if now is None else now) - FIRST_START_LOOKBACK) * 1000)
         try:
-            await self._redis.xgroup_create(self._keys.hits, GROUP, id="0", mkstream=True)
+            await self._redis.xgroup_create(self._keys.hits, GROUP, id=f"{start_ms}-0",
+                                            mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise

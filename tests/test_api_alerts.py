@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -185,3 +186,27 @@ async def test_ordinary_blocks_raise_no_alert(api: Api) -> None:
     await _consumed(api, hits)
     _, listing = await api.call("GET", "/api/v1/alerts", dsl)
     assert listing["items"] == []
+
+
+async def test_a_new_alert_consumer_starts_from_the_last_day_not_the_whole_history(
+        make_api: ApiFactory) -> None:
+    """Upgrading an existing deployment must not flood the DSL with years of old alerts."""
+    api = await make_api()
+    old = hit("learner1", category="extremism", alert=True, ts=time.time() - 3 * 86400)
+    recent = hit("learner2", category="extremism", alert=True, ts=time.time() - 3600)
+    await api.redis.xgroup_destroy(api.keys.hits, "alerts")
+    await api.redis.delete(api.keys.hits)
+    for entry in (old, recent):  # stored before any admin ran, with their own ids
+        await api.redis.xadd(api.keys.hits, dict(zip(entry.field_names(), entry.to_fields(),
+                                                     strict=True)),
+                             id=f"{int(entry.ts * 1000)}-0")
+    await api.state.alerts.ensure_group()
+    dsl = await api.user("dsl1", "dsl")
+    deadline = time.monotonic() + 10
+    users: set[str] = set()
+    while time.monotonic() < deadline and not users:
+        status, page = await api.call("GET", "/api/v1/alerts", dsl)
+        assert status == 200
+        users = {a["user"] for a in page["items"]}
+        await asyncio.sleep(0.2)
+    assert users == {"learner2"}
