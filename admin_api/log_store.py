@@ -172,10 +172,6 @@ class LogStore:
         with closing(self.reader()) as conn:
             return int(conn.execute("SELECT count(*) FROM hits").fetchone()[0])
 
-    def analyse(self) -> None:
-        with self._write_lock:
-            self._conn().execute("ANALYZE")
-
     # -- reading -------------------------------------------------------------------------
     @staticmethod
     def _where(query: HitQuery, after: tuple[float, int] | None) -> tuple[str, str, list[Any]]:

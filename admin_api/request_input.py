@@ -189,10 +189,6 @@ def page_of(items: list[Any], offset: int, limit: int) -> tuple[list[Any], str |
     return chunk, str(offset + limit) if offset + limit < len(items) else None
 
 
-def iso(ts: float | None, tz: ZoneInfo) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, tz).isoformat(timespec="seconds")
-
-
 def query_params(request: web.Request, allowed: Collection[str]) -> Mapping[str, str]:
     """The query parameters, refusing unknown and repeated ones."""
     query = request.query

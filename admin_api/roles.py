@@ -31,8 +31,6 @@ from admin_api.errors import ApiError, Handler
 from store.records import ROLES, UserRecord
 
 ANYONE_SIGNED_IN = frozenset(ROLES)
-OWN_DATA_ONLY = frozenset({"learner", "staff"})
-"""Roles that see only their own hits, requests and reports."""
 HIT_READERS = frozenset({"it_support", "manager", "dsl", "admin"})
 EXPORTERS = frozenset({"manager", "dsl", "admin"})
 APPROVERS = frozenset({"it_support", "admin"})
@@ -92,5 +90,3 @@ def allowed_roles(handler: object) -> frozenset[str] | None:
     return None
 
 
-def sees_everyone(user: UserRecord, readers: frozenset[str]) -> bool:
-    return user.role in readers

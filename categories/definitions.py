@@ -96,10 +96,6 @@ class Category:
     """Hand-curated domains and URL prefixes, with their line in the YAML file."""
     source_file: str
 
-    @property
-    def blocks_by_default(self) -> bool:
-        return self.kind is CategoryKind.BLOCK
-
 
 class CategorySet(Mapping[str, Category]):
     """All categories by id, with the list-category → category mapping."""

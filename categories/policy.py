@@ -156,16 +156,6 @@ class Policy:
         return (any(index.host_has_url_rules(rev) for index, _ in self._indexes)
                 or self.overrides.has_path_rules(host))
 
-    def host_categories(self, host: str) -> tuple[Category, ...]:
-        rev = host_key(host)
-        found: dict[str, Category] = {}
-        for index, feeds in self._indexes:
-            if index.host_has_entries(rev):
-                for m in index.lookup(rev, "/"):
-                    for category in feeds[m.list_id]:
-                        found.setdefault(category.id, category)
-        return tuple(found.values())
-
     def decide(
         self,
         target: str | CanonicalURL,

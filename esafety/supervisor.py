@@ -30,7 +30,6 @@ class Child:
     argv: list[str]
     env: dict[str, str]
     process: subprocess.Popen[bytes] | None = None
-    restarts: int = 0
     started_at: float = 0.0
     backoff: float = field(default=0.5)
 
@@ -66,7 +65,6 @@ class Supervisor:
                     log.error("%s exited with %s; restarting in %.1fs", child.name, code,
                               child.backoff)
                     time.sleep(child.backoff)
-                    child.restarts += 1
                     child.start()
         finally:
             self.stop()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from pathlib import Path
 
 from redis.asyncio import Redis
@@ -44,10 +43,8 @@ class PolicySync:
         self.policy: Policy = self._load_base()
         self.version = -1
         self.redis_ok = redis is not None
-        self.last_change_applied = 0.0
         self._snapshot_mark = self._current_mark()
         self._tasks: list[asyncio.Task[None]] = []
-        self._changed = asyncio.Event()
 
     def _load_base(self) -> Policy:
         try:
@@ -104,7 +101,6 @@ class PolicySync:
         self.policy = self.policy.with_overrides(overrides)
         self.version = version
         self.redis_ok = True
-        self.last_change_applied = time.time()
         log.info("policy version %d applied (%d overrides)", version, len(overrides))
 
     async def _listen(self) -> None:

@@ -117,6 +117,11 @@ class ProxyService:
             "# TYPE esafety_proxy_fast_tunnels_total counter",
             f'esafety_proxy_fast_tunnels_total{{worker="{worker}"}} '
             f'{self.front.tunnels if self.front else 0}',
+            "# HELP esafety_proxy_handed_over_total Connections the fast path passed to "
+            "mitmproxy (plain HTTP, hosts to decrypt, other ports).",
+            "# TYPE esafety_proxy_handed_over_total counter",
+            f'esafety_proxy_handed_over_total{{worker="{worker}"}} '
+            f'{self.front.handed_over if self.front else 0}',
             "# HELP esafety_proxy_policy_version Policy version in force.",
             "# TYPE esafety_proxy_policy_version gauge",
             f'esafety_proxy_policy_version{{worker="{worker}"}} {self.policy_sync.version}',

@@ -136,10 +136,6 @@ async def all_alerts(redis: Redis, keys: Keys) -> list[Alert]:
     return [Alert.from_dict(d) for d in await _records(redis, keys).newest_first()]
 
 
-async def save_alert(redis: Redis, keys: Keys, alert: Alert) -> None:
-    await _records(redis, keys).put(alert.id, alert.created_at, alert.to_dict())
-
-
 async def _update(redis: Redis, keys: Keys, alert_id: str, change: Callable[[Alert], Alert]
                   ) -> Alert | None:
     """Change a stored alert without losing a concurrent update (WATCH and retry)."""

@@ -7,7 +7,6 @@ after an outage (or a retry after a lost reply) is recognised and not written tw
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -98,21 +97,6 @@ class HitWriter:
             args.extend(hit.to_fields())
         result = await self._script(keys=[self._keys.hit_batch(batch_id)], args=args)
         return max(0, int(result))
-
-
-def encode_batch(batch_id: str, hits: Sequence[tuple[str, HitRecord]]) -> str:
-    """One spool line: the batch id and its hits, as JSON."""
-    return json.dumps({"batch": batch_id,
-                       "hits": [[day, hit.to_fields()] for day, hit in hits]},
-                      separators=(",", ":"))
-
-
-def decode_batch(line: str) -> tuple[str, list[tuple[str, HitRecord]]]:
-    data = json.loads(line)
-    hits = []
-    for day, values in data["hits"]:
-        hits.append((day, HitRecord.from_stream(dict(zip(_FIELDS, values, strict=True)))))
-    return str(data["batch"]), hits
 
 
 def hit_from_entry(fields: dict[Any, Any]) -> HitRecord:

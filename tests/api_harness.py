@@ -94,11 +94,12 @@ async def make_api(redis_url: str, keys: Keys, redis: aioredis.Redis, tmp_path: 
     clients: list[TestClient[Any, Any]] = []
 
     async def start(environ: dict[str, str] | None = None,
-                    login_limits: LoginLimits | None = None, **config: Any) -> Api:
+                    login_limits: LoginLimits | None = None, run_workers: bool = True,
+                    **config: Any) -> Api:
         data_dir = tmp_path / f"data{len(clients)}"
         instance = Instance(dataclasses.replace(Config(), **config), data_dir, redis_url)
         settings = AdminSettings(instance=instance, redis_url=redis_url, keys=keys,
-                                 environ=environ or {},
+                                 environ=environ or {}, run_workers=run_workers,
                                  login_limits=login_limits or LoginLimits())
         client: TestClient[Any, Any] = TestClient(TestServer(build_app(settings)))
         await client.start_server()

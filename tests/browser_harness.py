@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from typing import Any
 
 from playwright.sync_api import BrowserContext, Page, Playwright, Worker
 
-from tests.proxy_harness import REPO, free_port
+from tests.proxy_harness import REPO, free_port, stop_process, wait_until_healthy
 
 EXTENSION = REPO / "extension"
 CHROMIUM = "/usr/bin/chromium"
@@ -47,26 +46,12 @@ class AdminProcess:
             [sys.executable, "-m", "esafety.cli", "--config", str(self.config_file),
              "--data-dir", str(self.data_dir), "admin", "--listen", f"127.0.0.1:{self.port}"],
             env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError("admin API exited: " + self.log_text()[-3000:])
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("admin API did not start: " + self.log_text()[-3000:])
+        wait_until_healthy(self.process, self.url + "/healthz", "admin API", self.log_text,
+                           timeout)
+        return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def log_text(self) -> str:
         path = self.data_dir / f"admin-{self.port}.log"

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +37,34 @@ ORIGIN_NAMES = [
     "www.google.com", "google.com", "www.google.co.uk", "www.bing.com", "duckduckgo.com",
     "www.youtube.com", "youtube.com", "front.test", "warez-site.test", "localhost",
 ]
+
+
+def wait_until_healthy(process: subprocess.Popen[bytes], url: str, what: str,
+                       log_text: Callable[[], str], timeout: float = 30.0) -> None:
+    """Wait for ``url`` to answer 200; fail with the process's log if it exits or stalls."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited: {log_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not start: {log_text()[-3000:]}")
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, grace: float = 20.0) -> None:
+    """SIGTERM, then SIGKILL if the process has not stopped within ``grace`` seconds."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def free_port() -> int:
@@ -162,30 +190,15 @@ class ProxyProcess:
              "--status-listen", f"127.0.0.1:{self.status_port}", "--workers", "1", *scripts,
              "--mitm-option", f"ssl_verify_upstream_trusted_ca={self.origins.ca_file}"],
             env=self.env(), stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"proxy exited: {self.log_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(
-                        f"http://127.0.0.1:{self.status_port}/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"proxy did not start: {self.log_text()[-3000:]}")
+        wait_until_healthy(self.process, f"http://127.0.0.1:{self.status_port}/healthz",
+                           "proxy", self.log_text, timeout)
+        return self
 
     def log_text(self) -> str:
         return self.log_file.read_text(errors="replace") if self.log_file else ""
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

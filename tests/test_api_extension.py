@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-import redis.asyncio as aioredis
-from aiohttp.test_utils import TestClient, TestServer
-
-from admin_api.app import build_app
-from admin_api.context import AdminSettings
 from admin_api.extension_rules import MAX_DOMAINS_PER_RULE, build_ruleset, category_hosts
 from categories.profiles import GroupProfile
 from esafety.cli import import_path
-from esafety.config import Config
-from esafety.instance import Instance
-from store.keys import Keys
 from store.records import new_hit_id
 from tests.api_harness import TZ, Api, ApiFactory, import_list
 
@@ -34,31 +22,9 @@ PROFILES = {"learner": GroupProfile("learner"),
             "guest": GroupProfile("guest")}
 
 
-@pytest.fixture
-async def make_api(redis_url: str, keys: Keys, redis: aioredis.Redis, tmp_path: Path
-                   ) -> AsyncIterator[ApiFactory]:
-    """The real app without its background workers (the log feeder is caught up by hand)."""
-    clients: list[TestClient[Any, Any]] = []
-
-    async def start(**config: Any) -> Api:
-        data_dir = tmp_path / f"data{len(clients)}"
-        instance = Instance(dataclasses.replace(Config(), **config), data_dir, redis_url)
-        settings = AdminSettings(instance=instance, redis_url=redis_url, keys=keys,
-                                 run_workers=False, environ={})
-        client: TestClient[Any, Any] = TestClient(TestServer(build_app(settings)))
-        await client.start_server()
-        clients.append(client)
-        return Api(client, redis, keys, data_dir)
-
-    try:
-        yield start
-    finally:
-        for client in clients:
-            await client.close()
-
-
 async def _api(make_api: ApiFactory) -> Api:
-    api = await make_api(profiles=PROFILES)
+    # Without the background workers: the log feeder is caught up by hand.
+    api = await make_api(profiles=PROFILES, run_workers=False)
     import_list(api, "gambling", ["casino.example", "www.casino.example", "bet.example"])
     import_list(api, "social_networks", ["friendface.example"])
     return api
@@ -229,7 +195,7 @@ async def test_forged_or_malformed_hits_are_refused_with_json_errors(
 
 async def test_the_rule_set_for_the_list_snapshot_fits_chromes_limits(
         make_api: ApiFactory, ut1_dir: Any) -> None:
-    api = await make_api(profiles=PROFILES)
+    api = await make_api(profiles=PROFILES, run_workers=False)
     import_path(api.state.settings.instance, ut1_dir, "ut1", None, None)
     policy = api.state.policy.base()
     ruleset = build_ruleset(policy, category_hosts(policy), user="learner1", group="learner")

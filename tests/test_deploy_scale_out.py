@@ -27,6 +27,8 @@ from tests.proxy_harness import (
     ProxyProcess,
     curl,
     free_port,
+    stop_process,
+    wait_until_healthy,
     write_config,
 )
 
@@ -42,15 +44,9 @@ class Admin:
             [sys.executable, "-m", "esafety.cli", "--config", str(config), "--data-dir",
              str(directory / "admin-data"), "--redis-url", redis_url, "admin", "--listen",
              f"127.0.0.1:{self.port}"], stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if self.call("GET", "/readyz")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("admin did not start")
+        log_file = directory / "admin.log"
+        wait_until_healthy(self.process, f"{self.base}/readyz", "admin",
+                           lambda: log_file.read_text(errors="replace"))
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None,
              token: str | None = None) -> tuple[int, Any]:
@@ -72,8 +68,7 @@ class Admin:
         return str(body["token"])
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(20)
+        stop_process(self.process)
 
 
 def hit_id_of(result_headers: str) -> str:

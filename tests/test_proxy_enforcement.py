@@ -265,7 +265,6 @@ def test_status_endpoint_reports_health_and_metrics(proxy: ProxyProcess) -> None
     assert fast and int(fast[0].split()[-1]) > 0
 
 
-
 def test_required_auth_challenges_with_407(tmp_path: Path, redis_url: str, origins: Origins,
                                            module_keys: Keys, proxy: ProxyProcess) -> None:
     config = write_config(tmp_path / "auth.yaml", module_keys.prefix,

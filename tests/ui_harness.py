@@ -44,6 +44,8 @@ from tests.proxy_harness import (
     ProxyProcess,
     free_port,
     start_origins,
+    stop_process,
+    wait_until_healthy,
     write_config,
 )
 
@@ -114,29 +116,15 @@ class AdminProcess:
                  "--data-dir", str(self.data_dir), "admin", "--listen",
                  f"127.0.0.1:{self.port}"],
                 env=self.env(), stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"admin exited: {self.log_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.base_url}/readyz", timeout=1) as reply:
-                    if reply.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"admin did not start: {self.log_text()[-3000:]}")
+        wait_until_healthy(self.process, f"{self.base_url}/readyz", "admin", self.log_text,
+                           timeout)
+        return self
 
     def log_text(self) -> str:
         return self.log_file.read_text(errors="replace") if self.log_file else ""
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 @dataclass
