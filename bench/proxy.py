@@ -81,6 +81,9 @@ TARGET_RATIO_TO_MITMDUMP = 0.9
 TARGET_ADDED_P50_MS = 1.0
 TARGET_WORKER_SCALING = 1.8
 TARGET_RATIO_TO_E2GUARDIAN = 1.0
+TARGET_CHECKS_CPU_RATIO = 1.10
+"""With ``--baseline-tree``: proxy CPU per request (per tunnel) may rise at most 10 % against
+the earlier tree measured in the same run."""
 
 ALLOWED = "allowed.test"
 SEARCH = "www.google.com"
@@ -351,6 +354,11 @@ class Context:
     log: list[str] = field(default_factory=list)
     stop_redis: Callable[[], None] | None = None
     use_host_map: bool = False
+    baseline_tree: Path | None = None
+    baseline_config: Path | None = None
+    baseline_data: Path | None = None
+    baseline_redis_url: str = ""
+    stop_baseline_redis: Callable[[], None] | None = None
 
 
 def with_hosts(ctx: Context, argv: list[str]) -> list[str]:
@@ -401,21 +409,72 @@ def start_mitmdump(ctx: Context, ignore_all: bool) -> Proxy:
     return Proxy("mitmdump", port, [process.pid], lambda: stop_process(process))
 
 
-def esafety_cli(ctx: Context, *args: str) -> list[str]:
-    assert ctx.esafety_config is not None and ctx.esafety_data is not None
-    return [sys.executable, "-m", "esafety.cli", "--config", str(ctx.esafety_config),
-            "--data-dir", str(ctx.esafety_data), *args]
+def esafety_cli(ctx: Context, *args: str, baseline: bool = False) -> list[str]:
+    config, data = ((ctx.baseline_config, ctx.baseline_data) if baseline
+                    else (ctx.esafety_config, ctx.esafety_data))
+    assert config is not None and data is not None
+    return [sys.executable, "-m", "esafety.cli", "--config", str(config), "--data-dir",
+            str(data), *args]
 
 
-def esafety_env(ctx: Context) -> dict[str, str]:
+def esafety_env(ctx: Context, baseline: bool = False) -> dict[str, str]:
     env = clean_env(ESAFETY_TEST_PORTS=f"80={ctx.origin.http_port},443={ctx.origin.https_port}",
-                    ESAFETY_REDIS_URL=ctx.redis_url)
+                    ESAFETY_REDIS_URL=ctx.baseline_redis_url if baseline else ctx.redis_url)
     env.pop("ESAFETY_CONFIG", None)
     env.pop("ESAFETY_DATA_DIR", None)
+    if baseline:
+        assert ctx.baseline_tree is not None
+        env["PYTHONPATH"] = str(ctx.baseline_tree)
     return env
 
 
-def prepare_esafety(ctx: Context) -> None:
+def upstream_section(ctx: Context) -> dict[str, Any]:
+    """What the proxy may reach: the loopback origin's two ports, and nothing else internal."""
+    hp, sp = ctx.origin.http_port, ctx.origin.https_port
+    return {"connect_ports": sorted({443, sp}), "http_ports": sorted({80, hp}),
+            "allow_internal": [f"127.0.0.1:{hp}", f"127.0.0.1:{sp}"]}
+
+
+def prepare_baseline(ctx: Context, tree: Path, config: dict[str, Any]) -> None:
+    """An earlier esafety source tree as a second contender, ``esafety_before``, measured in
+    the same run: its own data directory and the same lists and config (minus the sections it
+    predates), with its own loopback redis-server, so "before and after" are compared on the
+    same machine at the same time."""
+    import yaml
+
+    if not (tree / "esafety" / "cli.py").is_file():
+        raise SystemExit(f"--baseline-tree {tree}: not an esafety source tree")
+    if not list((tree / "categories").glob("_urlfast*.so")):
+        subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace", "-q"], cwd=tree,
+                       check=True, capture_output=True, timeout=300)
+    directory = ctx.work / "esafety-before"
+    directory.mkdir()
+    port = free_port()
+    redis_dir = directory / "redis"
+    redis_dir.mkdir()
+    process = subprocess.Popen(
+        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+         "--appendonly", "no", "--dir", str(redis_dir)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ctx.stop_baseline_redis = lambda: stop_process(process)
+    ctx.baseline_redis_url = f"redis://127.0.0.1:{port}/0"
+    wait_for(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() is None,
+             15, "baseline redis-server")
+    ctx.baseline_tree = tree
+    ctx.baseline_config = directory / "esafety.yaml"
+    ctx.baseline_config.write_text(yaml.safe_dump(
+        {k: v for k, v in config.items() if k != "upstream"}))
+    ctx.baseline_data = directory / "data"
+    done = subprocess.run(esafety_cli(ctx, "lists", "import", str(PROXY_LISTS), "--source",
+                                      "fixtures", baseline=True),
+                          env=esafety_env(ctx, baseline=True), capture_output=True, text=True,
+                          timeout=300, cwd=tree)
+    if done.returncode != 0:
+        raise RuntimeError(f"baseline lists import failed: {done.stdout}{done.stderr}")
+    ctx.log.append(f"baseline esafety from {tree} with redis-server on {ctx.baseline_redis_url}")
+
+
+def prepare_esafety(ctx: Context, baseline_tree: Path | None = None) -> None:
     """Config, embedded Redis, the fixture lists imported, and what the policy blocks."""
     import yaml
 
@@ -435,7 +494,10 @@ def prepare_esafety(ctx: Context) -> None:
         "proxy_auth": {"mode": "off"},
         "networks": [{"cidr": "127.0.0.0/8", "group": "learner", "site": "bench-wifi"}],
         "logging": {"log_allowed": True, "level": "warning", "format": "json"},
+        "upstream": upstream_section(ctx),
     }
+    if baseline_tree is not None:
+        prepare_baseline(ctx, baseline_tree, config)
     ctx.esafety_config = directory / "esafety.yaml"
     ctx.esafety_config.write_text(yaml.safe_dump(config))
     ctx.esafety_data = directory / "data"
@@ -473,16 +535,19 @@ def prepare_esafety(ctx: Context) -> None:
     ctx.hosts_file = hosts
 
 
-def start_esafety(ctx: Context, workers: int) -> Proxy:
+def start_esafety(ctx: Context, workers: int, baseline: bool = False) -> Proxy:
     port = free_port()
     status = free_port(pair=True)
-    log_file = ctx.work / f"esafety-{port}.log"
+    log_file = ctx.work / f"esafety{'-before' if baseline else ''}-{port}.log"
     argv = esafety_cli(ctx, "proxy", "--listen", f"127.0.0.1:{port}",
                        "--status-listen", f"127.0.0.1:{status}", "--workers", str(workers),
-                       "--mitm-option", f"ssl_verify_upstream_trusted_ca={ctx.origin.ca_file}")
+                       "--mitm-option", f"ssl_verify_upstream_trusted_ca={ctx.origin.ca_file}",
+                       baseline=baseline)
     argv = [*argv, "--script", str(HOST_MAP)] if ctx.use_host_map else with_hosts(ctx, argv)
-    process = subprocess.Popen(argv, env=esafety_env(ctx), cwd=REPO, stdin=subprocess.DEVNULL,
-                               stdout=log_file.open("wb"), stderr=subprocess.STDOUT)
+    tree = ctx.baseline_tree if baseline and ctx.baseline_tree else REPO
+    process = subprocess.Popen(argv, env=esafety_env(ctx, baseline), cwd=tree,
+                               stdin=subprocess.DEVNULL, stdout=log_file.open("wb"),
+                               stderr=subprocess.STDOUT)
 
     def ready() -> bool:
         if process.poll() is not None:
@@ -501,6 +566,8 @@ def start_esafety(ctx: Context, workers: int) -> Proxy:
         stop_process(process, 30)
         raise
     name = "esafety" if workers == 1 else f"esafety_workers{workers}"
+    if baseline:
+        name = "esafety_before"
     return Proxy(name, port, [process.pid], lambda: stop_process(process, 30))
 
 
@@ -926,6 +993,9 @@ def main(argv: list[str] | None = None) -> int:
                              "upstream keep-alive, see the module docstring)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object with the figures as the last line")
+    parser.add_argument("--baseline-tree", type=Path, metavar="DIR",
+                        help="an earlier esafety source tree (e.g. `git worktree add DIR REV`), "
+                             "run as a further contender, esafety_before, in the same run")
     args = parser.parse_args(argv)
     seconds = 3.0 if args.quick else args.duration
     warmup = 0.5 if args.quick else min(2.0, max(1.0, seconds / 5))
@@ -957,7 +1027,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         origin = start_origin(work)
         ctx = here = Context(work, origin, use_host_map=args.host_map)
-        prepare_esafety(here)
+        prepare_esafety(here, args.baseline_tree.resolve() if args.baseline_tree else None)
         say(f"origin nginx on 127.0.0.1:{origin.http_port} (http) and :{origin.https_port} "
             f"(https); blocked for learners now: {len(here.blocked_domains)} domains, "
             f"{len(here.blocked_urls)} URLs")
@@ -966,6 +1036,8 @@ def main(argv: list[str] | None = None) -> int:
             "esafety": lambda w: start_esafety(here, 1),
             "esafety_workers2": lambda w: start_esafety(here, 2),
         }
+        if here.baseline_tree is not None:
+            starters["esafety_before"] = lambda w: start_esafety(here, 1, baseline=True)
         if not args.no_peers:
             starters["squid"] = lambda w: start_squid(here)
             starters["e2guardian"] = lambda w: start_e2guardian(here)
@@ -973,7 +1045,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, starter in starters.items():
                 if name in unavailable:
                     continue
-                if workload == "mix" and name == "esafety":
+                if workload == "mix" and name in ("esafety", "esafety_before"):
                     continue  # the mix compares deployments: esafety runs one worker per core
                 try:
                     with running(starter, workload) as proxy:
@@ -985,7 +1057,7 @@ def main(argv: list[str] | None = None) -> int:
                         result = measure(proxy, workload, here, args.connections, seconds,
                                          warmup, f"{name}-{workload}")
                         results[workload][name] = result
-                        if name in ("mitmdump", "esafety"):
+                        if name in ("mitmdump", "esafety", "esafety_before"):
                             light[workload][name] = measure(
                                 proxy, workload, here, 1, light_seconds, 0.0,
                                 f"{name}-{workload}-light")
@@ -998,6 +1070,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if ctx is not None and ctx.stop_redis is not None:
             ctx.stop_redis()
+        if ctx is not None and ctx.stop_baseline_redis is not None:
+            ctx.stop_baseline_redis()
         if origin is not None:
             origin.stop()
         if not args.keep:
@@ -1028,6 +1102,7 @@ def build_report(results: dict[str, dict[str, Result]], light: dict[str, dict[st
         "workloads": {},
         "worker_scaling": {},
         "peer_ratios": {},
+        "before_after": {},
         "targets": {},
         "block_checks": checks,
         "peers_unavailable": unavailable,
@@ -1050,7 +1125,7 @@ def build_report(results: dict[str, dict[str, Result]], light: dict[str, dict[st
             entry[name]["light_p99_ms"] = d["p99_ms"]
             entry[name]["light_rps"] = d["rps"]
         base = entry.get("mitmdump")
-        for name in ("esafety", "esafety_workers2", "squid", "e2guardian"):
+        for name in ("esafety", "esafety_workers2", "esafety_before", "squid", "e2guardian"):
             if base is None or name not in entry:
                 continue
             mine = entry[name]
@@ -1064,6 +1139,18 @@ def build_report(results: dict[str, dict[str, Result]], light: dict[str, dict[st
                     mine["light_p50_ms"] - base["light_p50_ms"], 3)
         report["workloads"][workload] = entry
         one, two = entry.get("esafety"), entry.get("esafety_workers2")
+        before = entry.get("esafety_before")
+        if one and before:
+            report["before_after"][workload] = {
+                "cpu_per_request_ratio": ratio(one["cpu_ms_per_request"],
+                                               before["cpu_ms_per_request"]),
+                "rps_ratio": ratio(one["rps"], before["rps"]),
+                "cpu_ms_per_request_before": before["cpu_ms_per_request"],
+                "cpu_ms_per_request_after": one["cpu_ms_per_request"],
+                "target_cpu_ratio": TARGET_CHECKS_CPU_RATIO,
+                "met": (ratio(one["cpu_ms_per_request"], before["cpu_ms_per_request"]) or 99)
+                <= TARGET_CHECKS_CPU_RATIO,
+            }
         if one and two:
             report["worker_scaling"][workload] = {
                 "rps_ratio": ratio(two["rps"], one["rps"]),
@@ -1147,6 +1234,14 @@ def print_table(report: dict[str, Any]) -> None:
                 print(f"  {workload} vs {peer}: 1 worker {fmt(r['esafety_1_worker'])}x, "
                       f"2 workers {fmt(r['esafety_2_workers'])}x; CPU/request (1 worker) "
                       f"{fmt(r['cpu_per_request_esafety_1_worker'])}x")
+    if report["before_after"]:
+        print("\nthis tree against --baseline-tree (esafety / esafety_before, 1 worker each, same "
+              "run):")
+        for workload, b in report["before_after"].items():
+            print(f"  {workload}: CPU per request {fmt(b['cpu_ms_per_request_after'], 3)} ms "
+                  f"against {fmt(b['cpu_ms_per_request_before'], 3)} ms = "
+                  f"{fmt(b['cpu_per_request_ratio'], 3)}x (target <= "
+                  f"{b['target_cpu_ratio']:.2f}x); req/s {fmt(b['rps_ratio'], 2)}x")
     for peer, why in report["peers_unavailable"].items():
         print(f"\n{peer}: NOT MEASURED: {why}")
     print("\nblock checks (True = blocked for *_blocked_*, passed for *_passes):")
