@@ -1,16 +1,19 @@
-"""Outages: a full disk under the spool, and a Redis restart with AOF."""
+"""Outages: a full disk under the spool (running and at a restart), and a Redis restart with
+AOF."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import redis as sync_redis
 
 from categories.overrides import Override, OverrideScope
 from esafety.embedded_redis import EmbeddedRedis
+from store import unblock_requests
 from store.connection import connect
 from store.keys import Keys
 from store.policy_state import read_overrides, save_override
@@ -140,38 +143,53 @@ def test_a_restart_with_the_spool_disk_full_still_filters_and_loses_nothing(
 
 def test_redis_killed_and_restarted_with_aof_keeps_requests_and_overrides(
         tmp_path: Path, security_figures: dict[str, str]) -> None:
+    """Written through the store API the admin uses (overrides, unblock requests and their
+    decisions), then Redis is killed with SIGKILL: every acknowledged write is still there."""
     keys = Keys(prefix=f"esafety-test-{uuid.uuid4().hex[:8]}:")
     server = EmbeddedRedis(tmp_path / "redis", persistent=True).start()
 
-    async def write() -> None:
+    async def write() -> tuple[set[str], dict[str, str]]:
         client = connect(server.url)
+        written: dict[str, str] = {}
         for n in range(50):
             await save_override(client, keys, Override(
                 id=f"ov-{n}", target=f"site{n}.example", action="allow",
                 scope=OverrideScope.USER, subject=f"learner{n}"))
-            await client.set(keys.unblock(str(n)), f'{{"id": "{n}", "status": "open"}}')
-            await client.zadd(keys.unblock_index, {str(n): float(n)})
+            request, merged = await unblock_requests.create_or_merge(
+                client, keys, user=f"learner{n}", group="learner",
+                url=f"http://site{n}.example/page", target=f"site{n}.example",
+                reason="needed for coursework", hit_id=None)
+            assert not merged
+            if n % 5 == 0:
+                request = replace(request, status=unblock_requests.APPROVED,
+                                  decided_by="it1", override_id=f"ov-{n}")
+                await unblock_requests.save_decision(client, keys, request)
+            written[request.id] = request.status
         await client.aclose()
+        return {f"ov-{n}" for n in range(50)}, written
 
-    asyncio.run(write())
+    overrides_written, requests_written = asyncio.run(write())
     server.kill()  # SIGKILL: no clean shutdown, no final save
     server.start()
 
-    async def read() -> tuple[int, int]:
+    async def read() -> tuple[set[str], dict[str, str]]:
         client = connect(server.url)
-        overrides = await read_overrides(client, keys)
-        requests = await client.zcard(keys.unblock_index)
+        overrides = {o.id for o in await read_overrides(client, keys)}
+        requests = {r.id: r.status for r in await unblock_requests.all_requests(client, keys)}
         await client.aclose()
-        return len(overrides), requests
+        return overrides, requests
 
     try:
         overrides, requests = asyncio.run(read())
     finally:
         server.stop()
-    assert (overrides, requests) == (50, 50)
+    assert overrides == overrides_written
+    assert requests == requests_written and len(requests) == 50
+    lost_overrides = len(overrides_written - overrides)
+    lost_requests = len(set(requests_written) - set(requests))
     security_figures["outage: Redis kill -9 and restart (AOF)"] = (
-        f"50 overrides and 50 unblock requests written, {50 - overrides} and "
-        f"{50 - requests} lost")
+        f"50 overrides and 50 unblock requests (10 approved) written through the store API, "
+        f"{lost_overrides} and {lost_requests} lost")
 
 
 def test_redis_down_under_load_then_every_hit_arrives_exactly_once(
