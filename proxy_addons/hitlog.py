@@ -104,7 +104,7 @@ class Spool:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
-        self._torn_tail = False
+        self.torn_tail = False
         """The file ends in a line cut short by a crash: the next append starts a new line."""
         self.error: str | None = None
 
@@ -137,7 +137,7 @@ class Spool:
         if self._fd is None and (self.error is None or not self.open()):
             return False
         assert self._fd is not None
-        data = ("\n" + line if self._torn_tail else line).encode("utf-8")
+        data = ("\n" + line if self.torn_tail else line).encode("utf-8")
         try:
             written = os.write(self._fd, data)
             if written != len(data):
@@ -145,7 +145,7 @@ class Spool:
         except OSError as exc:
             self._failed(exc)
             return False
-        self._torn_tail = False
+        self.torn_tail = False
         if self.error is not None:
             log.warning("hit spool %s is writable again", self.path)
             self.error = None
@@ -161,7 +161,7 @@ class Spool:
         if self._fd is not None:
             try:
                 os.ftruncate(self._fd, 0)
-                self._torn_tail = False
+                self.torn_tail = False
             except OSError as exc:
                 log.warning("cannot truncate spool %s: %s", self.path, exc)
 
@@ -193,12 +193,12 @@ class Spool:
                 tmp.unlink()
             # A warning, not an error: mitmproxy stops on errors logged during start-up.
             log.warning("hit spool %s kept as it is, not compacted (%s): filtering goes on and "
-                      "its hits are replayed from memory", self.path, exc)
+                        "its hits are replayed from memory", self.path, exc)
             self.error = f"disk full: {exc}"
-            self._torn_tail = state.torn_tail
             return False
         self.close()
         tmp.replace(self.path)
+        self.torn_tail = False
         self.open()
         return True
 
@@ -264,6 +264,7 @@ class HitQueue:
         if recovered.damaged_lines:
             log.warning("spool %s: %d damaged lines skipped", self.spool.path,
                         recovered.damaged_lines)
+        self.spool.torn_tail = recovered.torn_tail
         opened = self.spool.open()
         if recovered.pending or recovered.unbatched:
             log.info("spool %s: replaying %d batches and %d hits", self.spool.path,

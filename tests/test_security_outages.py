@@ -94,7 +94,8 @@ def test_a_restart_with_the_spool_disk_full_still_filters_and_loses_nothing(
     """The proxy restarts with undelivered hits in its spool and no room on the disk for the
     compacted copy (the copy's file is /dev/full: every write fails with ENOSPC). It used to
     crash-loop there, so filtering stopped and the spooled hits were lost. Now it starts,
-    filters, raises the alarm, and delivers every hit once space and Redis return."""
+    filters, raises the alarm, and delivers every hit once space and Redis return, even
+    across a further restart (the spool it kept uncompacted replays them all)."""
     keys = Keys(prefix=f"esafety-test-{uuid.uuid4().hex[:8]}:")
     server = EmbeddedRedis(tmp_path / "redis", persistent=True).start()
     origins = start_origins(tmp_path)
@@ -109,6 +110,8 @@ def test_a_restart_with_the_spool_disk_full_still_filters_and_loses_nothing(
         seen = _blocked_ids(proxy, 20, 0)  # Redis down: these are only in the spool
         proxy.stop()
         assert (spool / "hits-0.log").stat().st_size > 0
+        with (spool / "hits-0.log").open("a") as torn:
+            torn.write('H ["2026')  # and a crash cut the last write short
         (spool / "hits-0.tmp").symlink_to("/dev/full")  # the disk is full for the copy
 
         proxy.start()  # used to crash here
@@ -122,8 +125,11 @@ def test_a_restart_with_the_spool_disk_full_still_filters_and_loses_nothing(
         for i in range(5):
             assert curl(proxy, f"http://allowed.test/{i}").status == 200  # allowed allowed
         assert not (spool / "hits-0.tmp").exists()  # no half-written copy left behind
+        proxy.stop()  # Redis still down: every hit so far is only in the uncompacted spool
 
-        server.start()  # space (the copy's file is gone) and Redis return
+        proxy.start()  # space has returned (the copy's file is gone): compacted now
+        assert "not compacted" not in proxy.log_text().rpartition("Loading script")[2]
+        server.start()  # and Redis returns
         ids = _wait_for(server.url, keys, seen)
         lost = len(set(seen) - set(ids))
         assert lost == 0 and len(ids) == len(set(ids)) == len(seen)
