@@ -3,12 +3,15 @@
 Middlewares, outermost first: request metrics, errors as JSON, authentication (+ CSRF).
 Security headers are added to every response in ``on_response_prepare``. The Redis client,
 the SQLite log store and the background workers (log feeder, alert consumer, housekeeping)
-live in one cleanup context, so they start and stop with the app.
+live in one cleanup context, so they start and stop with the app. At stop the workers are
+stopped and awaited first; the log store then waits for any call still running in a worker
+thread before it closes, so nothing touches SQLite after close.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -28,9 +31,11 @@ from admin_api.security_headers import add_security_headers
 from admin_api.sessions import authentication_middleware
 from store.connection import connect
 
+log = logging.getLogger(__name__)
 LOG_STORE_FILE = "logstore.sqlite3"
 DEFAULT_GROUP_WINDOW_SECONDS = 900
 WORKER_STOP_SECONDS = 5.0
+RECANCEL_SECONDS = 0.05
 
 
 async def admin_resources(app: web.Application) -> AsyncIterator[None]:
@@ -64,11 +69,32 @@ async def admin_resources(app: web.Application) -> AsyncIterator[None]:
         stop.set()
         for task in tasks:
             task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=WORKER_STOP_SECONDS)
+        await _stopped(tasks)
         await consumer.drain_deliveries()
-        log_store.close()
+        # Waits for calls still running in worker threads (a cancelled to_thread task leaves
+        # its thread running), then closes the writer under its lock.
+        await log_store.aclose()
         await redis.aclose()
+
+
+async def _stopped(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait for the cancelled workers; report any that failed or would not stop.
+
+    A cancel that lands inside redis-py at the wrong moment can be swallowed, so the ones still
+    running are cancelled again every RECANCEL_SECONDS (each also checks its stop flag)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WORKER_STOP_SECONDS
+    pending: set[asyncio.Task[None]] = set(tasks)
+    while pending and loop.time() < deadline:
+        _done, pending = await asyncio.wait(
+            pending, timeout=min(RECANCEL_SECONDS, max(0.0, deadline - loop.time())))
+        for task in pending:
+            task.cancel()
+    for task in pending:
+        log.warning("%s did not stop within %.0f s", task.get_name(), WORKER_STOP_SECONDS)
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.warning("%s ended with %r", task.get_name(), task.exception())
 
 
 def build_app(settings: AdminSettings) -> web.Application:

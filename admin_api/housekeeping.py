@@ -25,6 +25,7 @@ from dataclasses import replace
 from redis.exceptions import RedisError
 
 from admin_api.context import AdminState
+from admin_api.log_store import LogStoreClosed
 from categories.overrides import Override
 from store import accident_reports, alerts, audit, unblock_requests
 from store.hits import trim_hits
@@ -92,6 +93,8 @@ async def run(state: AdminState, stop: asyncio.Event) -> None:
                 next_retention = loop.time() + RETENTION_EVERY_SECONDS
         except asyncio.CancelledError:
             raise
+        except LogStoreClosed:
+            return  # the app is stopping
         except (RedisError, OSError) as exc:
             log.warning("housekeeping: %s; retrying", exc)
         with contextlib.suppress(TimeoutError):

@@ -14,7 +14,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from admin_api.log_store import LogStore, row_from_hit
+from admin_api.log_store import LogStore, LogStoreClosed, row_from_hit
 from store.hits import hit_from_entry
 from store.keys import Keys
 
@@ -79,6 +79,8 @@ class LogFeeder:
                 await self.step()
             except asyncio.CancelledError:
                 raise
+            except LogStoreClosed:
+                return  # the app is stopping
             except (RedisError, OSError) as exc:
                 log.warning("log feeder: Redis unavailable (%s); retrying", exc)
                 await asyncio.sleep(1.0)

@@ -8,20 +8,31 @@ here; :mod:`admin_api.log_feeder` appends to it in batches and applies retention
 Queries run in worker threads (``asyncio.to_thread``), each on its own read connection; WAL
 mode lets them read while the feeder writes. Queries page by a cursor of ``(ts, rowid)``,
 newest first, and each picks its index explicitly from the most selective filter given.
+
+The store counts the calls running in worker threads. :meth:`LogStore.close` refuses new
+calls, waits for the running ones (a cancelled ``asyncio.to_thread`` task does not stop its
+thread) and closes the shared writer under its lock, so SQLite is never used after close: a
+late call gets :class:`LogStoreClosed`, never a crash. The database and its ``-wal`` and
+``-shm`` files are created 0600 (they hold personal data).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from store.records import HitRecord
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ("sid", "id", "ts", "user", "grp", "client_ip", "site", "host", "path", "action",
            "category", "rule", "source", "severity", "alert", "decrypted", "method",
@@ -48,10 +59,18 @@ CREATE TABLE IF NOT EXISTS feed_state (name TEXT PRIMARY KEY, value TEXT NOT NUL
 _INSERT = f"INSERT INTO hits ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"  # noqa: S608
 _SELECT = f"SELECT rowid, {', '.join(COLUMNS)} FROM hits"  # noqa: S608
 DELETE_CHUNK = 20_000
+CLOSE_WAIT_SECONDS = 60.0
+"""How long :meth:`LogStore.close` waits for calls still running in worker threads."""
+DATABASE_SUFFIXES = ("", "-wal", "-shm")
+"""The database file and SQLite's companions in WAL mode."""
 
 
 class CursorError(ValueError):
     pass
+
+
+class LogStoreClosed(RuntimeError):
+    """The log store was used after :meth:`LogStore.close` (for example at shutdown)."""
 
 
 @dataclass(frozen=True)
@@ -103,29 +122,76 @@ class LogStore:
         self.path = path
         self._write_lock = threading.Lock()
         self._writer: sqlite3.Connection | None = None
+        self._calls = threading.Condition()
+        self._running = 0
+        self._closed = False
+
+    def files(self) -> list[Path]:
+        """The database and its WAL companions that exist now."""
+        candidates = [self.path.with_name(self.path.name + s) for s in DATABASE_SUFFIXES]
+        return [p for p in candidates if p.exists()]
 
     def open(self) -> LogStore:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Created 0600 before SQLite sees it: SQLite gives the -wal and -shm files the
+        # database file's mode, and a umask would otherwise leave all three world-readable.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        for path in self.files():
+            path.chmod(0o600)
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA cache_size=-262144")
         conn.executescript(_SCHEMA)
-        self.path.chmod(0o600)
         self._writer = conn
+        self._closed = False
         return self
 
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+    @contextmanager
+    def _call(self) -> Iterator[None]:
+        """Count one call (in whatever thread runs it) so that close() can wait for it."""
+        with self._calls:
+            if self._closed:
+                raise LogStoreClosed("the log store is closed")
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._calls:
+                self._running -= 1
+                self._calls.notify_all()
+
+    def close(self, wait_seconds: float = CLOSE_WAIT_SECONDS) -> None:
+        """Refuse new calls, wait for the running ones, then close the writer under its lock.
+
+        Blocks while calls finish: from the event loop, use :meth:`aclose`."""
+        with self._calls:
+            self._closed = True
+            if not self._calls.wait_for(lambda: self._running == 0, wait_seconds):
+                log.warning("log store: %d calls still running after %.0f s; closing the "
+                            "writer between their statements", self._running, wait_seconds)
+        with self._write_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def _conn(self) -> sqlite3.Connection:
+        """The writer; only while holding ``_write_lock``."""
         if self._writer is None:
-            raise RuntimeError("log store is not open")
+            raise LogStoreClosed("the log store is closed" if self._closed
+                                 else "the log store is not open")
         return self._writer
 
     def reader(self) -> sqlite3.Connection:
+        if self._closed:
+            raise LogStoreClosed("the log store is closed")
         conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
         conn.execute("PRAGMA mmap_size=1073741824")
         conn.execute("PRAGMA cache_size=-65536")
@@ -133,14 +199,14 @@ class LogStore:
 
     # -- writing -------------------------------------------------------------------------
     def last_stream_id(self) -> str:
-        with self._write_lock:
+        with self._call(), self._write_lock:
             row = self._conn().execute(
                 "SELECT value FROM feed_state WHERE name='last_stream_id'").fetchone()
         return str(row[0]) if row else "0-0"
 
     def append(self, rows: Iterable[tuple[Any, ...]], last_stream_id: str | None) -> int:
         """Insert rows and remember the stream position, in one transaction."""
-        with self._write_lock:
+        with self._call(), self._write_lock:
             conn = self._conn()
             conn.execute("BEGIN")
             try:
@@ -156,20 +222,25 @@ class LogStore:
             return cursor.rowcount
 
     def delete_older_than(self, cutoff_ts: float) -> int:
-        """Retention: delete in chunks so readers and the feeder are never held up for long."""
+        """Retention: delete in chunks so readers and the feeder are never held up for long.
+
+        Stops with :class:`LogStoreClosed` between chunks once close() has been called."""
         deleted = 0
-        while True:
-            with self._write_lock:
-                cursor = self._conn().execute(
-                    "DELETE FROM hits WHERE rowid IN (SELECT rowid FROM hits INDEXED BY hits_ts "
-                    "WHERE ts < ? LIMIT ?)", (cutoff_ts, DELETE_CHUNK))
-                count = cursor.rowcount
-            deleted += count
-            if count < DELETE_CHUNK:
-                return deleted
+        with self._call():
+            while True:
+                if self._closed:
+                    raise LogStoreClosed("the log store closed during retention")
+                with self._write_lock:
+                    cursor = self._conn().execute(
+                        "DELETE FROM hits WHERE rowid IN (SELECT rowid FROM hits INDEXED BY "
+                        "hits_ts WHERE ts < ? LIMIT ?)", (cutoff_ts, DELETE_CHUNK))
+                    count = cursor.rowcount
+                deleted += count
+                if count < DELETE_CHUNK:
+                    return deleted
 
     def count(self) -> int:
-        with closing(self.reader()) as conn:
+        with self._call(), closing(self.reader()) as conn:
             return int(conn.execute("SELECT count(*) FROM hits").fetchone()[0])
 
     # -- reading -------------------------------------------------------------------------
@@ -211,7 +282,7 @@ class LogStore:
              ) -> tuple[list[dict[str, Any]], str | None]:
         """One page, newest first, and the cursor of the next page (None at the end)."""
         after = decode_cursor(cursor) if cursor else None
-        with closing(self.reader()) as conn:
+        with self._call(), closing(self.reader()) as conn:
             rows = self._rows(conn, query, after, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]

@@ -7,6 +7,11 @@
 * The compiled list snapshot comes from the data directory; a new ``CURRENT`` (after
   ``esafety lists import`` or ``update``) is loaded without a restart.
 * When Redis is unreachable the policy already in memory keeps filtering.
+* Every change applied is also written to a local copy in the data directory
+  (:mod:`proxy_addons.policy_copy`). A worker that starts while Redis is unreachable loads
+  that copy, so overrides and approved unblocks stay in force. When Redis returns, the newer
+  version wins: Redis's state replaces the copy unless Redis holds an older version (restored
+  from an older backup, say), in which case the copy stays until Redis catches up.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ from categories.definitions import CategorySet, load_definitions
 from categories.policy import Policy
 from categories.snapshot import SnapshotError
 from esafety.instance import Instance
+from proxy_addons.policy_copy import POLICY_COPY_FILE, load_policy_copy, save_policy_copy
 from store.keys import Keys
-from store.policy_state import read_overrides, read_version
+from store.policy_state import PolicyState, read_overrides, read_version
 
 log = logging.getLogger("esafety.policy")
 
@@ -43,6 +49,10 @@ class PolicySync:
         self.policy: Policy = self._load_base()
         self.version = -1
         self.redis_ok = redis is not None
+        self.copy_path = instance.data_dir / POLICY_COPY_FILE
+        self._copy_version: int | None = None
+        """The version loaded from the local copy, until Redis's state replaces it."""
+        self._copy_ahead_reported = False
         self._snapshot_mark = self._current_mark()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -70,6 +80,8 @@ class PolicySync:
     async def start(self) -> None:
         if self.redis is not None:
             await self._refresh_overrides()
+            if self.version < 0:
+                self._load_copy()
             loop = asyncio.get_running_loop()
             self._tasks.append(loop.create_task(self._listen(), name="esafety-policy-listen"))
             self._tasks.append(loop.create_task(self._poll(), name="esafety-policy-poll"))
@@ -85,11 +97,32 @@ class PolicySync:
         self._tasks.clear()
 
     # -- overrides ---------------------------------------------------------------------------
+    def _load_copy(self) -> None:
+        copy = load_policy_copy(self.copy_path)
+        if copy is None:
+            log.warning("Redis unreachable at start and no local policy copy: filtering "
+                        "without overrides until Redis returns")
+            return
+        self.policy = self.policy.with_overrides(copy.overrides)
+        self.version = copy.version
+        self._copy_version = copy.version
+        log.warning("Redis unreachable at start: policy version %d applied from the local "
+                    "copy (%d overrides)", copy.version, len(copy.overrides))
+
     async def _refresh_overrides(self) -> None:
         assert self.redis is not None
         try:
             version = await read_version(self.redis, self.keys)
             if version == self.version:
+                self.redis_ok = True
+                return
+            if self._copy_version is not None and version < self._copy_version:
+                # The newer version wins: the copy's, until Redis catches up.
+                if not self._copy_ahead_reported:
+                    log.warning("Redis holds policy version %d, older than the local copy's "
+                                "%d: keeping the copy until Redis catches up", version,
+                                self._copy_version)
+                    self._copy_ahead_reported = True
                 self.redis_ok = True
                 return
             overrides = await read_overrides(self.redis, self.keys)
@@ -100,8 +133,17 @@ class PolicySync:
             return
         self.policy = self.policy.with_overrides(overrides)
         self.version = version
+        self._copy_version = None
         self.redis_ok = True
         log.info("policy version %d applied (%d overrides)", version, len(overrides))
+        await self._save_copy(PolicyState(version, tuple(overrides)))
+
+    async def _save_copy(self, state: PolicyState) -> None:
+        try:
+            await asyncio.to_thread(save_policy_copy, self.copy_path, state)
+        except OSError as exc:
+            log.warning("local policy copy %s not written (%s): a restart while Redis is "
+                        "unreachable would start from an older copy", self.copy_path, exc)
 
     async def _listen(self) -> None:
         assert self.redis is not None

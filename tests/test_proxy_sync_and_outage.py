@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from pathlib import Path
@@ -18,6 +19,9 @@ from store.keys import Keys
 from store.policy_state import delete_override, save_override
 from store.records import HitRecord
 from tests.proxy_harness import PROXY_LISTS, Origins, ProxyProcess, curl, write_config
+
+IDLE_SECONDS = 3.0
+STOP_SECONDS = 15.0
 
 
 def make_proxy(directory: Path, redis_url: str, origins: Origins, keys: Keys) -> ProxyProcess:
@@ -171,3 +175,43 @@ def test_spool_replay_after_a_crash_mid_batch_is_exactly_once(tmp_path: Path, re
     ids = asyncio.run(scenario())
     assert ids == [_hit(n).id for n in range(4, 10)]
     assert spool_path.stat().st_size == 0  # everything confirmed: the spool is emptied
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_proxy_without_redis_idles_quietly_and_stops_on_sigterm(
+        tmp_path: Path, origins: Origins, keys: Keys) -> None:
+    """No Redis configured: hits stay in the spool. An idle worker used to spin at 100 % CPU
+    in the hit queue once it held a hit, and then ignored SIGTERM."""
+    config = write_config(tmp_path / "esafety.yaml", keys.prefix,
+                          networks=[{"cidr": "127.0.0.0/8", "group": "learner"}])
+    proxy = ProxyProcess(tmp_path / "data", config, None, origins)
+    assert proxy.cli("lists", "import", str(PROXY_LISTS), "--source", "f").returncode == 0
+    proxy.start()
+    try:
+        assert proxy.process is not None
+        ids = []
+        for n in range(3):
+            result = curl(proxy, f"http://casino-royale.test/{n}")
+            assert result.status == 403
+            ids.append(result.headers.lower().split("x-esafety-hit-id: ")[1].split()[0])
+        assert curl(proxy, "http://allowed.test/").status == 200
+        time.sleep(1.0)
+        before, started = _cpu_seconds(proxy.process.pid), time.monotonic()
+        time.sleep(IDLE_SECONDS)
+        share = (_cpu_seconds(proxy.process.pid) - before) / (time.monotonic() - started)
+        assert share < 0.3, f"idle proxy used {share:.0%} of a core"
+        stop_started = time.monotonic()
+        proxy.process.terminate()
+        proxy.process.wait(STOP_SECONDS)  # raises TimeoutExpired if SIGTERM is ignored
+        stopped_in = time.monotonic() - stop_started
+    finally:
+        proxy.stop()
+    spooled = read_spool(proxy.data_dir / "spool" / "hits-0.log")
+    assert [h.id.lower() for _d, h in spooled.unbatched] == ids  # kept for a later Redis
+    assert "stopped" in proxy.log_text()
+    print(f"idle CPU {share:.1%} of a core; stopped {stopped_in:.1f} s after SIGTERM")
