@@ -59,7 +59,7 @@ from store.accounts import (
     verify_password,
 )
 from store.keys import Keys
-from store.login_limits import LoginLimits, record_success, reserve_attempt
+from store.login_limits import LoginLimits, address_key, record_success, reserve_attempt
 
 log = logging.getLogger("esafety.identify")
 
@@ -121,23 +121,25 @@ class CredentialCache:
         self._key = secrets.token_bytes(32)
         self._entries: dict[tuple[str, bytes], tuple[float, SignIn]] = {}
 
-    def _slot(self, user: str, secret: str) -> tuple[str, bytes]:
-        return user, hmac.digest(self._key, secret.encode("utf-8", "surrogatepass"),
-                                 hashlib.sha256)
+    def _slot(self, user: str, address: str, secret: str) -> tuple[str, bytes]:
+        # By address too: a success cached for the real user's desk must not answer a guess
+        # from a laptop whose attempts are locked (that would be an oracle again).
+        return f"{user}|{address}", hmac.digest(
+            self._key, secret.encode("utf-8", "surrogatepass"), hashlib.sha256)
 
-    def get(self, user: str, secret: str) -> SignIn | None:
-        entry = self._entries.get(self._slot(user, secret))
+    def get(self, user: str, address: str, secret: str) -> SignIn | None:
+        entry = self._entries.get(self._slot(user, address, secret))
         if entry is None or entry[0] < time.monotonic():
             return None
         return entry[1]
 
-    def put(self, user: str, secret: str, proof: SignIn) -> None:
+    def put(self, user: str, address: str, secret: str, proof: SignIn) -> None:
         if self.ttl <= 0:
             return
         if len(self._entries) > 50_000:
             now = time.monotonic()
             self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
-        self._entries[self._slot(user, secret)] = (time.monotonic() + self.ttl, proof)
+        self._entries[self._slot(user, address, secret)] = (time.monotonic() + self.ttl, proof)
 
     def clear(self) -> None:
         self._entries.clear()
@@ -176,6 +178,9 @@ class Identify:
         self._tracked: dict[str, dict[int, tuple[Callable[[], None], SignIn | None]]] = {}
         self._track_ids = itertools.count()
         self._poller: asyncio.Task[None] | None = None
+        self._locks: dict[tuple[str, str], float] = {}
+        """(user, address) pairs this process saw locked, until when: a cached success for
+        the pair is not honoured meanwhile."""
 
     # -- networks ----------------------------------------------------------------------------
     def network_for(self, address: str) -> Network | None:
@@ -292,8 +297,13 @@ class Identify:
 
     # -- credentials -------------------------------------------------------------------------
     async def _check(self, user: str, secret: str, address: str) -> _Outcome:
-        cached = self.cache.get(user, secret)
+        address = address_key(address)
+        pair = (user.lower(), address)
+        cached = self.cache.get(user, address, secret)
         if cached is not None:
+            locked_until = self._locks.get(pair, 0.0)
+            if cached.mark is not None and locked_until > time.monotonic():
+                return _Outcome(locked_for=int(locked_until - time.monotonic()) + 1)
             return _Outcome(cached)
         if self.redis is None:
             return _Outcome()
@@ -308,6 +318,10 @@ class Identify:
                 return _Outcome()
             wait = await reserve_attempt(self.redis, self.keys, self.limits, user, address)
             if wait is not None:
+                if len(self._locks) > 10_000:
+                    now = time.monotonic()
+                    self._locks = {k: v for k, v in self._locks.items() if v > now}
+                self._locks[pair] = time.monotonic() + wait
                 return _Outcome(locked_for=wait)
             found = await verify_password(self.redis, self.keys, user, secret)
             if found is None:
@@ -315,7 +329,7 @@ class Identify:
             await record_success(self.redis, self.keys, user, address)
             proof = SignIn(user, found.group or self.config.unidentified_group,
                            mark=password_mark(found))
-        self.cache.put(user, secret, proof)
+        self.cache.put(user, address, secret, proof)
         return _Outcome(proof)
 
     async def _authenticate(self, header: str, address: str) -> _Outcome:
