@@ -175,6 +175,7 @@ class Identify:
         self.auth_locked = 0
         self.version = -1
         self._version_read_at = 0.0
+        self._version_tried_at = 0.0
         self._tracked: dict[str, dict[int, tuple[Callable[[], None], SignIn | None]]] = {}
         self._track_ids = itertools.count()
         self._poller: asyncio.Task[None] | None = None
@@ -223,6 +224,7 @@ class Identify:
         tracked connections of users whose sign-in no longer holds."""
         if self.redis is None:
             return
+        self._version_tried_at = time.monotonic()
         try:
             version = await asyncio.wait_for(read_accounts_version(self.redis, self.keys),
                                              CHECK_TIMEOUT_SECONDS)
@@ -237,6 +239,15 @@ class Identify:
         self.cache.clear()
         self.version = version
         await self._end_tracked()
+
+    async def _refresh_if_stale(self) -> bool:
+        """True when the accounts version can be trusted (reading it now at most once a
+        second, so a Redis that hangs does not stall every request)."""
+        if self.version_fresh:
+            return True
+        if time.monotonic() - self._version_tried_at >= VERSION_POLL_SECONDS:
+            await self.refresh_version()
+        return self.version_fresh
 
     async def _poll(self) -> None:
         while True:
@@ -338,10 +349,8 @@ class Identify:
         parsed = parse_basic(header)
         if parsed is None:
             return _Outcome()
-        if self.redis is not None and not self.version_fresh:
-            await self.refresh_version()
-            if not self.version_fresh:
-                return _Outcome()
+        if self.redis is not None and not await self._refresh_if_stale():
+            return _Outcome()
         user, secret = parsed
         try:
             outcome = await asyncio.wait_for(self._check(user, secret, address),
@@ -394,9 +403,7 @@ class Identify:
             return bound.identity
         if self.redis is None:
             return None
-        if not self.version_fresh:
-            await self.refresh_version()
-        if not self.version_fresh:
+        if not await self._refresh_if_stale():
             return None  # cannot tell whether this sign-in still holds: fail closed
         if bound.version == self.version:
             return bound.identity

@@ -25,6 +25,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from admin_api.app import build_app
 from admin_api.context import AdminSettings
 from esafety.config import Config
+from esafety.embedded_redis import EmbeddedRedis
 from esafety.instance import Instance
 from store.accounts import create_user, issue_token
 from store.connection import connect
@@ -363,3 +364,37 @@ def test_other_users_are_served_while_many_passwords_are_checked(
     finally:
         outputs = [p.communicate(timeout=90)[0].decode() for p in spray]
     assert outputs == ["200"] * 24  # every guess was checked and got the network profile
+
+
+def test_with_redis_down_sign_ins_fall_back_to_the_network_identity(
+        tmp_path: Path, origins: Origins) -> None:
+    server = EmbeddedRedis(tmp_path / "redis", persistent=False).start()
+    keys = Keys(prefix="esafety-outage:")
+    _run(_make_users(server.url, keys))
+    config = write_config(tmp_path / "outage.yaml", keys.prefix,
+                          networks=[{"cidr": "127.0.0.0/8", "group": "learner",
+                                     "site": "test-wifi"}])
+    outage = ProxyProcess(tmp_path / "data", config, server.url, origins).start()
+    conn = KeepAlive(outage, "127.0.0.1")
+    auth = basic("staff1", PASSWORD)
+    try:
+        status, body = conn.get(PROBE, auth)
+        assert status == 200 and json.loads(body)["user"] == "staff1"
+        server.stop()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status, body = conn.get(PROBE, auth)
+            assert status == 200
+            if json.loads(body)["user"] is None:
+                break
+            time.sleep(0.5)
+        assert is_network(json.loads(body)), body
+        for _ in range(3):  # never staff again while Redis is away, on old or new connections
+            assert is_network(json.loads(conn.get(PROBE, auth)[1]))
+            status, who, _ = probe(outage, ("staff1", PASSWORD))
+            assert status == 200 and is_network(who)
+        assert curl(outage, "http://allowed.test/").status == 200  # still filtering
+    finally:
+        conn.close()
+        outage.stop()
+        server.stop()
