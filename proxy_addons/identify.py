@@ -14,15 +14,16 @@ A locked pair is answered 407 again, even with the right password, and never get
 identity. A secret shaped like a token is checked as a token only, so an expired token that
 the extension keeps sending costs no password budget.
 
-Argon2 runs off the event loop (:mod:`store.accounts`). Successful checks are cached by user
-and a keyed digest of the secret; failures are never cached, so each one is counted.
+Argon2 runs off the event loop (:mod:`store.accounts`). Checks are cached by user, address and
+a keyed digest of the secret (see :class:`CredentialCache`); every distinct guess is counted.
 
-Identities are re-checked against ``accounts:version`` (polled every second): when it moves,
-the cache is emptied, connections bound to a sign-in are re-checked on their next request
-(disabled users and revoked tokens fall back to the network identity, or 407 where sign-in is
-required), and tracked connections (:meth:`Identify.track_connection`) of users whose sign-in
-ended are closed. While Redis cannot be read for a few seconds, no sign-in is honoured:
-devices get their network identity, never a more open one.
+Identities are re-checked against ``accounts:version`` (polled every second). When it moves,
+the proxy reads which users changed (``accounts:changes``) and, for those users only, forgets
+cached checks, re-checks connections bound to their sign-in on the next request (a disabled
+account, revoked token or changed password falls back to the network identity, or 407 where
+sign-in is required; a changed group takes effect), and closes their tracked connections
+(:meth:`Identify.track_connection`) whose sign-in ended. While Redis cannot be read for a few
+seconds, no sign-in is honoured: devices get their network identity, never a more open one.
 """
 
 from __future__ import annotations
@@ -50,9 +51,9 @@ from redis.exceptions import RedisError
 
 from esafety.config import Config, Network
 from store.accounts import (
+    accounts_changed_since,
     get_user,
     password_mark,
-    read_accounts_version,
     token_digest,
     user_for_token,
     user_still_signed_in,
@@ -111,7 +112,12 @@ def parse_basic(value: str) -> tuple[str, str] | None:
 
 
 class CredentialCache:
-    """Successful checks, by user and a keyed digest of the secret, for a short time.
+    """Checked credentials, by user, address and a keyed digest of the secret, for a short time.
+
+    A wrong password is remembered too, so a browser that keeps sending a stale password does
+    not count (and lock itself out) on every request; a new guess is never found here, so
+    the limit still counts every distinct guess. A user's entries are forgotten when their
+    account changes.
 
     The digest is an HMAC under a key that lives only in this process's memory, so the cache
     holds nothing a memory dump could replay elsewhere or test guesses against offline."""
@@ -119,30 +125,42 @@ class CredentialCache:
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
         self._key = secrets.token_bytes(32)
-        self._entries: dict[tuple[str, bytes], tuple[float, SignIn]] = {}
+        self._entries: dict[str, dict[tuple[str, bytes], tuple[float, SignIn | None]]] = {}
+        self._size = 0
 
-    def _slot(self, user: str, address: str, secret: str) -> tuple[str, bytes]:
+    def _slot(self, address: str, secret: str) -> tuple[str, bytes]:
         # By address too: a success cached for the real user's desk must not answer a guess
         # from a laptop whose attempts are locked (that would be an oracle again).
-        return f"{user}|{address}", hmac.digest(
-            self._key, secret.encode("utf-8", "surrogatepass"), hashlib.sha256)
+        return address, hmac.digest(self._key, secret.encode("utf-8", "surrogatepass"),
+                                    hashlib.sha256)
 
-    def get(self, user: str, address: str, secret: str) -> SignIn | None:
-        entry = self._entries.get(self._slot(user, address, secret))
+    def get(self, user: str, address: str, secret: str) -> tuple[bool, SignIn | None]:
+        """(found, the sign-in, or None for a password found wrong)."""
+        entry = self._entries.get(user, {}).get(self._slot(address, secret))
         if entry is None or entry[0] < time.monotonic():
-            return None
-        return entry[1]
+            return False, None
+        return True, entry[1]
 
-    def put(self, user: str, address: str, secret: str, proof: SignIn) -> None:
+    def put(self, user: str, address: str, secret: str, proof: SignIn | None) -> None:
         if self.ttl <= 0:
             return
-        if len(self._entries) > 50_000:
+        if self._size > 50_000:
             now = time.monotonic()
-            self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
-        self._entries[self._slot(user, address, secret)] = (time.monotonic() + self.ttl, proof)
+            self._entries = {name: kept for name, slots in self._entries.items()
+                             if (kept := {k: v for k, v in slots.items() if v[0] >= now})}
+            self._size = sum(len(slots) for slots in self._entries.values())
+        slots = self._entries.setdefault(user, {})
+        slot = self._slot(address, secret)
+        self._size += slot not in slots
+        slots[slot] = (time.monotonic() + self.ttl, proof)
+
+    def forget(self, users: set[str]) -> None:
+        for user in users:
+            self._size -= len(self._entries.pop(user, {}))
 
     def clear(self) -> None:
         self._entries.clear()
+        self._size = 0
 
 
 @dataclass(slots=True)
@@ -176,6 +194,10 @@ class Identify:
         self.version = -1
         self._version_read_at = 0.0
         self._version_tried_at = 0.0
+        self._changed_at: dict[str, int] = {}
+        """User name -> the accounts version at which this proxy saw them change."""
+        self._reset_at = -1
+        """The version at which every sign-in had to be re-checked (history too short)."""
         self._tracked: dict[str, dict[int, tuple[Callable[[], None], SignIn | None]]] = {}
         self._track_ids = itertools.count()
         self._poller: asyncio.Task[None] | None = None
@@ -226,8 +248,9 @@ class Identify:
             return
         self._version_tried_at = time.monotonic()
         try:
-            version = await asyncio.wait_for(read_accounts_version(self.redis, self.keys),
-                                             CHECK_TIMEOUT_SECONDS)
+            version, changed = await asyncio.wait_for(
+                accounts_changed_since(self.redis, self.keys, self.version),
+                CHECK_TIMEOUT_SECONDS)
         except (RedisError, OSError, TimeoutError) as exc:
             if self.version_fresh:
                 log.warning("cannot read the accounts version (%s): sign-ins are not honoured "
@@ -236,9 +259,19 @@ class Identify:
         self._version_read_at = time.monotonic()
         if version == self.version:
             return
-        self.cache.clear()
+        if changed is None:
+            self.cache.clear()
+            self._changed_at.clear()
+            self._reset_at = version
+        else:
+            self.cache.forget(changed)
+            for name in changed:
+                self._changed_at[name] = version
         self.version = version
-        await self._end_tracked()
+        await self._end_tracked(changed)
+
+    def _changed_since(self, user: str, version: int) -> bool:
+        return max(self._reset_at, self._changed_at.get(user, -1)) > version
 
     async def _refresh_if_stale(self) -> bool:
         """True when the accounts version can be trusted (reading it now at most once a
@@ -278,11 +311,15 @@ class Identify:
                     self._tracked.pop(user, None)
         return untrack
 
-    async def _end_tracked(self) -> None:
+    async def _end_tracked(self, changed: set[str] | None) -> None:
+        """Close tracked connections of the users in ``changed`` (None: of anyone) whose
+        sign-in no longer holds."""
         if self.redis is None:
             return
         verdicts: dict[SignIn, bool] = {}
         for user, entries in list(self._tracked.items()):
+            if changed is not None and user not in changed:
+                continue
             proofs = {proof for _close, proof in entries.values() if proof is not None}
             try:
                 for proof in proofs - verdicts.keys():
@@ -310,10 +347,11 @@ class Identify:
     async def _check(self, user: str, secret: str, address: str) -> _Outcome:
         address = address_key(address)
         pair = (user.lower(), address)
-        cached = self.cache.get(user, address, secret)
-        if cached is not None:
+        found, cached = self.cache.get(user, address, secret)
+        if found:
             locked_until = self._locks.get(pair, 0.0)
-            if cached.mark is not None and locked_until > time.monotonic():
+            if cached is not None and cached.mark is not None \
+                    and locked_until > time.monotonic():
                 return _Outcome(locked_for=int(locked_until - time.monotonic()) + 1)
             return _Outcome(cached)
         if self.redis is None:
@@ -334,12 +372,13 @@ class Identify:
                     self._locks = {k: v for k, v in self._locks.items() if v > now}
                 self._locks[pair] = time.monotonic() + wait
                 return _Outcome(locked_for=wait)
-            found = await verify_password(self.redis, self.keys, user, secret)
-            if found is None:
+            record = await verify_password(self.redis, self.keys, user, secret)
+            if record is None:
+                self.cache.put(user, address, secret, None)
                 return _Outcome()
             await record_success(self.redis, self.keys, user, address)
-            proof = SignIn(user, found.group or self.config.unidentified_group,
-                           mark=password_mark(found))
+            proof = SignIn(user, record.group or self.config.unidentified_group,
+                           mark=password_mark(record))
         self.cache.put(user, address, secret, proof)
         return _Outcome(proof)
 
@@ -405,7 +444,8 @@ class Identify:
             return None
         if not await self._refresh_if_stale():
             return None  # cannot tell whether this sign-in still holds: fail closed
-        if bound.version == self.version:
+        if not self._changed_since(proof.user, bound.version):
+            bound.version = self.version
             return bound.identity
         try:
             valid = await asyncio.wait_for(self._still_valid(proof), CHECK_TIMEOUT_SECONDS)

@@ -27,6 +27,7 @@ from typing import TypeVar
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from store.keys import Keys
 from store.records import ROLES, UserRecord
@@ -79,9 +80,40 @@ def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+# KEYS: version, changes. ARGV: user name. Bumps the version and records who changed at it.
+_BUMP = """
+local version = redis.call('INCR', KEYS[1])
+redis.call('ZADD', KEYS[2], version, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', version - tonumber(ARGV[2]))
+return version
+"""
+CHANGES_KEPT = 10_000
+"""How many account changes are remembered by version (a proxy further behind re-checks all)."""
+
+
+def _bump(pipe: Pipeline, keys: Keys, name: str) -> None:
+    pipe.eval(_BUMP, 2, keys.accounts_version, keys.accounts_changes, name, CHANGES_KEPT)
+
+
 async def read_accounts_version(redis: Redis, keys: Keys) -> int:
     value = await redis.get(keys.accounts_version)
     return int(value) if value is not None else 0
+
+
+async def accounts_changed_since(redis: Redis, keys: Keys, version: int
+                                 ) -> tuple[int, set[str] | None]:
+    """(current version, names of users changed after ``version``); None instead of names
+    when that history is no longer kept (or the version went backwards): assume everyone."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.get(keys.accounts_version)
+        pipe.zrangebyscore(keys.accounts_changes, f"({version}", "+inf")
+        current_raw, names = await pipe.execute()
+    current = int(current_raw) if current_raw is not None else 0
+    if current == version:
+        return current, set()
+    if version < 0 or current < version or version < current - CHANGES_KEPT:
+        return current, None
+    return current, {_s(name) for name in names}
 
 
 async def _announce(redis: Redis, keys: Keys, version: int) -> None:
@@ -94,7 +126,7 @@ async def save_user(redis: Redis, keys: Keys, user: UserRecord) -> None:
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hset(keys.user(user.name), mapping=user.to_hash())  # type: ignore[arg-type]
         pipe.sadd(keys.users, user.name)
-        pipe.incr(keys.accounts_version)
+        _bump(pipe, keys, user.name)
         results = await pipe.execute()
     await _announce(redis, keys, int(results[-1]))
 
@@ -176,9 +208,10 @@ async def revoke_token(redis: Redis, keys: Keys, token: str) -> None:
         pipe.delete(keys.token(digest))
         if name is not None:
             pipe.srem(keys.user_tokens(_s(name)), digest)
-        pipe.incr(keys.accounts_version)
+            _bump(pipe, keys, _s(name))
         results = await pipe.execute()
-    await _announce(redis, keys, int(results[-1]))
+    if name is not None:
+        await _announce(redis, keys, int(results[-1]))
 
 
 async def revoke_all_tokens(redis: Redis, keys: Keys, name: str) -> int:
@@ -187,7 +220,7 @@ async def revoke_all_tokens(redis: Redis, keys: Keys, name: str) -> int:
         for digest in digests:
             pipe.delete(keys.token(_s(digest)))
         pipe.delete(keys.user_tokens(name))
-        pipe.incr(keys.accounts_version)
+        _bump(pipe, keys, name)
         results = await pipe.execute()
     await _announce(redis, keys, int(results[-1]))
     return len(digests)

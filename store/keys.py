@@ -23,6 +23,8 @@ key                                     type       holds
                                                    signed-in user is (disable, group, password,
                                                    tokens revoked)
 ``accounts:changed``                    channel    publishes the new accounts version
+``accounts:changes``                    zset       user name -> the accounts version at which
+                                                   they last changed (the latest 10,000)
 ``signin:pair:<user>|<address>``        hash       failed sign-ins of one name from one address
                                                    (``fails``, ``until``), with a TTL
 ``signin:addr:<address>``               string     sign-in attempts from an address, all names
@@ -105,6 +107,10 @@ class Keys:
     @property
     def accounts_version(self) -> str:
         return self._k("accounts", "version")
+
+    @property
+    def accounts_changes(self) -> str:
+        return self._k("accounts", "changes")
 
     @property
     def accounts_channel(self) -> str:

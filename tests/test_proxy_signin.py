@@ -13,7 +13,7 @@ import ssl
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from admin_api.context import AdminSettings
 from esafety.config import Config
 from esafety.embedded_redis import EmbeddedRedis
 from esafety.instance import Instance
-from store.accounts import create_user, issue_token
+from store.accounts import create_user, get_user, hash_password, issue_token, save_user
 from store.connection import connect
 from store.keys import Keys
 from tests.proxy_harness import (
@@ -236,8 +236,16 @@ def test_passwords_off_refuses_a_right_password_and_accepts_a_token(
     assert checked.returncode != 0 and "passwords" in checked.stdout + checked.stderr
 
 
+def _cli(proxy: ProxyProcess, *args: str) -> Callable[[], None]:
+    def run() -> None:
+        done = proxy.cli(*args)
+        assert done.returncode == 0, done.stderr
+    return run
+
+
 def _profile_ends_on_open_connection(proxy: ProxyProcess, name: str, secret: str,
-                                     address: str, end: list[str]) -> list[dict[str, Any] | int]:
+                                     address: str, end: Callable[[], None]
+                                     ) -> list[dict[str, Any] | int]:
     conn = KeepAlive(proxy, address)
     auth = basic(name, secret)
     try:
@@ -245,8 +253,7 @@ def _profile_ends_on_open_connection(proxy: ProxyProcess, name: str, secret: str
             status, body = conn.get(PROBE, auth)
             assert status == 200 and json.loads(body)["user"] == name
         assert conn.get(STAFF_ONLY, auth)[0] == 200
-        done = proxy.cli(*end)
-        assert done.returncode == 0, done.stderr
+        end()
         deadline = time.monotonic() + ENDS_WITHIN
         seen: list[dict[str, Any] | int] = []
         while time.monotonic() < deadline:
@@ -273,7 +280,7 @@ def _profile_ends_on_open_connection(proxy: ProxyProcess, name: str, secret: str
 def test_disabling_a_user_ends_their_profile_on_a_keep_alive_connection(
         proxy: ProxyProcess) -> None:
     seen = _profile_ends_on_open_connection(proxy, "staff2", PASSWORD, "127.0.0.3",
-                                            ["users", "disable", "staff2"])
+                                            _cli(proxy, "users", "disable", "staff2"))
     assert isinstance(seen[-1], dict) and is_network(seen[-1])
 
 
@@ -281,10 +288,52 @@ def test_revoking_tokens_ends_a_token_sign_in_on_a_keep_alive_connection(
         proxy: ProxyProcess, redis_url: str, module_keys: Keys) -> None:
     token = _run(_token(redis_url, module_keys, "staff3"))
     seen = _profile_ends_on_open_connection(proxy, "staff3", token, "127.0.0.6",
-                                            ["users", "revoke-tokens", "staff3"])
+                                            _cli(proxy, "users", "revoke-tokens", "staff3"))
     assert isinstance(seen[-1], dict) and is_network(seen[-1])
     # The account itself still works with its password.
     assert probe(proxy, ("staff3", PASSWORD), "127.0.0.6")[1] is not None
+
+
+async def _change_user(redis_url: str, keys: Keys, name: str, **changes: Any) -> None:
+    client = connect(redis_url)
+    try:
+        user = await get_user(client, keys, name)
+        assert user is not None
+        await save_user(client, keys, dataclasses.replace(user, **changes))
+    finally:
+        await client.aclose()
+
+
+def test_a_password_change_ends_sign_ins_made_with_the_old_password(
+        proxy: ProxyProcess, redis_url: str, module_keys: Keys) -> None:
+    new_hash = hash_password("a brand new passphrase")
+    seen = _profile_ends_on_open_connection(
+        proxy, "staff7", PASSWORD, "127.0.0.10",
+        lambda: _run(_change_user(redis_url, module_keys, "staff7", password_hash=new_hash)))
+    assert isinstance(seen[-1], dict) and is_network(seen[-1])
+    status, who, _ = probe(proxy, ("staff7", "a brand new passphrase"), "127.0.0.10")
+    assert status == 200 and who is not None and who["user"] == "staff7"
+
+
+def test_a_group_change_takes_effect_on_a_keep_alive_connection(
+        proxy: ProxyProcess, redis_url: str, module_keys: Keys) -> None:
+    token = _run(_token(redis_url, module_keys, "staff5"))
+    conn = KeepAlive(proxy, "127.0.0.11")
+    auth = basic("staff5", token)
+    try:
+        assert conn.get(STAFF_ONLY, auth)[0] == 200
+        _run(_change_user(redis_url, module_keys, "staff5", group="learner"))
+        deadline = time.monotonic() + ENDS_WITHIN
+        while time.monotonic() < deadline:
+            who = json.loads(conn.get(PROBE, auth)[1])
+            if who["group"] == "learner":
+                break
+            time.sleep(0.2)
+        assert (who["user"], who["group"], who["identified_by"]) == ("staff5", "learner", "auth")
+        assert conn.get(STAFF_ONLY, auth)[0] == 403
+    finally:
+        conn.close()
+        _run(_change_user(redis_url, module_keys, "staff5", group="staff"))
 
 
 def _tunnel(proxy: ProxyProcess, name: str) -> ssl.SSLSocket:
