@@ -25,10 +25,10 @@ key                                     type       holds
 ``accounts:changed``                    channel    publishes the new accounts version
 ``accounts:changes``                    zset       user name -> the accounts version at which
                                                    they last changed (the latest 10,000)
-``signin:pair:<user>|<address>``        hash       failed sign-ins of one name from one address
+``ratelimit:signin-pair:<user>|<addr>`` hash       failed sign-ins of one name from one address
                                                    (``fails``, ``until``), with a TTL
-``signin:addr:<address>``               string     sign-in attempts from an address, all names
-``signin:addrlock:<address>``           string     set while an address is over its cap (TTL)
+``ratelimit:signin-addr:<address>``     string     sign-in attempts from an address, all names
+``ratelimit:signin-addrlock:<address>`` string     set while an address is over its cap (TTL)
 ``unblock:<id>``                        string     JSON UnblockRequest
 ``unblock:index``                       zset       request ids by creation time
 ``unblock:open:<user>:<target>``        string     id of the user's open request for a site
@@ -118,13 +118,13 @@ class Keys:
 
     # sign-in limits (admin login and proxy sign-in share them)
     def signin_pair(self, user: str, address: str) -> str:
-        return self._k("signin", "pair", f"{user}|{address}")
+        return self.rate_limit("signin-pair", f"{user}|{address}")
 
     def signin_address(self, address: str) -> str:
-        return self._k("signin", "addr", address)
+        return self.rate_limit("signin-addr", address)
 
     def signin_address_lock(self, address: str) -> str:
-        return self._k("signin", "addrlock", address)
+        return self.rate_limit("signin-addrlock", address)
 
     # workflow records
     def unblock(self, request_id: str) -> str:
