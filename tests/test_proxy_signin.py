@@ -228,6 +228,21 @@ def test_passwords_off_refuses_a_right_password_and_accepts_a_token(
         assert (who["user"], who["identified_by"]) == ("staff5", "auth")
         # Refused passwords were never checked, so they cost the account no attempts.
         assert probe(proxy, ("staff5", PASSWORD))[1] is not None
+        # Where sign-in is required, a revoked token's open connection is asked to sign in.
+        conn = KeepAlive(tokens_only, "127.0.0.12")
+        try:
+            status, body = conn.get(PROBE, basic("staff5", token))
+            assert status == 200 and json.loads(body)["user"] == "staff5"
+            _cli(tokens_only, "users", "revoke-tokens", "staff5")()
+            deadline = time.monotonic() + ENDS_WITHIN
+            while status == 200 and time.monotonic() < deadline:
+                status, body = conn.get(PROBE, basic("staff5", token))
+                assert status == 407 or json.loads(body)["user"] == "staff5"
+                time.sleep(0.2)
+            assert status == 407
+            assert conn.get(STAFF_ONLY, basic("staff5", token))[0] == 407
+        finally:
+            conn.close()
     finally:
         tokens_only.stop()
     bad = write_config(tmp_path / "bad.yaml", module_keys.prefix,
