@@ -201,6 +201,9 @@ class Identify:
         self._tracked: dict[str, dict[int, tuple[Callable[[], None], SignIn | None]]] = {}
         self._track_ids = itertools.count()
         self._poller: asyncio.Task[None] | None = None
+        self._recheck: set[str] = set()
+        self._recheck_all = False
+        """Users whose tracked connections still need re-checking (Redis failed meanwhile)."""
         self._locks: dict[tuple[str, str], float] = {}
         """(user, address) pairs this process saw locked, until when: a cached success for
         the pair is not honoured meanwhile."""
@@ -258,6 +261,8 @@ class Identify:
             return
         self._version_read_at = time.monotonic()
         if version == self.version:
+            if self._recheck_all or self._recheck:
+                await self._end_tracked(set())  # a re-check Redis refused earlier
             return
         if changed is None:
             self.cache.clear()
@@ -316,9 +321,13 @@ class Identify:
         sign-in no longer holds."""
         if self.redis is None:
             return
+        if changed is None:
+            self._recheck_all = True
+        else:
+            self._recheck |= changed
         verdicts: dict[SignIn, bool] = {}
         for user, entries in list(self._tracked.items()):
-            if changed is not None and user not in changed:
+            if not self._recheck_all and user not in self._recheck:
                 continue
             proofs = {proof for _close, proof in entries.values() if proof is not None}
             try:
@@ -329,7 +338,7 @@ class Identify:
                     record = await get_user(self.redis, self.keys, user)
                     user_gone = record is None or record.disabled
             except (RedisError, OSError) as exc:
-                log.warning("cannot re-check signed-in connections (%s)", exc)
+                log.warning("cannot re-check signed-in connections (%s): will retry", exc)
                 return
             for track_id, (close, tracked_proof) in list(entries.items()):
                 ended = (not verdicts[tracked_proof] if tracked_proof is not None
@@ -342,6 +351,8 @@ class Identify:
                         log.exception("closing a connection of %s failed", user)
             if not entries:
                 self._tracked.pop(user, None)
+        self._recheck_all = False
+        self._recheck.clear()
 
     # -- credentials -------------------------------------------------------------------------
     async def _check(self, user: str, secret: str, address: str) -> _Outcome:
