@@ -34,17 +34,18 @@ async def login(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid_input", "password is too long", field="password")
     ip = request.remote or "unknown"
     limits = state.settings.login_limits
-    wait = await login_limits.retry_after(state.redis, state.keys, limits, username, ip)
+    # Counted per user name and address before the password is checked (shared with the
+    # proxy's sign-in), so a learner guessing from their laptop locks only that laptop out.
+    wait = await login_limits.reserve_attempt(state.redis, state.keys, limits, username, ip)
     if wait is not None:
         raise ApiError(429, "too_many_attempts", "Too many failed sign-ins. Try again in "
                        f"{wait // 60 + 1} minutes, or ask IT support.",
                        headers={"Retry-After": str(wait)})
     user = await verify_password(state.redis, state.keys, username, password)
     if user is None:
-        await login_limits.record_failure(state.redis, state.keys, limits, username, ip)
         await audit_trail.record(request, "auth.login_failed", username, actor=username)
         raise ApiError(401, "invalid_credentials", "The user name or password is wrong.")
-    await login_limits.clear_user(state.redis, state.keys, username)
+    await login_limits.record_success(state.redis, state.keys, username, ip)
     previous = request.cookies.get(SESSION_COOKIE)
     if previous:  # session fixation: whatever session the browser had is ended
         await revoke_token(state.redis, state.keys, previous)

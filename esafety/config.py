@@ -99,6 +99,9 @@ CONFIG_SCHEMA: dict[str, Any] = {
                                         "must sign in) or off (identify by network range)"},
                 "realm": {"type": "string"},
                 "cache_seconds": {"type": "integer", "minimum": 0, "maximum": 3600},
+                "passwords": {"type": "boolean",
+                              "description": "true accepts a user's password at the proxy as "
+                                             "well as their token; false accepts tokens only"},
             },
         },
         "decryption": {
@@ -203,6 +206,8 @@ class Config:
     proxy_auth_mode: str = "off"
     proxy_auth_realm: str = "esafety"
     proxy_auth_cache_seconds: int = 60
+    proxy_auth_passwords: bool = True
+    """Accept passwords at the proxy's 407 sign-in (tokens are always accepted)."""
     decryption_enabled: bool = True
     inspect_hosts: tuple[str, ...] = ()
     never_decrypt_hosts: tuple[str, ...] = ()
@@ -312,6 +317,7 @@ def load_config(path: Path | None) -> Config:
         proxy_auth_mode=_on_off(auth.get("mode"), "off"),
         proxy_auth_realm=auth.get("realm", "esafety"),
         proxy_auth_cache_seconds=auth.get("cache_seconds", 60),
+        proxy_auth_passwords=auth.get("passwords", True),
         decryption_enabled=decryption.get("enabled", True),
         inspect_hosts=tuple(decryption.get("inspect_hosts", [])),
         never_decrypt_hosts=tuple(decryption.get("never_decrypt_hosts", [])),

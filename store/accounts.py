@@ -3,18 +3,31 @@
 Passwords are hashed with Argon2id (argon2-cffi). Tokens are 256-bit random strings; only
 their SHA-256 digest is stored, with a time to live, so a leaked Redis dump holds no usable
 token.
+
+Argon2 is deliberately slow (tens of milliseconds of CPU), so hashing and verifying run on a
+small thread pool of their own, never on the event loop, and at most two at a time (each
+check also takes 64 MiB).
+
+Every change to who a signed-in user is (account saved: disabled, enabled, role, group or
+password changed; tokens revoked) bumps ``accounts:version`` and publishes it, so proxies
+re-check the identities bound to open connections.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import secrets
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from store.keys import Keys
 from store.records import ROLES, UserRecord
@@ -25,6 +38,12 @@ TOKEN_TTL_SECONDS = 12 * 3600
 MIN_PASSWORD_LENGTH = 8
 # A hash to verify against when the user does not exist, so timing does not reveal names.
 _DUMMY_HASH = _HASHER.hash("not a real password")
+_HASH_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="esafety-argon2")
+T = TypeVar("T")
+
+
+async def _off_loop(work: Callable[[], T]) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_HASH_POOL, work)
 
 
 class AccountError(ValueError):
@@ -61,32 +80,102 @@ def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+# KEYS: version, changes. ARGV: user name. Bumps the version and records who changed at it.
+_BUMP = """
+local version = redis.call('INCR', KEYS[1])
+redis.call('ZADD', KEYS[2], version, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', version - tonumber(ARGV[2]))
+return version
+"""
+CHANGES_KEPT = 10_000
+"""How many account changes are remembered by version (a proxy further behind re-checks all)."""
+
+
+def _bump(pipe: Pipeline, keys: Keys, name: str) -> None:
+    pipe.eval(_BUMP, 2, keys.accounts_version, keys.accounts_changes, name, CHANGES_KEPT)
+
+
+async def read_accounts_version(redis: Redis, keys: Keys) -> int:
+    value = await redis.get(keys.accounts_version)
+    return int(value) if value is not None else 0
+
+
+async def accounts_changed_since(redis: Redis, keys: Keys, version: int
+                                 ) -> tuple[int, set[str] | None]:
+    """(current version, names of users changed after ``version``); None instead of names
+    when that history is no longer kept (or the version went backwards): assume everyone."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.get(keys.accounts_version)
+        pipe.zrangebyscore(keys.accounts_changes, f"({version}", "+inf")
+        current_raw, names = await pipe.execute()
+    current = int(current_raw) if current_raw is not None else 0
+    if current == version:
+        return current, set()
+    if version < 0 or current < version or version < current - CHANGES_KEPT:
+        return current, None
+    return current, {_s(name) for name in names}
+
+
+async def _announce(redis: Redis, keys: Keys, version: int) -> None:
+    await redis.publish(keys.accounts_channel, str(version))
+
+
 async def save_user(redis: Redis, keys: Keys, user: UserRecord) -> None:
+    """Write an account; proxies re-check signed-in connections of changed users."""
     validate_user_fields(user.name, user.role)
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hset(keys.user(user.name), mapping=user.to_hash())  # type: ignore[arg-type]
         pipe.sadd(keys.users, user.name)
-        await pipe.execute()
+        _bump(pipe, keys, user.name)
+        results = await pipe.execute()
+    await _announce(redis, keys, int(results[-1]))
 
 
 async def create_user(redis: Redis, keys: Keys, name: str, role: str, group: str,
                       password: str, display_name: str = "") -> UserRecord:
     validate_user_fields(name, role)
-    user = UserRecord(name=name, role=role, group=group, password_hash=hash_password(password),
+    password_hash = await _off_loop(lambda: hash_password(password))
+    user = UserRecord(name=name, role=role, group=group, password_hash=password_hash,
                       created_at=time.time(), display_name=display_name)
     await save_user(redis, keys, user)
     return user
 
 
-async def verify_password(redis: Redis, keys: Keys, name: str, password: str) -> UserRecord | None:
-    user = await get_user(redis, keys, name)
+def _password_matches(stored: str, password: str) -> bool:
     try:
-        _HASHER.verify(user.password_hash if user else _DUMMY_HASH, password)
+        return _HASHER.verify(stored, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+async def verify_password(redis: Redis, keys: Keys, name: str, password: str) -> UserRecord | None:
+    """The account if ``password`` is right and the account is enabled (checked off the loop)."""
+    user = await get_user(redis, keys, name)
+    stored = user.password_hash if user and user.password_hash else _DUMMY_HASH
+    if not await _off_loop(lambda: _password_matches(stored, password)):
         return None
     if user is None or user.disabled:
         return None
     return user
+
+
+def password_mark(user: UserRecord) -> str:
+    """A fingerprint of the stored hash: it changes when the password does."""
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:32]
+
+
+async def user_still_signed_in(redis: Redis, keys: Keys, name: str, *,
+                               digest: str | None = None, mark: str | None = None
+                               ) -> UserRecord | None:
+    """Re-check a sign-in made earlier, without the password: the account, if it is still
+    enabled and the token (by digest) is still live or the password (by ``mark``) unchanged."""
+    user = await get_user(redis, keys, name)
+    if user is None or user.disabled:
+        return None
+    if digest is not None:
+        owner = await redis.get(keys.token(digest))
+        return user if owner is not None and _s(owner) == name else None
+    return user if mark is not None and mark == password_mark(user) else None
 
 
 async def issue_token(redis: Redis, keys: Keys, name: str, ttl: int = TOKEN_TTL_SECONDS) -> str:
@@ -119,7 +208,10 @@ async def revoke_token(redis: Redis, keys: Keys, token: str) -> None:
         pipe.delete(keys.token(digest))
         if name is not None:
             pipe.srem(keys.user_tokens(_s(name)), digest)
-        await pipe.execute()
+            _bump(pipe, keys, _s(name))
+        results = await pipe.execute()
+    if name is not None:
+        await _announce(redis, keys, int(results[-1]))
 
 
 async def revoke_all_tokens(redis: Redis, keys: Keys, name: str) -> int:
@@ -128,5 +220,7 @@ async def revoke_all_tokens(redis: Redis, keys: Keys, name: str) -> int:
         for digest in digests:
             pipe.delete(keys.token(_s(digest)))
         pipe.delete(keys.user_tokens(name))
-        await pipe.execute()
+        _bump(pipe, keys, name)
+        results = await pipe.execute()
+    await _announce(redis, keys, int(results[-1]))
     return len(digests)

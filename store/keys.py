@@ -19,6 +19,16 @@ key                                     type       holds
 ``users``                               set        every user name
 ``token:<sha256>``                      string     a session/bearer token -> user name (TTL)
 ``usertokens:<name>``                   set        token digests of a user, for revocation
+``accounts:version``                    string     integer, bumped on every change to who a
+                                                   signed-in user is (disable, group, password,
+                                                   tokens revoked)
+``accounts:changed``                    channel    publishes the new accounts version
+``accounts:changes``                    zset       user name -> the accounts version at which
+                                                   they last changed (the latest 10,000)
+``ratelimit:signin-pair:<user>|<addr>`` hash       failed sign-ins of one name from one address
+                                                   (``fails``, ``until``), with a TTL
+``ratelimit:signin-addr:<address>``     string     sign-in attempts from an address, all names
+``ratelimit:signin-addrlock:<address>`` string     set while an address is over its cap (TTL)
 ``unblock:<id>``                        string     JSON UnblockRequest
 ``unblock:index``                       zset       request ids by creation time
 ``unblock:open:<user>:<target>``        string     id of the user's open request for a site
@@ -93,6 +103,28 @@ class Keys:
 
     def user_tokens(self, name: str) -> str:
         return self._k("usertokens", name)
+
+    @property
+    def accounts_version(self) -> str:
+        return self._k("accounts", "version")
+
+    @property
+    def accounts_changes(self) -> str:
+        return self._k("accounts", "changes")
+
+    @property
+    def accounts_channel(self) -> str:
+        return self._k("accounts", "changed")
+
+    # sign-in limits (admin login and proxy sign-in share them)
+    def signin_pair(self, user: str, address: str) -> str:
+        return self.rate_limit("signin-pair", f"{user}|{address}")
+
+    def signin_address(self, address: str) -> str:
+        return self.rate_limit("signin-addr", address)
+
+    def signin_address_lock(self, address: str) -> str:
+        return self.rate_limit("signin-addrlock", address)
 
     # workflow records
     def unblock(self, request_id: str) -> str:

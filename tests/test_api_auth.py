@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from http.cookies import SimpleCookie
+
+import aiohttp
 
 from store.login_limits import LoginLimits
 from tests.api_harness import PASSWORD, Api, ApiFactory
@@ -114,28 +117,91 @@ async def test_disabled_users_cannot_sign_in(api: Api) -> None:
     assert status == 401
 
 
-async def test_login_is_rate_limited_per_user_even_with_the_right_password(api: Api) -> None:
-    await api.user("l1", "learner")
+async def _login_from(api: Api, address: str, name: str, password: str = PASSWORD
+                      ) -> tuple[int, dict[str, str]]:
+    """Sign in from another loopback address (a real socket bound to ``address``)."""
+    connector = aiohttp.TCPConnector(local_addr=(address, 0))
+    async with aiohttp.ClientSession(connector=connector) as session, session.post(
+            api.client.make_url(LOGIN), json={"username": name, "password": password}) as resp:
+        await resp.read()
+        return resp.status, dict(resp.headers)
+
+
+async def test_login_is_locked_per_user_and_address_even_with_the_right_password(
+        api: Api) -> None:
+    await api.user("dsl1", "dsl")
     for _ in range(5):
-        status, _, _ = await _login(api, "l1", "not the password")
+        status, _, _ = await _login(api, "dsl1", "not the password")
         assert status == 401
-    async with api.client.post(LOGIN, json={"username": "l1", "password": PASSWORD}) as resp:
+    async with api.client.post(LOGIN, json={"username": "dsl1", "password": PASSWORD}) as resp:
         assert resp.status == 429
         assert int(resp.headers["Retry-After"]) > 0
         assert (await resp.json())["error"]["code"] == "too_many_attempts"
+    # The learner who guessed locked only their own laptop: the DSL at another desk signs in.
+    status, _ = await _login_from(api, "127.0.0.5", "dsl1")
+    assert status == 200
+    # ...and the lock at the guessing address stays (the other desk's success is its own pair).
+    status, _, _ = await _login(api, "dsl1")
+    assert status == 429
     await api.user("l2", "learner")  # another user from the same address is unaffected
     status, _, _ = await _login(api, "l2")
     assert status == 200
 
 
+async def test_login_back_off_doubles_after_each_further_failure(make_api: ApiFactory) -> None:
+    api = await make_api(login_limits=LoginLimits(per_pair=2, base_lock_seconds=1,
+                                                  max_lock_seconds=4))
+    await api.user("it1", "it_support")
+    waits = []
+    for round_ in range(4):
+        while True:
+            status, _, _ = await _login(api, "it1", "guess")
+            if status == 429:
+                break
+            assert status == 401
+        async with api.client.post(LOGIN, json={"username": "it1",
+                                                "password": PASSWORD}) as resp:
+            assert resp.status == 429, round_
+            waits.append(int(resp.headers["Retry-After"]))
+        await asyncio.sleep(waits[-1] + 0.2)
+    assert waits == [1, 2, 4, 4]  # doubling, capped
+    # A right password after the wait is accepted and forgets the failures.
+    status, _, _ = await _login(api, "it1")
+    assert status == 200
+    status, _, _ = await _login(api, "it1", "guess")
+    assert status == 401  # one failure again, not the old count: no lock
+    status, _, _ = await _login(api, "it1")
+    assert status == 200
+
+
+async def test_a_success_clears_the_pairs_failures(api: Api) -> None:
+    await api.user("s1", "staff")
+    for _ in range(2):
+        for _ in range(4):
+            status, _, _ = await _login(api, "s1", "typo in it")
+            assert status == 401
+        status, _, _ = await _login(api, "s1")
+        assert status == 200  # eight failures in all, but never five in a row
+
+
+async def test_parallel_guesses_cannot_slip_past_the_limit(api: Api) -> None:
+    await api.user("m1", "manager")
+    statuses = await asyncio.gather(*(_login(api, "m1", f"guess {i}") for i in range(12)))
+    assert sorted(s for s, _, _ in statuses) == [401] * 5 + [429] * 7
+    status, _, _ = await _login(api, "m1")
+    assert status == 429
+
+
 async def test_login_is_rate_limited_per_address(make_api: ApiFactory) -> None:
-    api = await make_api(login_limits=LoginLimits(per_user=100, per_ip=3))
+    api = await make_api(login_limits=LoginLimits(per_pair=100, per_ip=3))
     await api.user("l1", "learner")
     for name in ("a", "b", "c"):
         status, _, _ = await _login(api, name, "guessing")
         assert status == 401
-    status, _, _ = await _login(api, "l1")
-    assert status == 429
+    async with api.client.post(LOGIN, json={"username": "l1", "password": PASSWORD}) as resp:
+        assert resp.status == 429 and int(resp.headers["Retry-After"]) > 0
+    status, _ = await _login_from(api, "127.0.0.5", "l1")  # spraying locks the sprayer only
+    assert status == 200
 
 
 async def test_errors_are_json_with_the_right_status(api: Api) -> None:
