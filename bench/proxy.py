@@ -458,8 +458,11 @@ def prepare_baseline(ctx: Context, tree: Path, config: dict[str, Any]) -> None:
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ctx.stop_baseline_redis = lambda: stop_process(process)
     ctx.baseline_redis_url = f"redis://127.0.0.1:{port}/0"
-    wait_for(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() is None,
-             15, "baseline redis-server")
+    def redis_answers() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+
+    wait_for(redis_answers, 15, "baseline redis-server")
     ctx.baseline_tree = tree
     ctx.baseline_config = directory / "esafety.yaml"
     ctx.baseline_config.write_text(yaml.safe_dump(
