@@ -4,11 +4,28 @@ Precedence, first match wins:
 
 1. illegal lists (IWF, CTIRU): always blocked, nobody can override them;
 2. explicit overrides and approved unblocks (user over group over everyone);
-3. allow categories (sex education, the education allow-list);
+3. allow categories (sex education, the education allow-list), but only over block entries
+   that are *less specific* than the allow entry (see below);
 4. block categories, in order of severity, unless the group's profile allows the category,
    always or inside one of its time windows;
 5. the default: IP-literal hosts are blocked where the profile says so; everything else is
    allowed (or blocked, for a profile that blocks uncategorised sites).
+
+Between allow-list and block-list entries the most specific entry wins, so an allow-listed
+parent domain never opens a listed child (``mozilla.org`` allowed, ``vpn.mozilla.org`` in a VPN
+list: the VPN site stays blocked). Specificity compares, in order:
+
+* the number of labels of the entry's host (``vpn.mozilla.org`` beats ``mozilla.org``; a domain
+  entry for ``www.example.com`` beats a URL entry ``example.com/x``);
+* then the path length of a URL entry, a domain entry counting as no path (a URL entry
+  ``example.com/vpn`` beats the domain entry ``example.com``; ``example.com/a/b`` beats
+  ``example.com/a``);
+* then an entry on the requested name beats the imitated name of a look-alike.
+
+A tie blocks. A content classifier's verdict ranks below every list entry (an allow-listed
+site is not blocked by a guess about its page), and illegal lists (step 1) always win.
+Overrides (step 2) are explicit decisions by the centre and keep their own order: the approval
+workflow tells the reviewer what an override on a host opens.
 
 The policy is immutable. A proxy swaps in a new one when overrides or lists change.
 """
@@ -65,6 +82,36 @@ class _Hit(NamedTuple):
 
 def _severity_order(hit: _Hit) -> int:
     return -hit.category.severity.rank
+
+
+def _specificity(hit: _Hit) -> tuple[int, int, int]:
+    """How specific a hit's entry is (see the module docstring): host labels, path length
+    (0 for a domain entry), 1 for an entry on the requested name itself (0 for a look-alike).
+    A content verdict (no entry) ranks below every list entry."""
+    match = hit.match
+    if match is None:
+        return (-1, 0, 0)
+    entry = match.entry
+    direct = 0 if hit.lookalike else 1
+    slash = entry.find("/")
+    if slash == -1:
+        return (entry.count(".") + 1, 0, direct)
+    return (entry.count(".", 0, slash) + 1, len(entry) - slash, direct)
+
+
+def _block_beats_allow(block: _Hit, allow: _Hit) -> str:
+    """The explanation's sentence for a block entry that beat an allow-list entry."""
+    if _specificity(block) == _specificity(allow):
+        return (f"The block entry {_entry_of(block)} is as specific as the allow-list entry "
+                f"{_entry_of(allow)}, and a tie blocks.")
+    return (f"The block entry {_entry_of(block)} is more specific than the allow-list entry "
+            f"{_entry_of(allow)}, so it wins.")
+
+
+def _entry_of(hit: _Hit) -> str:
+    if hit.match is None:
+        return "the content classifier's verdict"
+    return f"{hit.match.entry} ({hit.source.source if hit.source else 'content classifier'})"
 
 
 # ``X.__new__(X, ...)`` is exactly ``X(...)`` for these NamedTuples, at half the cost.
@@ -236,14 +283,28 @@ class Policy:
                     safeguarding_alert=action is Action.BLOCK and any(
                         h.category.safeguarding_alert for h in hits),
                     no_decrypt=no_decrypt, override_id=override.id)
-        allows = [h for h in hits if h.category.kind is _KIND_ALLOW]
-        if allows:
-            return self._from_hit(Action.ALLOW, Rule.ALLOW_LIST, url, allows[0], all_ids,
-                                  no_decrypt)
         blocking = sorted(
             (h for h in hits if h.category.kind is _KIND_BLOCK
              or (h.category.kind is _KIND_NEUTRAL and h.category.id in profile.block)),
             key=_severity_order)
+        allows = [h for h in hits if h.category.kind is _KIND_ALLOW]
+        best_allow: _Hit | None = None
+        if allows:
+            # The most specific entry wins; a block entry at least as specific as the best
+            # allow entry still blocks (a tie blocks).
+            best_allow = max(allows, key=_specificity)
+            allow_rank = _specificity(best_allow)
+            beaten = [h for h in blocking if _specificity(h) < allow_rank]
+            blocking = [h for h in blocking if _specificity(h) >= allow_rank]
+            if not blocking:
+                allow_reason = None
+                if beaten:
+                    c = best_allow.category
+                    allow_reason = (f"{c.title}: {c.description} The allow-list entry "
+                                    f"{_entry_of(best_allow)} is more specific than the block "
+                                    f"entry {_entry_of(beaten[0])}, so it wins.")
+                return self._from_hit(Action.ALLOW, Rule.ALLOW_LIST, url, best_allow, all_ids,
+                                      no_decrypt, allow_reason)
         permitted: tuple[_Hit, Rule, str] | None = None
         for hit in blocking:
             category = hit.category
@@ -262,9 +323,12 @@ class Policy:
                     continue
             rule = (Rule.LOOKALIKE if hit.lookalike else
                     Rule.CATEGORY if hit.match is not None else Rule.CONTENT_VERDICT)
-            imitation = (f"{category.reason} This address imitates {hit.match.entry}."
-                         if hit.lookalike and hit.match is not None else None)
-            return self._from_hit(_BLOCK, rule, url, hit, all_ids, no_decrypt, imitation)
+            block_reason = (f"{category.reason} This address imitates {hit.match.entry}."
+                            if hit.lookalike and hit.match is not None else None)
+            if best_allow is not None:
+                block_reason = (f"{block_reason or category.reason} "
+                                f"{_block_beats_allow(hit, best_allow)}")
+            return self._from_hit(_BLOCK, rule, url, hit, all_ids, no_decrypt, block_reason)
         if permitted is not None:
             hit, rule, reason = permitted
             return self._from_hit(Action.ALLOW, rule, url, hit, all_ids, no_decrypt, reason)
