@@ -190,7 +190,9 @@ def build_document() -> dict[str, Any]:
                                                  parameters=[OVERRIDE_ID])},
         "/api/v1/reports": {
             "post": _op(routes_reports.file_report, "Report reaching a blocked site by "
-                        "accident (no blame)", "reports", ok=201, body=_body({
+                        "accident (no blame); hit_id must be the reporter's own hit (same "
+                        "user, or an unowned hit from the same address within the hour), "
+                        "else 404", "reports", ok=201, body=_body({
                             "hit_id": HIT_ID, "url": {"type": "string", "maxLength": 2000},
                             "what_happened": {"type": "string", "maxLength": 2000}},
                             ["what_happened"])),
