@@ -219,6 +219,9 @@ def test_every_line_of_every_mapped_block_list_is_blocked(ut1: UT1) -> None:
     counts = Counter(d["action"] for d in decisions)
     assert counts["block"] == len(lines) - len(allowed_by_precedence)
     assert counts["allow"] == len(allowed_by_precedence)
+    for known in ("vpn.mozilla.org", "cri.univ-tlse1.fr/tools/test_filtrage/gambling/"):
+        if known in lines:  # the full UT1 tree: a VPN and a filter-test page under allowed hosts
+            assert known in blocked_over_allow
     if ut1.root.name == "ut1_mini":
         assert sorted(invalid) == ["www.1.2.3.4"]
         assert allowed_by_precedence == []
