@@ -4,6 +4,16 @@ Anyone signed in may file a request; learners and staff see only their own, with
 and IT's note. IT support and admins decide. Approval writes an :class:`Override` for the
 requester (scope ``user``), their group, or everyone, optionally until ``expires_at``; the
 proxies apply it within a second. Sites on illegal lists can never be approved.
+
+An approval never widens silently:
+
+* a request for an address that is not blocked for the requester is answered 409
+  ``not_blocked`` with the reason, and nothing is filed (so it can never become an override);
+  approving a request whose address is no longer blocked is refused the same way;
+* the request's detail carries ``approval``: what approving opens. When that is more than the
+  entry that blocked the request (a host override opens every listed path and subdomain under
+  the host), approving needs ``confirm_wider: true``; without it the answer is 409
+  ``confirm_wider`` with the same message, naming what it would open.
 """
 
 from __future__ import annotations
@@ -17,8 +27,14 @@ from aiohttp import web
 from admin_api import audit_trail
 from admin_api.context import AdminState, state_of
 from admin_api.errors import ApiError, bad_input, not_found
-from admin_api.override_rules import apply_override, target_of, unblock_target
+from admin_api.override_rules import (
+    apply_override,
+    approval_scope,
+    target_of,
+    unblock_target,
+)
 from admin_api.request_input import (
+    boolean,
     choice,
     hit_reference,
     json_body,
@@ -72,6 +88,14 @@ async def file_request(request: web.Request) -> web.Response:
     url = required_text(body, "url", max_length=2000)
     reason = required_text(body, "reason", max_length=1000)
     hit_id = hit_reference(body)
+    target_of(url)  # a clear 400 for an address that is not one
+    now_decided = await state.policy.decide(state.redis, state.keys, url, user=user.name,
+                                            group=user.group)
+    if not now_decided.blocked:
+        raise ApiError(409, "not_blocked",
+                       f"{url[:200]} is not blocked for you, so there is nothing to ask IT "
+                       f"support to open. ({now_decided.reason}) If another page is blocked, "
+                       "ask about that page's address.", field="url")
     target = await unblock_target(state, url, user.name, user.group)
     filed, merged = await unblock_requests.create_or_merge(
         state.redis, state.keys, user=user.name, group=user.group, url=url, target=target,
@@ -117,8 +141,9 @@ async def _details_for_it(state: AdminState, found: UnblockRequest) -> dict[str,
         day = hit_id_day(found.hit_id)
         record = await find_hit(state.redis, state.keys, found.hit_id, day) if day else None
         hit = record.to_dict() if record is not None else None
+    scope = await approval_scope(state, found.target, found.url, found.user, found.group)
     return {"decision": {**decision.to_dict(), "explanation": decision.explain()},
-            "earlier_requests": earlier, "hit": hit}
+            "approval": scope.to_dict(), "earlier_requests": earlier, "hit": hit}
 
 
 @routes.get(f"/api/v1/unblock-requests/{ID}")
@@ -143,14 +168,26 @@ async def approve(request: web.Request) -> web.Response:
     state = state_of(request)
     approver = current_user(request)
     found = await _request_or_404(request)
-    body = await json_body(request, ("scope", "expires_at", "note"))
+    body = await json_body(request, ("scope", "expires_at", "note", "confirm_wider"))
     scope = OverrideScope(choice(body, "scope", [s.value for s in OverrideScope]) or "user")
     expires_at = optional_time(body, "expires_at", state.tz)
     now = time.time()
     if expires_at is not None and expires_at <= now:
         raise bad_input("expires_at must be in the future", "expires_at")
     note = text(body, "note", max_length=1000) or ""
+    confirm_wider = boolean(body, "confirm_wider")
     _open_or_conflict(found)
+    still = await state.policy.decide(state.redis, state.keys, found.url, user=found.user,
+                                      group=found.group)
+    if not still.blocked:
+        raise ApiError(409, "not_blocked",
+                       f"{found.url[:200]} is no longer blocked for {found.user} "
+                       f"({still.reason}), so approving would only open more than was asked "
+                       "for. Deny the request with a note to close it.")
+    opens = await approval_scope(state, found.target, found.url, found.user, found.group)
+    if opens.wider and not confirm_wider:
+        raise ApiError(409, "confirm_wider", f"{opens.message} To approve all of it, confirm "
+                       "(confirm_wider: true).", field="confirm_wider")
     subject = {OverrideScope.USER: found.user, OverrideScope.GROUP: found.group,
                OverrideScope.EVERYONE: None}[scope]
     override = Override(id=f"req-{found.id}", target=found.target, action="allow", scope=scope,
@@ -162,9 +199,10 @@ async def approve(request: web.Request) -> web.Response:
                       override_id=override.id, updated_at=now)
     await unblock_requests.save_decision(state.redis, state.keys, decided)
     await audit_trail.record(request, "unblock.approve", found.id, before=found.to_dict(),
-                             after={"request": decided.to_dict(), "override": override.to_dict()})
+                             after={"request": decided.to_dict(), "override": override.to_dict(),
+                                    "opens": opens.message})
     return web.json_response({"request": decided.to_dict(), "override": override.to_dict(),
-                              "policy_version": version})
+                              "opens": opens.to_dict(), "policy_version": version})
 
 
 @routes.post(f"/api/v1/unblock-requests/{ID}/deny")

@@ -84,6 +84,10 @@ def _severity_order(hit: _Hit) -> int:
     return -hit.category.severity.rank
 
 
+def _severity_order_of_category(category: Category) -> int:
+    return -category.severity.rank
+
+
 def _specificity(hit: _Hit) -> tuple[int, int, int]:
     """How specific a hit's entry is (see the module docstring): host labels, path length
     (0 for a domain entry), 1 for an entry on the requested name itself (0 for a look-alike).
@@ -132,6 +136,16 @@ def curated_index(categories: CategorySet) -> tuple[DomainIndex, list[tuple[Cate
         feeds.append((category,))
         entries.extend((list_id, e.kind, e.value, e.line) for e in category.entries)
     return build_index(lists, entries), feeds
+
+
+class ListedEntry(NamedTuple):
+    """A block-list entry, as :meth:`Policy.block_entries_under` reports it."""
+
+    entry: str
+    """A domain, or ``host/path`` for a URL entry."""
+    category: str
+    category_title: str
+    source: str
 
 
 class Policy:
@@ -196,6 +210,35 @@ class Policy:
         if group is None:
             return self._strictest
         return self.profiles.get(group, self._strictest)
+
+    def block_entries_under(self, target: str, limit: int = 10_000) -> list[ListedEntry]:
+        """The block-list entries an allow override on ``target`` (a canonical host, or
+        ``host/path``) would open: entries for the host and its subdomains, and URL entries on
+        them (only those below the path, for a ``host/path`` target). Entries of illegal
+        lists are left out, because nothing opens those; so are neutral categories no group
+        blocks. At most ``limit`` entries, sorted, one per entry."""
+        host, slash, rest = target.partition("/")
+        path = slash + rest
+        blocked_somewhere = {c for p in self.profiles.values() for c in p.block}
+        found: dict[str, ListedEntry] = {}
+        illegal: set[str] = set()
+        for index, feeds in self._indexes:
+            for m in index.entries_under(host_key(host), path):
+                categories = feeds[m.list_id]
+                if any(c.illegal for c in categories):
+                    illegal.add(m.entry)
+                    continue
+                if m.entry in found:
+                    continue
+                blocking = [c for c in categories if c.kind is CategoryKind.BLOCK
+                            or (c.kind is CategoryKind.NEUTRAL and c.id in blocked_somewhere)]
+                if blocking:
+                    category = min(blocking, key=_severity_order_of_category)
+                    found[m.entry] = ListedEntry(m.entry, category.id, category.title,
+                                                 index.lists[m.list_id].source)
+                    if len(found) > limit:
+                        break
+        return sorted(e for e in found.values() if e.entry not in illegal)[:limit]
 
     def needs_path(self, host: str) -> bool:
         """True when the path can change the decision for ``host`` (URL entries or overrides)."""

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from admin_api.housekeeping import apply_retention
 from admin_api.pseudonymiser import KEY_FILE
-from tests.api_harness import Api, ApiFactory, hit
+from tests.api_harness import Api, ApiFactory, hit, import_list
 
 DAY = 86400.0
 
@@ -139,8 +139,10 @@ async def test_quarterly_report_is_accessible_printable_html(api: Api) -> None:
     learner = await api.user("l1", "learner")
     await api.write_hits([hit("l1"), hit("l2", category="extremism", alert=True,
                                           host="bad.example")])
-    await api.call("POST", "/api/v1/unblock-requests", learner,
-                   json={"url": "casino.example", "reason": "project"})
+    import_list(api, "gambling", ["casino.example"])
+    status, _ = await api.call("POST", "/api/v1/unblock-requests", learner,
+                               json={"url": "casino.example", "reason": "project"})
+    assert status == 201
     quarter = f"{time.localtime().tm_year}Q{(time.localtime().tm_mon - 1) // 3 + 1}"
     async with api.client.get(f"/api/v1/reports/quarterly?quarter={quarter}",
                               headers=api.auth(manager)) as resp:

@@ -486,3 +486,21 @@ def test_overnight_windows_belong_to_the_day_they_start() -> None:
     assert weekend_nights.contains(datetime(2026, 11, 30, 1, 0))       # Monday 01:00 (Sun night)
     assert not weekend_nights.contains(datetime(2026, 11, 28, 1, 0))   # Saturday 01:00 (Fri night)
     assert not weekend_nights.contains(datetime(2026, 11, 30, 23, 0))  # Monday 23:00
+
+
+# -- what an allow override would open ----------------------------------------------------------
+
+def test_block_entries_under_a_host_list_its_listed_paths_and_subdomains_but_no_illegal_ones(
+) -> None:
+    under = POLICY.block_entries_under("university.test")
+    assert [(e.entry, e.category, e.source) for e in under] == [
+        ("social.university.test", "social_networks", "test/social_networks"),
+        ("university.test/filtertest/adult", "pornography", "test/adult"),
+        ("vpn.university.test", "circumvention", "test/vpn")]
+    assert [e.entry for e in POLICY.block_entries_under("shared-host.test")] == [
+        "shared-host.test"]  # shared-host.test/abuse/album is illegal: no override opens it
+    assert [e.entry for e in POLICY.block_entries_under("general-blog.test/adult-corner")] == [
+        "general-blog.test/adult-corner"]
+    assert POLICY.block_entries_under("general-blog.test/adult") == []  # a segment boundary
+    assert POLICY.block_entries_under("harmless-site.test") == []
+    assert len(POLICY.block_entries_under("university.test", limit=2)) == 2
