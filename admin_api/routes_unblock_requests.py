@@ -18,6 +18,7 @@ An approval never widens silently:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import replace
 from typing import Any
@@ -55,16 +56,20 @@ from admin_api.roles import (
     requires,
     user_filter,
 )
+from categories.decision import Decision, Rule
 from categories.overrides import Override, OverrideScope
+from categories.urlnorm import URLError, canonical_url
 from store import unblock_requests
 from store.hits import find_hit
-from store.records import UserRecord, hit_id_day
+from store.records import HitRecord, UserRecord, hit_id_day
 from store.unblock_requests import APPROVED, DENIED, OPEN, STATUSES, UnblockRequest
 
 routes = web.RouteTableDef()
 UNBLOCK_READERS = HIT_READERS
 """Roles that see everyone's requests (others see their own)."""
 ID = "{id:[0-9]{1,18}}"
+HIT_WAIT_SECONDS, HIT_WAIT_TRIES = 0.2, 15
+"""How long a request waits for the hit it names to be logged (a proxy writes every 0.2 s)."""
 
 
 def _visible(user: UserRecord, request: UnblockRequest) -> bool:
@@ -79,6 +84,39 @@ async def _request_or_404(request: web.Request) -> UnblockRequest:
     return found
 
 
+def _same_address(hit: HitRecord, url: str) -> bool:
+    """Is the logged hit for this address (or for its whole host, when the proxy saw only the
+    host)?"""
+    try:
+        asked = canonical_url(url)
+        if hit.host != asked.host:
+            return False
+        return not hit.path or canonical_url(f"http://{hit.host}{hit.path}").path == asked.path
+    except URLError:
+        return False
+
+
+async def _blocked_for(state: AdminState, url: str, user: str, group: str,
+                       hit_id: str | None) -> tuple[bool, Decision]:
+    """Is ``url`` blocked for this user now? The admin's own decision (with the live
+    overrides) answers; where no rule of its own covers the address (an admin installed
+    without the proxies' lists), a block the proxy logged for this very user and address
+    counts as well."""
+    decision = await state.policy.decide(state.redis, state.keys, url, user=user, group=group)
+    if decision.blocked or not hit_id or decision.rule is not Rule.DEFAULT:
+        return decision.blocked, decision
+    day = hit_id_day(hit_id)
+    record = None
+    for _ in range(HIT_WAIT_TRIES if day else 0):  # the proxies write hits in batches
+        record = await find_hit(state.redis, state.keys, hit_id, day) if day else None
+        if record is not None:
+            break
+        await asyncio.sleep(HIT_WAIT_SECONDS)
+    logged = (record is not None and record.action == "block" and record.user == user
+              and _same_address(record, url))
+    return logged, decision
+
+
 @routes.post("/api/v1/unblock-requests")
 @requires(ANYONE_SIGNED_IN)
 async def file_request(request: web.Request) -> web.Response:
@@ -89,9 +127,8 @@ async def file_request(request: web.Request) -> web.Response:
     reason = required_text(body, "reason", max_length=1000)
     hit_id = hit_reference(body)
     target_of(url)  # a clear 400 for an address that is not one
-    now_decided = await state.policy.decide(state.redis, state.keys, url, user=user.name,
-                                            group=user.group)
-    if not now_decided.blocked:
+    blocked, now_decided = await _blocked_for(state, url, user.name, user.group, hit_id)
+    if not blocked:
         raise ApiError(409, "not_blocked",
                        f"{url[:200]} is not blocked for you, so there is nothing to ask IT "
                        f"support to open. ({now_decided.reason}) If another page is blocked, "
@@ -177,9 +214,9 @@ async def approve(request: web.Request) -> web.Response:
     note = text(body, "note", max_length=1000) or ""
     confirm_wider = boolean(body, "confirm_wider")
     _open_or_conflict(found)
-    still = await state.policy.decide(state.redis, state.keys, found.url, user=found.user,
-                                      group=found.group)
-    if not still.blocked:
+    blocked, still = await _blocked_for(state, found.url, found.user, found.group,
+                                        found.hit_id)
+    if not blocked:
         raise ApiError(409, "not_blocked",
                        f"{found.url[:200]} is no longer blocked for {found.user} "
                        f"({still.reason}), so approving would only open more than was asked "

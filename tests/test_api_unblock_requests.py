@@ -317,3 +317,25 @@ async def test_a_request_that_is_no_longer_blocked_cannot_be_approved(api: Api) 
     assert "no longer blocked for l1" in out["error"]["message"]
     assert [o.id for o in await read_overrides(api.redis, api.keys)] != [f"req-{filed['id']}"]
     assert await _decide(api, CASINO, "l2") is Action.BLOCK
+
+
+async def test_where_the_admin_has_no_rule_a_block_the_proxy_logged_for_that_learner_counts(
+        api: Api) -> None:
+    """An admin installed without the proxies' lists cannot tell what they block: the
+    learner's own logged block of the very address is the evidence, and nothing else is."""
+    learner = await api.user("l1", "learner")
+    it = await api.user("it1", "it_support")
+    mine = hit("l1", host="casino.example", path="/slots")
+    theirs = hit("l2", host="casino.example", path="/slots")
+    await api.write_hits([mine, theirs])
+    for url, hit_id in ((CASINO, theirs.id), ("http://casino.example/", mine.id),
+                        ("http://other.example/slots", mine.id)):
+        status, body = await api.call("POST", "/api/v1/unblock-requests", learner, json={
+            "url": url, "reason": "project", "hit_id": hit_id})
+        assert status == 409 and body["error"]["code"] == "not_blocked", (url, body)
+    status, body = await api.call("POST", "/api/v1/unblock-requests", learner, json={
+        "url": CASINO, "reason": "project", "hit_id": mine.id})
+    assert status == 201 and body["request"]["target"] == "casino.example"
+    status, out = await api.call("POST", f"/api/v1/unblock-requests/{body['id']}/approve", it,
+                                 json={"scope": "user"})
+    assert status == 200, out
