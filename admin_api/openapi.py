@@ -152,7 +152,9 @@ def build_document() -> dict[str, Any]:
             parameters=[USER_NAME])},
         "/api/v1/unblock-requests": {
             "post": _op(u.file_request, "Ask for a blocked site (201; 200 when merged into "
-                        "your open request for the same site)", "unblock-requests", ok=201,
+                        "your open request for the same site; 409 not_blocked, and nothing "
+                        "filed, when the address is not blocked for you)", "unblock-requests",
+                        ok=201,
                         body=_body({"url": {"type": "string", "maxLength": 2000},
                                     "reason": {"type": "string", "maxLength": 1000},
                                     "hit_id": HIT_ID}, ["url", "reason"])),
@@ -165,14 +167,18 @@ def build_document() -> dict[str, Any]:
                                                        {"type": "string", "maxLength": 2000}),
                            FROM, TO, LIMIT, CURSOR])},
         "/api/v1/unblock-requests/{id}": {"get": _op(
-            u.show_request, "One request; for IT also the decision explained, the logged hit "
-            "and earlier requests for the same site", "unblock-requests", parameters=[ID])},
+            u.show_request, "One request; for IT also the decision explained, what approving "
+            "it opens (approval), the logged hit and earlier requests for the same site",
+            "unblock-requests", parameters=[ID])},
         "/api/v1/unblock-requests/{id}/approve": {"post": _op(
             u.approve, "Approve: writes an allow override (applied by every proxy within a "
-            "second); refused (409) for sites on illegal lists", "unblock-requests",
+            "second); refused (409) for sites on illegal lists, for an address no longer "
+            "blocked (not_blocked), and, without confirm_wider, when it would open more listed "
+            "entries than the one that blocked the request (confirm_wider)", "unblock-requests",
             parameters=[ID], body=_body({"scope": {"type": "string",
                                                    "enum": ["user", "group", "everyone"]},
-                                         "expires_at": DATE_TIME, "note": NOTE}, []))},
+                                         "expires_at": DATE_TIME, "note": NOTE,
+                                         "confirm_wider": {"type": "boolean"}}, []))},
         "/api/v1/unblock-requests/{id}/deny": {"post": _op(
             u.deny, "Deny, with a note the requester sees", "unblock-requests",
             parameters=[ID], body=_body({"note": NOTE}, ["note"]))},
@@ -190,7 +196,9 @@ def build_document() -> dict[str, Any]:
                                                  parameters=[OVERRIDE_ID])},
         "/api/v1/reports": {
             "post": _op(routes_reports.file_report, "Report reaching a blocked site by "
-                        "accident (no blame)", "reports", ok=201, body=_body({
+                        "accident (no blame); hit_id must be the reporter's own hit (same "
+                        "user, or an unowned hit from the same address within the hour), "
+                        "else 404", "reports", ok=201, body=_body({
                             "hit_id": HIT_ID, "url": {"type": "string", "maxLength": 2000},
                             "what_happened": {"type": "string", "maxLength": 2000}},
                             ["what_happened"])),

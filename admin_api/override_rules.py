@@ -8,11 +8,20 @@ so every proxy applies the change within a second.
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
 from admin_api.context import AdminState
 from admin_api.errors import ApiError, bad_input
-from categories.decision import Rule
+from categories.decision import Decision, Rule
 from categories.overrides import Override, canonical_target
+from categories.policy import ListedEntry
 from store.policy_state import save_override
+
+SHOWN_ENTRIES = 10
+"""Listed entries an approval names one by one; the rest are counted."""
+COUNTED_ENTRIES = 10_000
 
 
 def target_of(url: str, field: str = "url") -> str:
@@ -54,3 +63,68 @@ async def apply_override(state: AdminState, override: Override) -> int:
     if override.action == "allow":
         await refuse_locked(state, override.target)
     return await save_override(state.redis, state.keys, override)
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalScope:
+    """What approving a request opens: its target, and the other listed entries under it."""
+
+    target: str
+    blocked_by: str | None
+    """The list entry that blocks the request (None when no list entry does)."""
+    also_opens: list[ListedEntry]
+    """Block-list entries under the target other than the one the request is about."""
+
+    @property
+    def wider(self) -> bool:
+        """True when the approval opens more than the entry that blocked the request."""
+        return bool(self.also_opens)
+
+    @property
+    def message(self) -> str:
+        host, slash, _ = self.target.partition("/")
+        paths = [e for e in self.also_opens if "/" in e.entry]
+        subdomains = [e for e in self.also_opens if "/" not in e.entry]
+        parts = [_listed(paths, "listed path"), _listed(subdomains, "listed subdomain")]
+        including = " and ".join(p for p in parts if p)
+        if slash:
+            opens = f"This opens {self.target} and every page below it"
+        else:
+            opens = f"This opens the whole site {host}, every page and subdomain of it"
+        if not including:
+            return opens + "."
+        if len(self.also_opens) == 1:
+            those = "That entry is blocked by its own list entry today"
+        else:
+            count = (f"more than {COUNTED_ENTRIES:,}" if len(self.also_opens) >= COUNTED_ENTRIES
+                     else f"{len(self.also_opens):,}")
+            those = f"Those {count} entries are each blocked by their own list entry today"
+        return f"{opens}, including {including}. {those}, not by the entry this request is about."
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "blocked_by": self.blocked_by, "wider": self.wider,
+                "message": self.message,
+                "also_opens": [e._asdict() for e in self.also_opens[:SHOWN_ENTRIES * 10]],
+                "also_opens_count": len(self.also_opens)}
+
+
+def _listed(entries: list[ListedEntry], noun: str) -> str:
+    if not entries:
+        return ""
+    named = ", ".join(f"{e.entry} ({e.category_title})" for e in entries[:SHOWN_ENTRIES])
+    more = (f" and {len(entries) - SHOWN_ENTRIES:,} more" if len(entries) > SHOWN_ENTRIES
+            else "")
+    plural = "" if len(entries) == 1 else "s"
+    return f"{len(entries):,} {noun}{plural}: {named}{more}"
+
+
+async def approval_scope(state: AdminState, target: str, url: str, user: str, group: str
+                         ) -> ApprovalScope:
+    """What an allow override on ``target`` for this request would open (see
+    :class:`ApprovalScope`); the decision is the lists' own, without overrides."""
+    base = await asyncio.to_thread(state.policy.base)
+    decision: Decision = base.decide(url, user=user, group=group)
+    listed = await asyncio.to_thread(base.block_entries_under, target, COUNTED_ENTRIES)
+    blocked_by = decision.matched if decision.rule is not Rule.OVERRIDE else None
+    also = [e for e in listed if e.entry not in (target, blocked_by)]
+    return ApprovalScope(target, blocked_by, also)

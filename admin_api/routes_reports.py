@@ -3,10 +3,18 @@
 No-blame: anyone may tell the centre what happened, in their own words, and the report is
 linked to the logged hit (by its block reference) so the incident log shows both. Managers,
 the DSL and admins list, filter and mark reports reviewed; others see their own.
+
+A learner may attach only their own hit: one logged for the same user, or an unowned hit (a
+device identified only by its network) from the address the report is filed from, logged
+within :data:`ATTACH_WINDOW_SECONDS` of the report. Any other reference is refused with the
+same 404 as a reference that does not exist, so the answer reveals nothing about the hit.
+A hit that is logged after the report (the proxies write in batches) is attached when a
+reviewer opens the report, under the same rule.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aiohttp import web
@@ -34,6 +42,10 @@ from store.records import HitRecord, UserRecord, hit_id_day
 
 routes = web.RouteTableDef()
 ID = "{id:[0-9]{1,18}}"
+ATTACH_WINDOW_SECONDS = 3600.0
+"""How far apart an unowned hit and the report filed from its address may be."""
+NOT_YOURS = ("There is no block with that reference for you. Give the reference shown on your "
+             "own block page, or leave it out and describe what happened.")
 THANKS = ("Thank you for telling us. Reaching a blocked site by accident happens, and you are "
           "not in trouble: reports like yours help us keep the filter right.")
 
@@ -41,6 +53,14 @@ THANKS = ("Thank you for telling us. Reaching a blocked site by accident happens
 async def _hit(state: AdminState, hit_id: str) -> HitRecord | None:
     day = hit_id_day(hit_id)
     return await find_hit(state.redis, state.keys, hit_id, day) if day else None
+
+
+def belongs_to_reporter(hit: HitRecord, user: str, address: str, at: float) -> bool:
+    """May ``user``, reporting from ``address`` at time ``at``, attach this hit?"""
+    if hit.user:
+        return hit.user == user
+    return (bool(address) and hit.client_ip == address
+            and abs(at - hit.ts) <= ATTACH_WINDOW_SECONDS)
 
 
 def _visible(user: UserRecord, report: AccidentReport) -> bool:
@@ -58,19 +78,22 @@ async def file_report(request: web.Request) -> web.Response:
     url = text(body, "url", max_length=2000)
     if hit_id is None and url is None:
         raise bad_input("give the block reference (hit_id) or the address (url)", "hit_id")
+    address = request.remote or ""
+    now = time.time()
     hit: dict[str, Any] | None = None
     if hit_id is not None:
         record = await _hit(state, hit_id)
         if record is not None:
-            if record.user and record.user != user.name and user.role not in SAFEGUARDING:
-                raise ApiError(404, "not_found", "There is no block with that reference for you.")
+            if user.role not in SAFEGUARDING and not belongs_to_reporter(record, user.name,
+                                                                         address, now):
+                raise ApiError(404, "not_found", NOT_YOURS)
             hit = record.to_dict()
     report = await accident_reports.create_report(
         state.redis, state.keys, user=user.name, group=user.group, what_happened=what_happened,
-        hit_id=hit_id, url=url, hit=hit)
+        hit_id=hit_id, url=url, hit=hit, reporter_address=address, now=now)
     await audit_trail.record(request, "report.file", report.id, after={"hit_id": hit_id})
-    return web.json_response({"id": report.id, "report": report.to_dict(), "message": THANKS},
-                             status=201)
+    return web.json_response({"id": report.id, "report": report.public_dict(),
+                              "message": THANKS}, status=201)
 
 
 @routes.get("/api/v1/reports")
@@ -85,7 +108,7 @@ async def list_reports(request: web.Request) -> web.Response:
     start, end = time_range(query, state.tz)
     limit, offset = page_limit(query), offset_cursor(query)
     wanted_user = user_filter(user, wanted_user, SAFEGUARDING, "reports")
-    items = [r.to_dict() for r in await accident_reports.all_reports(state.redis, state.keys)
+    items = [r.public_dict() for r in await accident_reports.all_reports(state.redis, state.keys)
              if (status is None or r.status == status)
              and (wanted_user is None or r.user == wanted_user)
              and (group is None or r.group == group)
@@ -108,10 +131,13 @@ async def _report_or_404(request: web.Request) -> AccidentReport:
 async def show_report(request: web.Request) -> web.Response:
     state = state_of(request)
     report = await _report_or_404(request)
-    out = report.to_dict()
+    out = report.public_dict()
     if out["hit"] is None and report.hit_id and current_user(request).role in SAFEGUARDING:
         record = await _hit(state, report.hit_id)  # logged after the report was made
-        out["hit"] = record.to_dict() if record is not None else None
+        if record is not None and belongs_to_reporter(record, report.user,
+                                                      report.reporter_address,
+                                                      report.created_at):
+            out["hit"] = record.to_dict()
     return web.json_response({"report": out})
 
 
@@ -126,7 +152,7 @@ async def review_report(request: web.Request) -> web.Response:
         raise ApiError(409, "already_reviewed", "This report is already marked reviewed.")
     updated = await accident_reports.mark_reviewed(state.redis, state.keys, report,
                                                    current_user(request).name, note)
-    await audit_trail.record(request, "report.review", report.id, before=report.to_dict(),
-                             after=updated.to_dict())
-    return web.json_response({"report": updated.to_dict()})
+    await audit_trail.record(request, "report.review", report.id, before=report.public_dict(),
+                             after=updated.public_dict())
+    return web.json_response({"report": updated.public_dict()})
 

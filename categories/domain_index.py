@@ -29,7 +29,7 @@ import json
 import mmap
 import sys
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -228,6 +228,25 @@ class DomainIndex:
             for lid, line in self._payload(kid, self._url_combo, self._url_line, self._url_extras):
                 out.append(IndexMatch(lid, line, entry, EntryKind.URL))
         return out
+
+    def entries_under(self, rev_key: str, path: str = "") -> Iterator[IndexMatch]:
+        """Every entry a rule on this host (as :func:`host_key`) would cover: domain entries for
+        the host and its subdomains and every URL entry on them; with ``path``, only the URL
+        entries at or below that path (on segment boundaries). Not for the hot path."""
+        if not path:
+            for key, kid in self._hosts.iteritems(rev_key):
+                for lid, line in self._payload(kid, self._host_combo, self._host_line,
+                                               self._host_extras):
+                    yield IndexMatch(lid, line, key[-2::-1], EntryKind.DOMAIN)
+        for key, kid in self._urls.iteritems(rev_key):
+            slash = key.find("/")
+            entry_path = key[slash:]
+            if path and not (entry_path == path or (entry_path.startswith(path) and (
+                    path.endswith("/") or entry_path[len(path)] in _URL_BOUNDARIES))):
+                continue
+            entry = key[:slash][-2::-1] + entry_path
+            for lid, line in self._payload(kid, self._url_combo, self._url_line, self._url_extras):
+                yield IndexMatch(lid, line, entry, EntryKind.URL)
 
     def iter_host_entries(self) -> Iterable[tuple[str, tuple[int, ...]]]:
         """Every domain entry with its list ids (for exports and the extension's rules)."""

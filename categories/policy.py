@@ -4,11 +4,28 @@ Precedence, first match wins:
 
 1. illegal lists (IWF, CTIRU): always blocked, nobody can override them;
 2. explicit overrides and approved unblocks (user over group over everyone);
-3. allow categories (sex education, the education allow-list);
+3. allow categories (sex education, the education allow-list), but only over block entries
+   that are *less specific* than the allow entry (see below);
 4. block categories, in order of severity, unless the group's profile allows the category,
    always or inside one of its time windows;
 5. the default: IP-literal hosts are blocked where the profile says so; everything else is
    allowed (or blocked, for a profile that blocks uncategorised sites).
+
+Between allow-list and block-list entries the most specific entry wins, so an allow-listed
+parent domain never opens a listed child (``mozilla.org`` allowed, ``vpn.mozilla.org`` in a VPN
+list: the VPN site stays blocked). Specificity compares, in order:
+
+* the number of labels of the entry's host (``vpn.mozilla.org`` beats ``mozilla.org``; a domain
+  entry for ``www.example.com`` beats a URL entry ``example.com/x``);
+* then the path length of a URL entry, a domain entry counting as no path (a URL entry
+  ``example.com/vpn`` beats the domain entry ``example.com``; ``example.com/a/b`` beats
+  ``example.com/a``);
+* then an entry on the requested name beats the imitated name of a look-alike.
+
+A tie blocks. A content classifier's verdict ranks below every list entry (an allow-listed
+site is not blocked by a guess about its page), and illegal lists (step 1) always win.
+Overrides (step 2) are explicit decisions by the centre and keep their own order: the approval
+workflow tells the reviewer what an override on a host opens.
 
 The policy is immutable. A proxy swaps in a new one when overrides or lists change.
 """
@@ -67,6 +84,40 @@ def _severity_order(hit: _Hit) -> int:
     return -hit.category.severity.rank
 
 
+def _severity_order_of_category(category: Category) -> int:
+    return -category.severity.rank
+
+
+def _specificity(hit: _Hit) -> tuple[int, int, int]:
+    """How specific a hit's entry is (see the module docstring): host labels, path length
+    (0 for a domain entry), 1 for an entry on the requested name itself (0 for a look-alike).
+    A content verdict (no entry) ranks below every list entry."""
+    match = hit.match
+    if match is None:
+        return (-1, 0, 0)
+    entry = match.entry
+    direct = 0 if hit.lookalike else 1
+    slash = entry.find("/")
+    if slash == -1:
+        return (entry.count(".") + 1, 0, direct)
+    return (entry.count(".", 0, slash) + 1, len(entry) - slash, direct)
+
+
+def _block_beats_allow(block: _Hit, allow: _Hit) -> str:
+    """The explanation's sentence for a block entry that beat an allow-list entry."""
+    if _specificity(block) == _specificity(allow):
+        return (f"The block entry {_entry_of(block)} is as specific as the allow-list entry "
+                f"{_entry_of(allow)}, and a tie blocks.")
+    return (f"The block entry {_entry_of(block)} is more specific than the allow-list entry "
+            f"{_entry_of(allow)}, so it wins.")
+
+
+def _entry_of(hit: _Hit) -> str:
+    if hit.match is None:
+        return "the content classifier's verdict"
+    return f"{hit.match.entry} ({hit.source.source if hit.source else 'content classifier'})"
+
+
 # ``X.__new__(X, ...)`` is exactly ``X(...)`` for these NamedTuples, at half the cost.
 _new_hit = _Hit.__new__
 _new_decision = Decision.__new__
@@ -85,6 +136,16 @@ def curated_index(categories: CategorySet) -> tuple[DomainIndex, list[tuple[Cate
         feeds.append((category,))
         entries.extend((list_id, e.kind, e.value, e.line) for e in category.entries)
     return build_index(lists, entries), feeds
+
+
+class ListedEntry(NamedTuple):
+    """A block-list entry, as :meth:`Policy.block_entries_under` reports it."""
+
+    entry: str
+    """A domain, or ``host/path`` for a URL entry."""
+    category: str
+    category_title: str
+    source: str
 
 
 class Policy:
@@ -149,6 +210,35 @@ class Policy:
         if group is None:
             return self._strictest
         return self.profiles.get(group, self._strictest)
+
+    def block_entries_under(self, target: str, limit: int = 10_000) -> list[ListedEntry]:
+        """The block-list entries an allow override on ``target`` (a canonical host, or
+        ``host/path``) would open: entries for the host and its subdomains, and URL entries on
+        them (only those below the path, for a ``host/path`` target). Entries of illegal
+        lists are left out, because nothing opens those; so are neutral categories no group
+        blocks. At most ``limit`` entries, sorted, one per entry."""
+        host, slash, rest = target.partition("/")
+        path = slash + rest
+        blocked_somewhere = {c for p in self.profiles.values() for c in p.block}
+        found: dict[str, ListedEntry] = {}
+        illegal: set[str] = set()
+        for index, feeds in self._indexes:
+            for m in index.entries_under(host_key(host), path):
+                categories = feeds[m.list_id]
+                if any(c.illegal for c in categories):
+                    illegal.add(m.entry)
+                    continue
+                if m.entry in found:
+                    continue
+                blocking = [c for c in categories if c.kind is CategoryKind.BLOCK
+                            or (c.kind is CategoryKind.NEUTRAL and c.id in blocked_somewhere)]
+                if blocking:
+                    category = min(blocking, key=_severity_order_of_category)
+                    found[m.entry] = ListedEntry(m.entry, category.id, category.title,
+                                                 index.lists[m.list_id].source)
+                    if len(found) > limit:
+                        break
+        return sorted(e for e in found.values() if e.entry not in illegal)[:limit]
 
     def needs_path(self, host: str) -> bool:
         """True when the path can change the decision for ``host`` (URL entries or overrides)."""
@@ -236,14 +326,28 @@ class Policy:
                     safeguarding_alert=action is Action.BLOCK and any(
                         h.category.safeguarding_alert for h in hits),
                     no_decrypt=no_decrypt, override_id=override.id)
-        allows = [h for h in hits if h.category.kind is _KIND_ALLOW]
-        if allows:
-            return self._from_hit(Action.ALLOW, Rule.ALLOW_LIST, url, allows[0], all_ids,
-                                  no_decrypt)
         blocking = sorted(
             (h for h in hits if h.category.kind is _KIND_BLOCK
              or (h.category.kind is _KIND_NEUTRAL and h.category.id in profile.block)),
             key=_severity_order)
+        allows = [h for h in hits if h.category.kind is _KIND_ALLOW]
+        best_allow: _Hit | None = None
+        if allows:
+            # The most specific entry wins; a block entry at least as specific as the best
+            # allow entry still blocks (a tie blocks).
+            best_allow = max(allows, key=_specificity)
+            allow_rank = _specificity(best_allow)
+            beaten = [h for h in blocking if _specificity(h) < allow_rank]
+            blocking = [h for h in blocking if _specificity(h) >= allow_rank]
+            if not blocking:
+                allow_reason = None
+                if beaten:
+                    c = best_allow.category
+                    allow_reason = (f"{c.title}: {c.description} The allow-list entry "
+                                    f"{_entry_of(best_allow)} is more specific than the block "
+                                    f"entry {_entry_of(beaten[0])}, so it wins.")
+                return self._from_hit(Action.ALLOW, Rule.ALLOW_LIST, url, best_allow, all_ids,
+                                      no_decrypt, allow_reason)
         permitted: tuple[_Hit, Rule, str] | None = None
         for hit in blocking:
             category = hit.category
@@ -262,9 +366,12 @@ class Policy:
                     continue
             rule = (Rule.LOOKALIKE if hit.lookalike else
                     Rule.CATEGORY if hit.match is not None else Rule.CONTENT_VERDICT)
-            imitation = (f"{category.reason} This address imitates {hit.match.entry}."
-                         if hit.lookalike and hit.match is not None else None)
-            return self._from_hit(_BLOCK, rule, url, hit, all_ids, no_decrypt, imitation)
+            block_reason = (f"{category.reason} This address imitates {hit.match.entry}."
+                            if hit.lookalike and hit.match is not None else None)
+            if best_allow is not None:
+                block_reason = (f"{block_reason or category.reason} "
+                                f"{_block_beats_allow(hit, best_allow)}")
+            return self._from_hit(_BLOCK, rule, url, hit, all_ids, no_decrypt, block_reason)
         if permitted is not None:
             hit, rule, reason = permitted
             return self._from_hit(Action.ALLOW, rule, url, hit, all_ids, no_decrypt, reason)

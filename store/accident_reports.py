@@ -34,9 +34,19 @@ class AccidentReport:
     reviewed_at: float | None = None
     reviewed_by: str | None = None
     review_note: str = ""
+    reporter_address: str = ""
+    """The client address the report was filed from: a hit logged later is attached only if
+    it is the reporter's own (see ``admin_api.routes_reports``). Never shown by the API."""
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field, for storage."""
         return asdict(self)
+
+    def public_dict(self) -> dict[str, Any]:
+        """What the API shows (without the reporter's address)."""
+        data = asdict(self)
+        del data["reporter_address"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AccidentReport:
@@ -48,12 +58,14 @@ def _records(redis: Redis, keys: Keys) -> IndexedRecords:
 
 
 async def create_report(redis: Redis, keys: Keys, *, user: str, group: str, what_happened: str,
-                        hit_id: str | None, url: str | None, hit: dict[str, Any] | None
+                        hit_id: str | None, url: str | None, hit: dict[str, Any] | None,
+                        reporter_address: str = "", now: float | None = None
                         ) -> AccidentReport:
     records = _records(redis, keys)
     report = AccidentReport(id=await records.new_id(), user=user, group=group,
-                            what_happened=what_happened, created_at=time.time(), hit_id=hit_id,
-                            url=url, hit=hit)
+                            what_happened=what_happened,
+                            created_at=time.time() if now is None else now, hit_id=hit_id,
+                            url=url, hit=hit, reporter_address=reporter_address)
     await records.put(report.id, report.created_at, report.to_dict())
     return report
 

@@ -65,7 +65,7 @@ async def test_cookie_writes_need_the_csrf_header_and_bearer_writes_do_not(api: 
     await api.user("l1", "learner")
     status, body, cookies = await _login(api, "l1")
     assert status == 200
-    request = {"url": "https://games.example/", "reason": "revision quiz"}
+    request = {"url": "https://dns.google/", "reason": "revision quiz"}  # blocked: DoH
     # the client's cookie jar now carries the session cookie
     async with api.client.post("/api/v1/unblock-requests", json=request) as resp:
         assert resp.status == 403
@@ -81,7 +81,7 @@ async def test_cookie_writes_need_the_csrf_header_and_bearer_writes_do_not(api: 
         assert resp.status == 200
     api.client.session.cookie_jar.clear()
     status, _ = await api.call("POST", "/api/v1/unblock-requests", str(body["token"]),
-                               json={**request, "url": "https://other.example/"})
+                               json={**request, "url": "https://cloudflare-dns.com/"})
     assert status == 201
 
 

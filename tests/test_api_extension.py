@@ -79,8 +79,12 @@ async def test_since_skips_an_unchanged_set_and_sends_only_what_an_approval_chan
     status, filed = await api.call("POST", "/api/v1/unblock-requests", learner,
                                    json={"url": "https://casino.example/", "reason": "project"})
     assert status == 201
+    # The host override also opens the separately listed www.casino.example: IT confirms.
     status, _ = await api.call("POST", f"/api/v1/unblock-requests/{filed['id']}/approve", it,
                                json={"scope": "user"})
+    assert status == 409
+    status, _ = await api.call("POST", f"/api/v1/unblock-requests/{filed['id']}/approve", it,
+                               json={"scope": "user", "confirm_wider": True})
     assert status == 200
     status, delta = await api.call("GET", f"{RULES}?since={first['version']}", learner)
     assert status == 200 and delta["full"] is False and delta["unchanged"] is False

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import stat
 import time
+from dataclasses import replace
 
 from admin_api.housekeeping import apply_retention
 from admin_api.pseudonymiser import KEY_FILE
-from tests.api_harness import Api, ApiFactory, hit
+from tests.api_harness import Api, ApiFactory, hit, import_list
 
 DAY = 86400.0
 
@@ -137,8 +139,10 @@ async def test_quarterly_report_is_accessible_printable_html(api: Api) -> None:
     learner = await api.user("l1", "learner")
     await api.write_hits([hit("l1"), hit("l2", category="extremism", alert=True,
                                           host="bad.example")])
-    await api.call("POST", "/api/v1/unblock-requests", learner,
-                   json={"url": "casino.example", "reason": "project"})
+    import_list(api, "gambling", ["casino.example"])
+    status, _ = await api.call("POST", "/api/v1/unblock-requests", learner,
+                               json={"url": "casino.example", "reason": "project"})
+    assert status == 201
     quarter = f"{time.localtime().tm_year}Q{(time.localtime().tm_mon - 1) // 3 + 1}"
     async with api.client.get(f"/api/v1/reports/quarterly?quarter={quarter}",
                               headers=api.auth(manager)) as resp:
@@ -185,3 +189,76 @@ async def test_metrics_and_health(api: Api) -> None:
     assert 'route="/api/v1/hits",status="200"' in text
     status, body = await api.call("GET", "/readyz")
     assert status == 200 and body == {"status": "ready"}
+
+
+async def test_a_report_attaches_only_the_reporters_own_hits(api: Api) -> None:
+    """Own hits, and unowned hits from the reporter's address within the hour, attach; another
+    user's hit, an unowned hit from elsewhere, or one from the same address hours apart are
+    refused exactly like an unknown reference, and nothing of them reaches any report."""
+    learner = await api.user("l1", "learner")
+    dsl = await api.user("dsl1", "dsl")
+    now = time.time()
+    here = "127.0.0.1"  # the address the test client files its reports from
+    own = hit("l1", host="own.example", path="/own-page")
+    device_here = replace(hit("", host="shared-pc.example", path="/just-now", ts=now - 600),
+                          client_ip=here)
+    refused = {
+        "another user's hit": replace(hit("l2", host="other-user.example", path="/secret-a"),
+                                      client_ip="10.0.30.7"),
+        "an unowned hit from another address": replace(
+            hit("", host="other-device.example", path="/secret-b"), client_ip="10.0.30.8"),
+        "an unowned hit from this address two hours earlier": replace(
+            hit("", host="earlier-pc.example", path="/secret-c", ts=now - 2 * 3600),
+            client_ip=here),
+    }
+    await api.write_hits([own, device_here, *refused.values()])
+
+    status, body = await api.call("POST", "/api/v1/reports", learner, json={
+        "hit_id": own.id, "what_happened": "A link in a revision forum."})
+    assert status == 201 and body["report"]["hit"]["path"] == "/own-page"
+    status, body = await api.call("POST", "/api/v1/reports", learner, json={
+        "hit_id": device_here.id, "what_happened": "On the library PC."})
+    assert status == 201 and body["report"]["hit"]["host"] == "shared-pc.example"
+    assert "reporter_address" not in body["report"]
+
+    for why, record in refused.items():
+        status, body = await api.call("POST", "/api/v1/reports", learner, json={
+            "hit_id": record.id, "what_happened": "Tell me about it"})
+        assert status == 404, why
+        assert body["error"]["code"] == "not_found", why
+        assert "your own block page" in body["error"]["message"], why
+        text = json.dumps(body)
+        for secret in (record.client_ip, record.path, record.host, record.user or "l2"):
+            assert secret not in text, (why, secret)
+
+    secrets = [r.path for r in refused.values()] + [r.host for r in refused.values()]
+    for token in (learner, dsl):
+        status, listing = await api.call("GET", "/api/v1/reports", token)
+        assert status == 200 and len(listing["items"]) == 2
+        assert {r["hit"]["host"] for r in listing["items"]} == {"own.example", "shared-pc.example"}
+        for report in listing["items"]:
+            _, shown = await api.call("GET", f"/api/v1/reports/{report['id']}", token)
+            assert not any(s in json.dumps(shown) for s in secrets)
+
+
+async def test_a_hit_logged_after_the_report_is_attached_only_if_it_is_the_reporters(
+        api: Api) -> None:
+    learner = await api.user("l1", "learner")
+    dsl = await api.user("dsl1", "dsl")
+    mine = hit("l1", host="late-mine.example", path="/mine")
+    theirs = replace(hit("l2", host="late-theirs.example", path="/theirs"), client_ip="10.0.30.9")
+    unowned_elsewhere = replace(hit("", host="late-device.example", path="/device"),
+                                client_ip="10.0.30.10")
+    filed = {}
+    for record in (mine, theirs, unowned_elsewhere):  # not logged yet: the report is taken
+        status, body = await api.call("POST", "/api/v1/reports", learner, json={
+            "hit_id": record.id, "what_happened": "It just happened"})
+        assert status == 201 and body["report"]["hit"] is None
+        filed[record.host] = body["id"]
+    await api.write_hits([mine, theirs, unowned_elsewhere])
+    _, shown = await api.call("GET", f"/api/v1/reports/{filed['late-mine.example']}", dsl)
+    assert shown["report"]["hit"]["path"] == "/mine"
+    for record in (theirs, unowned_elsewhere):
+        _, shown = await api.call("GET", f"/api/v1/reports/{filed[record.host]}", dsl)
+        assert shown["report"]["hit"] is None
+        assert record.client_ip not in json.dumps(shown) and record.path not in json.dumps(shown)

@@ -199,3 +199,143 @@ async def test_a_page_blocked_by_a_url_entry_is_opened_only_below_that_entry(api
         "url": "https://mixed.example/adult-section/page3?x=1", "reason": "Health course"})
     assert status == 201
     assert body["request"]["target"] == "mixed.example/adult-section"
+
+
+def import_urls(api: Api, list_name: str, urls: list[str]) -> None:
+    source = api.data_dir.parent / f"{list_name}-urls.txt"
+    source.write_text("\n".join(urls) + "\n")
+    import_path(api.state.settings.instance, source, f"test-{list_name}-urls", list_name, "urls")
+
+
+async def test_a_request_for_an_address_that_is_not_blocked_is_answered_and_never_filed(
+        api: Api) -> None:
+    """The listed paths of a site are blocked while its front page is allowed by default: a
+    request for the front page is answered "not blocked", so it can never be approved into a
+    host override that would open the listed paths too."""
+    import_urls(api, "adult", ["mixed.example/adult-section"])
+    learner = await api.user("l1", "learner")
+    it = await api.user("it1", "it_support")
+    boss = await api.user("boss", "manager")
+    status, body = await api.call("POST", "/api/v1/unblock-requests", learner, json={
+        "url": "https://mixed.example/", "reason": "Health course"})
+    assert status == 409, body
+    assert body["error"]["code"] == "not_blocked" and body["error"]["field"] == "url"
+    assert "is not blocked for you" in body["error"]["message"]
+    _, listing = await api.call("GET", "/api/v1/unblock-requests", it)
+    assert listing["items"] == []
+    _, audit = await api.call("GET", "/api/v1/audit?action=unblock.file", boss)
+    assert audit["items"] == []
+    assert await read_overrides(api.redis, api.keys) == []
+    assert await _decide(api, "https://mixed.example/adult-section/1", "l1") is Action.BLOCK
+
+    # The blocked page itself can be asked for; approving it opens only below its entry.
+    status, body = await api.call("POST", "/api/v1/unblock-requests", learner, json={
+        "url": "https://mixed.example/adult-section/page", "reason": "Health course"})
+    assert status == 201 and body["request"]["target"] == "mixed.example/adult-section"
+    _, detail = await api.call("GET", f"/api/v1/unblock-requests/{body['id']}", it)
+    assert detail["approval"]["wider"] is False
+    assert detail["approval"]["message"] == (
+        "This opens mixed.example/adult-section and every page below it.")
+
+
+async def test_approving_a_site_that_holds_other_listed_entries_says_what_it_opens(
+        api: Api) -> None:
+    import_list(api, "gambling", ["casino.example"])
+    import_list(api, "vpn", ["vpn.casino.example"])
+    import_urls(api, "adult", ["casino.example/x/rated", "casino.example/adult-corner"])
+    import_urls(api, "iwf", ["casino.example/abuse"])
+    learner = await api.user("l1", "learner")
+    it = await api.user("it1", "it_support")
+    status, filed = await api.call("POST", "/api/v1/unblock-requests", learner, json={
+        "url": CASINO, "reason": "Business studies"})
+    assert status == 201 and filed["request"]["target"] == "casino.example"
+    request_id = filed["id"]
+    expected = ("This opens the whole site casino.example, every page and subdomain of it, "
+                "including 2 listed paths: casino.example/adult-corner (Pornography and sexual "
+                "content), casino.example/x/rated (Pornography and sexual content) and 1 listed "
+                "subdomain: vpn.casino.example (VPNs, proxies and filter circumvention). Those 3 "
+                "entries are each blocked by their own list entry today, not by the entry this "
+                "request is about.")
+    _, detail = await api.call("GET", f"/api/v1/unblock-requests/{request_id}", it)
+    approval = detail["approval"]
+    assert approval["wider"] is True and approval["message"] == expected
+    assert approval["blocked_by"] == "casino.example" and approval["also_opens_count"] == 3
+    assert "casino.example/abuse" not in str(approval)  # an illegal entry is never opened
+
+    status, out = await api.call("POST", f"/api/v1/unblock-requests/{request_id}/approve", it,
+                                 json={"scope": "user"})
+    assert status == 409 and out["error"]["code"] == "confirm_wider"
+    assert out["error"]["message"].startswith(expected)
+    assert await read_overrides(api.redis, api.keys) == []
+    _, still = await api.call("GET", f"/api/v1/unblock-requests/{request_id}", it)
+    assert still["request"]["status"] == "open"
+    assert await _decide(api, "http://casino.example/adult-corner", "l1") is Action.BLOCK
+
+    status, out = await api.call("POST", f"/api/v1/unblock-requests/{request_id}/approve", it,
+                                 json={"scope": "user", "confirm_wider": True})
+    assert status == 200, out
+    assert out["opens"]["message"] == expected
+    for url in (CASINO, "http://casino.example/adult-corner", "http://vpn.casino.example/"):
+        assert await _decide(api, url, "l1") is Action.ALLOW, url
+    assert await _decide(api, "http://casino.example/abuse/1", "l1") is Action.BLOCK
+
+
+async def test_a_host_blocked_by_an_override_shows_the_listed_paths_an_approval_opens(
+        api: Api) -> None:
+    """The centre blocked a mixed site for learners; approving one learner's request for it
+    would open its listed paths as well, and the reviewer is told so."""
+    import_urls(api, "adult", ["mixed.example/adult-section"])
+    learner = await api.user("l1", "learner")
+    it = await api.user("it1", "it_support")
+    status, _ = await api.call("POST", "/api/v1/overrides", it, json={
+        "target": "mixed.example", "action": "block", "scope": "group", "subject": "learner"})
+    assert status == 201
+    status, filed = await api.call("POST", "/api/v1/unblock-requests", learner, json={
+        "url": "https://mixed.example/", "reason": "Health course"})
+    assert status == 201 and filed["request"]["target"] == "mixed.example"
+    _, detail = await api.call("GET", f"/api/v1/unblock-requests/{filed['id']}", it)
+    assert detail["approval"]["wider"] is True
+    assert detail["approval"]["message"] == (
+        "This opens the whole site mixed.example, every page and subdomain of it, including "
+        "1 listed path: mixed.example/adult-section (Pornography and sexual content). That "
+        "entry is blocked by its own list entry today, not by the entry this request is about.")
+    status, out = await api.call("POST", f"/api/v1/unblock-requests/{filed['id']}/approve",
+                                 it, json={"scope": "user"})
+    assert status == 409 and out["error"]["code"] == "confirm_wider"
+
+
+async def test_a_request_that_is_no_longer_blocked_cannot_be_approved(api: Api) -> None:
+    t = await _setup(api)
+    _, filed = await api.call("POST", "/api/v1/unblock-requests", t["l1"],
+                              json={"url": CASINO, "reason": "project"})
+    status, _ = await api.call("POST", "/api/v1/overrides", t["it"], json={
+        "target": "casino.example", "action": "allow", "scope": "user", "subject": "l1"})
+    assert status == 201
+    status, out = await api.call("POST", f"/api/v1/unblock-requests/{filed['id']}/approve",
+                                 t["it"], json={"scope": "everyone", "confirm_wider": True})
+    assert status == 409 and out["error"]["code"] == "not_blocked"
+    assert "no longer blocked for l1" in out["error"]["message"]
+    assert [o.id for o in await read_overrides(api.redis, api.keys)] != [f"req-{filed['id']}"]
+    assert await _decide(api, CASINO, "l2") is Action.BLOCK
+
+
+async def test_where_the_admin_has_no_rule_a_block_the_proxy_logged_for_that_learner_counts(
+        api: Api) -> None:
+    """An admin installed without the proxies' lists cannot tell what they block: the
+    learner's own logged block of the very address is the evidence, and nothing else is."""
+    learner = await api.user("l1", "learner")
+    it = await api.user("it1", "it_support")
+    mine = hit("l1", host="casino.example", path="/slots")
+    theirs = hit("l2", host="casino.example", path="/slots")
+    await api.write_hits([mine, theirs])
+    for url, hit_id in ((CASINO, theirs.id), ("http://casino.example/", mine.id),
+                        ("http://other.example/slots", mine.id)):
+        status, body = await api.call("POST", "/api/v1/unblock-requests", learner, json={
+            "url": url, "reason": "project", "hit_id": hit_id})
+        assert status == 409 and body["error"]["code"] == "not_blocked", (url, body)
+    status, body = await api.call("POST", "/api/v1/unblock-requests", learner, json={
+        "url": CASINO, "reason": "project", "hit_id": mine.id})
+    assert status == 201 and body["request"]["target"] == "casino.example"
+    status, out = await api.call("POST", f"/api/v1/unblock-requests/{body['id']}/approve", it,
+                                 json={"scope": "user"})
+    assert status == 200, out

@@ -122,11 +122,17 @@ def test_illegal_list_imported_as_iwf_beats_allow_lists_and_groups(cli: CLI) -> 
         "block", "illegal-list", "child_abuse")
 
 
-def test_allow_lists_beat_block_lists(cli: CLI) -> None:
-    assert cli.one("sexual-health-clinic.test") == ("allow", "allow-list", "sexual_education")
-    assert cli.one("vpn.study-portal.test") == ("allow", "allow-list", "allowlist")
+def test_the_more_specific_of_an_allow_and_a_block_entry_wins(cli: CLI) -> None:
     assert cli.one("general-blog.test/adult-corner/consent") == ("allow", "allow-list", "sexual_education")
     assert cli.one("general-blog.test/adult-corner") == ("block", "category", "pornography")
+    assert cli.one("study-portal.test") == ("allow", "allow-list", "allowlist")
+    # a listed child of an allowed parent, and the same domain on both lists (a tie), block
+    assert cli.one("vpn.study-portal.test") == ("block", "category", "circumvention")
+    assert cli.one("sexual-health-clinic.test") == ("block", "category", "pornography")
+    code, out, _ = cli("check", "http://vpn.study-portal.test/")
+    assert code == 1
+    assert ("The block entry vpn.study-portal.test (ut1/vpn/domains) is more specific than the "
+            "allow-list entry study-portal.test (ut1/liste_blanche/domains), so it wins.") in out
 
 
 def test_groups_and_users(cli: CLI) -> None:

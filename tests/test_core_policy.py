@@ -22,14 +22,18 @@ LISTS = {
     "iwf": ["abuse-images.test", "shared-host.test/abuse/album"],
     "ctiru": ["terror-channel.test"],
     "gambling": ["bet-ace.test", "both-lists.test", "shared-host.test"],
-    "liste_blanche": ["both-lists.test", "abuse-images.test", "study-portal.test"],
+    "liste_blanche": ["both-lists.test", "abuse-images.test", "study-portal.test",
+                      "university.test", "learn.casino-group.test", "casino-group.test/responsible",
+                      "en.wiki-host.test", "gallery.terror-channel.test"],
     "mixed_adult": ["general-blog.test/adult-corner"],
     "sexual_education": ["general-blog.test/adult-corner/consent"],
-    "social_networks": ["friendspace.test", "radical-social.test"],
+    "social_networks": ["friendspace.test", "radical-social.test", "social.university.test"],
     "sect": ["radical-social.test"],
     "bank": ["county-bank.test"],
-    "vpn": ["vpn.study-portal.test"],
-    "adult": ["198.51.100.23", "[2001:db8::bad]", "picture-host.test/albums/nsfw"],
+    "vpn": ["vpn.study-portal.test", "vpn.university.test"],
+    "adult": ["198.51.100.23", "[2001:db8::bad]", "picture-host.test/albums/nsfw",
+              "university.test/filtertest/adult", "wiki-host.test/adult"],
+    "arjel": ["casino-group.test"],
 }
 # A Monday in winter (GMT) and one in summer (BST).
 WINTER_MONDAY = datetime(2026, 1, 12, tzinfo=LONDON)
@@ -196,11 +200,88 @@ def test_override_targets_must_be_sites(target: str) -> None:
 
 # -- 3. allow categories ----------------------------------------------------------------------
 
-def test_allow_category_beats_block_categories() -> None:
-    d = POLICY.decide("http://both-lists.test/", at=AT)
+def test_allow_entry_beats_less_specific_block_entries_only() -> None:
+    d = POLICY.decide("http://study-portal.test/courses", at=AT)
     assert (d.action, d.rule, d.category) == (Action.ALLOW, Rule.ALLOW_LIST, "allowlist")
+    # vpn.study-portal.test is listed in vpn: more specific than the allowed study-portal.test.
+    d = POLICY.decide("http://vpn.study-portal.test/", at=AT)
+    assert (d.action, d.rule, d.category) == (Action.BLOCK, Rule.CATEGORY, "circumvention")
+    assert set(d.categories) == {"allowlist", "circumvention"}
+
+
+def test_a_more_specific_block_domain_beats_an_allowed_parent_and_says_so() -> None:
+    d = POLICY.decide("http://vpn.university.test/connect", at=AT)
+    assert (d.action, d.rule, d.category) == (Action.BLOCK, Rule.CATEGORY, "circumvention")
+    assert (d.matched, d.source, d.line) == ("vpn.university.test", "test/vpn", 2)
+    explanation = d.explain()
+    assert explanation.startswith(
+        "Blocked (category): vpn.university.test matches vpn.university.test in test/vpn line 2.")
+    assert ("The block entry vpn.university.test (test/vpn) is more specific than the "
+            "allow-list entry university.test (test/liste_blanche), so it wins.") in explanation
+    assert decide("http://x.vpn.university.test/")[:2] == ("block", "category")
+    assert decide("http://www.university.test/") == ("allow", "allow-list", "allowlist")
+    assert decide("http://university.test/") == ("allow", "allow-list", "allowlist")
+
+
+def test_a_block_url_entry_under_an_allowed_host_blocks_that_path_only() -> None:
+    """UT1's own filter-test pages under an allowed university host stay blocked."""
+    d = POLICY.decide("https://university.test/filtertest/adult/index.html", at=AT)
+    assert (d.action, d.rule, d.category) == (Action.BLOCK, Rule.CATEGORY, "pornography")
+    assert d.matched == "university.test/filtertest/adult"
+    assert ("The block entry university.test/filtertest/adult (test/adult) is more specific "
+            "than the allow-list entry university.test (test/liste_blanche)") in d.explain()
+    assert decide("https://www.university.test/filtertest/adult?x=1")[:2] == ("block", "category")
+    assert decide("https://university.test/filtertest/adultery")[:2] == ("allow", "allow-list")
+    assert decide("https://university.test/filtertest/")[:2] == ("allow", "allow-list")
+    assert POLICY.needs_path("university.test")
+
+
+def test_a_more_specific_allow_entry_beats_a_listed_parent_and_says_so() -> None:
+    d = POLICY.decide("http://learn.casino-group.test/", at=AT)
+    assert (d.action, d.rule, d.category) == (Action.ALLOW, Rule.ALLOW_LIST, "allowlist")
+    assert d.matched == "learn.casino-group.test"
+    assert ("The allow-list entry learn.casino-group.test (test/liste_blanche) is more specific "
+            "than the block entry casino-group.test (test/arjel), so it wins."
+            ) in d.explain()
+    # An allow URL entry beats the domain entry of its host, on path-segment boundaries only.
+    assert decide("http://casino-group.test/responsible/help")[:2] == ("allow", "allow-list")
+    assert decide("http://casino-group.test/responsible-bets")[:2] == ("block", "category")
+    assert decide("http://casino-group.test/")[:2] == ("block", "category")
+    assert decide("http://www.casino-group.test/")[:2] == ("block", "category")
+
+
+def test_host_labels_count_before_paths() -> None:
+    """A domain entry for the very host (more labels) beats a URL entry under its parent."""
+    assert decide("http://en.wiki-host.test/adult/page")[:2] == ("allow", "allow-list")
+    assert decide("http://fr.wiki-host.test/adult/page") == ("block", "category", "pornography")
+
+
+def test_a_tie_between_an_allow_and_a_block_entry_blocks() -> None:
+    d = POLICY.decide("http://both-lists.test/", at=AT)
+    assert (d.action, d.rule, d.category) == (Action.BLOCK, Rule.CATEGORY, "gambling")
     assert set(d.categories) == {"allowlist", "gambling"}
-    assert decide("http://vpn.study-portal.test/") == ("allow", "allow-list", "allowlist")
+    assert ("The block entry both-lists.test (test/gambling) is as specific as the allow-list "
+            "entry both-lists.test (test/liste_blanche), and a tie blocks.") in d.explain()
+
+
+def test_illegal_lists_beat_even_a_more_specific_allow_entry() -> None:
+    d = POLICY.decide("http://gallery.terror-channel.test/", at=AT)
+    assert (d.action, d.rule, d.category) == (
+        Action.BLOCK, Rule.ILLEGAL_LIST, "terrorism_illegal")
+
+
+def test_group_allowances_still_apply_to_a_more_specific_block_entry() -> None:
+    """social.university.test (social networks) beats the allowed university.test; staff may
+    use social networks, learners only in their windows."""
+    assert decide("http://social.university.test/", group="staff") == (
+        "allow", "group-allow", "social_networks")
+    assert decide("http://social.university.test/", group="learner") == (
+        "block", "category", "social_networks")
+
+
+def test_an_allow_listed_site_is_not_blocked_by_a_content_verdict() -> None:
+    assert decide("http://study-portal.test/", verdicts=("self_harm",)) == (
+        "allow", "allow-list", "allowlist")
 
 
 def test_allow_url_entry_beats_a_shorter_block_url_entry() -> None:
@@ -405,3 +486,21 @@ def test_overnight_windows_belong_to_the_day_they_start() -> None:
     assert weekend_nights.contains(datetime(2026, 11, 30, 1, 0))       # Monday 01:00 (Sun night)
     assert not weekend_nights.contains(datetime(2026, 11, 28, 1, 0))   # Saturday 01:00 (Fri night)
     assert not weekend_nights.contains(datetime(2026, 11, 30, 23, 0))  # Monday 23:00
+
+
+# -- what an allow override would open ----------------------------------------------------------
+
+def test_block_entries_under_a_host_list_its_listed_paths_and_subdomains_but_no_illegal_ones(
+) -> None:
+    under = POLICY.block_entries_under("university.test")
+    assert [(e.entry, e.category, e.source) for e in under] == [
+        ("social.university.test", "social_networks", "test/social_networks"),
+        ("university.test/filtertest/adult", "pornography", "test/adult"),
+        ("vpn.university.test", "circumvention", "test/vpn")]
+    assert [e.entry for e in POLICY.block_entries_under("shared-host.test")] == [
+        "shared-host.test"]  # shared-host.test/abuse/album is illegal: no override opens it
+    assert [e.entry for e in POLICY.block_entries_under("general-blog.test/adult-corner")] == [
+        "general-blog.test/adult-corner"]
+    assert POLICY.block_entries_under("general-blog.test/adult") == []  # a segment boundary
+    assert POLICY.block_entries_under("harmless-site.test") == []
+    assert len(POLICY.block_entries_under("university.test", limit=2)) == 2

@@ -47,7 +47,7 @@ async def test_every_cookie_authenticated_write_needs_the_csrf_token(
     csrf = api.client.session.cookie_jar.filter_cookies(
         api.client.make_url("/"))["esafety_csrf"].value
     status, _ = await api.call("POST", "/api/v1/unblock-requests", json={
-        "url": "https://quiz.example/", "reason": "csrf check"}, headers={"X-CSRF-Token": csrf})
+        "url": "https://dns.google/", "reason": "csrf check"}, headers={"X-CSRF-Token": csrf})
     assert status == 201
     security_figures["web: cookie writes refused without CSRF token"] = f"{len(writes)} routes"
 
@@ -106,7 +106,7 @@ async def test_ids_of_other_peoples_records_are_not_reachable(
     blocked = hit("owner")
     await api.write_hits([blocked])
     _, request = await api.call("POST", "/api/v1/unblock-requests", owner,
-                                json={"url": "https://quiz.example/", "reason": "mine"})
+                                json={"url": "https://dns.google/", "reason": "mine"})  # blocked: DoH
     _, report = await api.call("POST", "/api/v1/reports", owner,
                                json={"hit_id": blocked.id, "what_happened": "an advert"})
     attempts = [

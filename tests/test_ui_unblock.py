@@ -199,3 +199,65 @@ def test_test_a_url_explains_the_decision_and_categories_show_the_lists(
     expect(gambling).to_contain_text("Gambling")
     expect(gambling).to_contain_text("6 entries")
     assert it.console_errors == []
+
+
+def test_a_learner_asking_for_a_page_that_is_not_blocked_is_told_so_and_nothing_is_filed(
+        stack: UiStack, new_tab: TabFactory) -> None:
+    """mixed-content.test has listed paths but its front page is allowed: asking for the front
+    page files nothing that IT could approve into a host override."""
+    assert browse(stack, "http://mixed-content.test/", "lee").status == 200
+    learner = new_tab()
+    learner.open("/request-review?url=http%3A%2F%2Fmixed-content.test%2F")
+    learner.sign_in("lee")
+    assert learner.heading() == "Ask for a site to be reviewed"
+    learner.page.get_by_label("Why do you need it?").fill("Health and social care reading")
+    learner.page.get_by_role("button", name="Send to IT support").click()
+    problem = learner.page.locator("main").get_by_role("alert")
+    expect(problem).to_contain_text("http://mixed-content.test/ is not blocked for you")
+    assert learner.heading() == "Ask for a site to be reviewed"
+    filed = stack.api("GET", "/api/v1/unblock-requests?site=mixed-content.test", "it-sam")
+    assert filed["items"] == []
+    assert browse(stack, "http://mixed-content.test/adult-section", "lee").status == 403
+    # the browser logs the API's answer (409 not_blocked) and nothing else
+    assert learner.console_errors == [
+        "Failed to load resource: the server responded with a status of 409 (Conflict)"]
+
+
+def test_it_is_told_exactly_what_an_approval_opens_and_must_confirm_it(
+        stack: UiStack, new_tab: TabFactory) -> None:
+    """The centre blocked mixed-content.test for learners; approving kai's request for it
+    opens the whole host, and so also its two listed paths: the page says so, and the approval
+    goes through only once IT ticks the confirmation."""
+    stack.api("POST", "/api/v1/overrides", "it-sam", {
+        "target": "mixed-content.test", "action": "block", "scope": "group",
+        "subject": "learner", "note": "Mixed site: not during lessons"})
+    assert browse_until(stack, "http://mixed-content.test/", "kai", 403).status == 403
+    filed = stack.api("POST", "/api/v1/unblock-requests", "kai",
+                      {"url": "http://mixed-content.test/", "reason": "Course reading"})
+    assert filed["request"]["target"] == "mixed-content.test"
+    it = new_tab()
+    it.open(f"/unblock-requests/{filed['id']}")
+    it.sign_in("it-sam")
+    details = it.page.locator("main")
+    expect(details).to_contain_text(
+        "This opens the whole site mixed-content.test, every page and subdomain of it, "
+        "including 2 listed paths: mixed-content.test/adult-section (Pornography and sexual "
+        "content), mixed-content.test/x/rated (Pornography and sexual content).")
+    expect(details).to_contain_text("Approving opens more than was blocked")
+    it.screenshot("unblock-request-wider-approval")
+    it.page.get_by_role("button", name="Approve").click()
+    expect(details.get_by_role("alert")).to_contain_text("Tick the box to confirm")
+    assert stack.api("GET", f"/api/v1/unblock-requests/{filed['id']}", "it-sam"
+                     )["request"]["status"] == "open"
+    assert browse(stack, "http://mixed-content.test/adult-section", "kai").status == 403
+
+    confirm = it.page.get_by_label("Yes, open all of mixed-content.test, including the 2 "
+                                   "listed entries above")
+    confirm.check()
+    it.page.get_by_role("button", name="Approve").click()
+    expect(details.get_by_role("status")).to_contain_text(
+        "Approved. mixed-content.test is open for only kai")
+    assert it.console_errors == []
+    assert browse_until(stack, "http://mixed-content.test/adult-section", "kai",
+                        200).status == 200
+    assert browse(stack, "http://mixed-content.test/", "lee").status == 403

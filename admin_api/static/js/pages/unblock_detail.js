@@ -3,7 +3,7 @@
 
 import { apiGet, apiPost } from "../api.js";
 import { detailsList, h, link, notice, pageHeading, replaceContent, tag } from "../elements.js";
-import { onSubmit, radioGroup, selectField, submitButton, textAreaField } from "../forms.js";
+import { checkboxField, onSubmit, radioGroup, selectField, submitButton, textAreaField } from "../forms.js";
 import { formatTime } from "../format.js";
 import { dataTable } from "../tables.js";
 import { STATUS_TAGS } from "./unblock_queue.js";
@@ -58,25 +58,43 @@ function decided(request) {
     ]));
 }
 
-function decisionForms(request, locked, reload) {
+// What approving opens, in the API's own words; when it is more than the entry that blocked
+// the request (other listed paths or subdomains), the reviewer must tick a confirmation.
+function whatItOpens(approval) {
+  if (!approval) return null;
+  // Not a live region (it is part of the form, read with it), so not notice().
+  return h("div", { class: `notice approval-scope${approval.wider ? " notice--warning" : ""}`, id: "approval-scope" },
+    h("h4", { class: "notice__title" }, approval.wider ? "Approving opens more than was blocked" : "What approving opens"),
+    h("p", {}, approval.message));
+}
+
+function decisionForms(request, locked, approval, reload) {
   const section = h("section", { "aria-labelledby": "decide-heading" }, h("h2", { id: "decide-heading" }, "Decide"));
   const messages = h("div", { class: "messages" });
   section.append(messages);
   if (locked.length) {
     section.append(notice("warning", h("p", {}, `Locked: this site is in ${locked.join(", ")}, which can never be unblocked by anyone. If it is listed in error, report it to the list's owner.`)));
   } else {
-    const approve = h("form", { class: "form decision-form", "aria-labelledby": "approve-heading", novalidate: true },
+    const wider = Boolean(approval && approval.wider);
+    const approve = h("form", { class: "form decision-form", "aria-labelledby": "approve-heading", "aria-describedby": "approval-scope", novalidate: true },
       h("h3", { id: "approve-heading" }, "Approve"),
+      whatItOpens(approval),
       radioGroup({ legend: "Open the site for", name: "scope", value: "user", options: [
         ["user", `Only ${request.user}`],
         ["group", `Everyone in the ${request.group} group`],
         ["everyone", "Everyone at the centre"]] }),
       selectField({ label: "For how long", name: "expires", value: "30", options: EXPIRY_CHOICES }),
       textAreaField({ label: "Note to the requester (optional)", name: "note", rows: 2, maxlength: 1000 }),
+      wider ? checkboxField({ label: `Yes, open all of ${approval.target}, including the ${approval.also_opens_count === 1 ? "listed entry" : `${approval.also_opens_count} listed entries`} above`, name: "confirm_wider",
+        hint: "Each of them is blocked by its own list entry today." }) : null,
       submitButton("Approve"));
     onSubmit(approve, messages, async (values) => {
+      if (wider && values.confirm_wider !== "true") {
+        throw Object.assign(new Error(`Approving opens more than was blocked: ${approval.message} Tick the box to confirm, or deny the request.`), { field: "confirm_wider" });
+      }
       await apiPost(`/api/v1/unblock-requests/${request.id}/approve`, {
-        scope: values.scope, note: values.note, ...(values.expires ? { expires_at: expiryFromDays(values.expires) } : {}) });
+        scope: values.scope, note: values.note, ...(wider ? { confirm_wider: true } : {}),
+        ...(values.expires ? { expires_at: expiryFromDays(values.expires) } : {}) });
       await reload(`Approved. ${request.target} is open for ${scopeText({ ...request, scope: values.scope })}; the proxies apply this within a second.`);
     });
     section.append(approve);
@@ -118,7 +136,7 @@ export async function render(view, { id, announce }) {
         ["Block reference", request.hit_id ? h("code", {}, request.hit_id) : null],
       ]),
       whyBlocked(detail, categories),
-      request.status === "open" ? decisionForms(request, locked, draw) : decided(request),
+      request.status === "open" ? decisionForms(request, locked, detail.approval, draw) : decided(request),
       h("section", { "aria-labelledby": "earlier-heading" }, h("h2", { id: "earlier-heading" }, "Earlier requests for this site"),
         dataTable({
           caption: `Other requests for ${request.target}`, captionHidden: true,
