@@ -137,6 +137,21 @@ def start_origins(directory: Path) -> Origins:
     return Origins(ca, ca_file, http_port, https_port, loop, thread, runner)
 
 
+STATUS_SPAN = 64
+
+
+def allow_origins(config_file: Path, origins: Origins) -> None:
+    """Let the proxy reach the loopback origins (and nothing else internal): their two ports
+    go into ``upstream.allow_internal``, next to whatever the test put there."""
+    config = yaml.safe_load(config_file.read_text()) or {}
+    upstream = config.setdefault("upstream", {})
+    allowed = upstream.setdefault("allow_internal", [])
+    for port in (origins.http_port, origins.https_port):
+        if f"127.0.0.1:{port}" not in allowed:
+            allowed.append(f"127.0.0.1:{port}")
+    config_file.write_text(yaml.safe_dump(config))
+
+
 @dataclass
 class ProxyProcess:
     """A real ``esafety proxy`` subprocess with its own data directory and config."""
@@ -150,6 +165,15 @@ class ProxyProcess:
     clock_file: Path | None = None
     process: subprocess.Popen[bytes] | None = None
     log_file: Path | None = None
+    fast_path: bool = True
+    """False runs ``--no-fast-path``: mitmproxy handles every connection."""
+
+    def __post_init__(self) -> None:
+        # A status port whose protected range (worker i answers on it + i) misses the origins.
+        while any(0 <= p - self.status_port < STATUS_SPAN
+                  for p in (self.origins.http_port, self.origins.https_port)):
+            self.status_port = free_port()
+        allow_origins(self.config_file, self.origins)
 
     @property
     def proxy_url(self) -> str:
@@ -188,7 +212,8 @@ class ProxyProcess:
             [sys.executable, "-m", "esafety.cli", "--config", str(self.config_file),
              "--data-dir", str(self.data_dir), "proxy", "--listen", f"127.0.0.1:{self.port}",
              "--status-listen", f"127.0.0.1:{self.status_port}", "--workers", "1", *scripts,
-             "--mitm-option", f"ssl_verify_upstream_trusted_ca={self.origins.ca_file}"],
+             "--mitm-option", f"ssl_verify_upstream_trusted_ca={self.origins.ca_file}",
+             *([] if self.fast_path else ["--no-fast-path"])],
             env=self.env(), stdout=log, stderr=subprocess.STDOUT)
         wait_until_healthy(self.process, f"http://127.0.0.1:{self.status_port}/healthz",
                            "proxy", self.log_text, timeout)
