@@ -242,6 +242,8 @@ class Enforce:
         verdicts = (DOH_CATEGORY,) if looks_like_doh(flow) else ()
         decision: Decision | None = None
         for name in names:
+            if name.count(":") >= 2 and not name.startswith("["):
+                name = f"[{name}]"  # an IPv6 literal, as it is written in a URL
             candidate = self._decide(f"{scheme}://{name}{path}", identity, verdicts)
             if decision is None or (candidate.blocked and not decision.blocked):
                 decision = candidate

@@ -239,6 +239,8 @@ class UpstreamGuard:
         """A CONNECT to a refused destination gets its 403 at CONNECT time."""
         if flow.response is not None:
             return
+        if flow.request.host.rstrip(".").lower() == ONBOARDING_HOST:
+            return  # decrypted and answered by the onboarding app; never connected upstream
         verdict = await self.check(flow.request.host, flow.request.port)
         if isinstance(verdict, Destination):
             return
