@@ -88,9 +88,12 @@ class SeenRequest:
         return text in self.path_qs.lower() or text in self.host.lower()
 
 
+SEEN = web.AppKey("seen", list[SeenRequest])
+
+
 async def _echo(request: web.Request) -> web.Response:
     body = await request.read()
-    request.app["seen"].append(SeenRequest(
+    request.app[SEEN].append(SeenRequest(
         "https" if request.secure else "http", request.method, request.host,
         request.path_qs, dict(request.headers)))
     return web.json_response({
@@ -158,7 +161,7 @@ def start_origins(directory: Path) -> Origins:
     seen: list[SeenRequest] = []
     raw_seen: list[bytes] = []
     app = web.Application()
-    app["seen"] = seen
+    app[SEEN] = seen
     app.router.add_route("*", "/{tail:.*}", _echo)
     runner = web.AppRunner(app, access_log=None)
     ready = threading.Event()
