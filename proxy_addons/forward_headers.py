@@ -25,6 +25,13 @@ def strip_forwarding_headers(headers: http.Headers) -> list[str]:
 
 
 class ForwardHeaders:
+    """Last in the addon order, so every other addon has read the headers first."""
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        # A streamed request body goes upstream straight after this hook, without ``request``.
+        if flow.request.method != "CONNECT":
+            strip_forwarding_headers(flow.request.headers)
+
     def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response is None:
+        if flow.request.method != "CONNECT":
             strip_forwarding_headers(flow.request.headers)
