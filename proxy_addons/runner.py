@@ -131,6 +131,8 @@ async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
                       ForwardHeaders())  # last: nothing after it adds a header
     updates: dict[str, object] = {
         "connection_strategy": "lazy",
+        # Never relay client bytes as raw TCP (see proxy_addons.tunnel_contents).
+        "rawtcp": False,
         "scripts": list(settings.scripts),
     }
     updates.update(settings.mitm_options)
