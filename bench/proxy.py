@@ -435,6 +435,9 @@ def prepare_esafety(ctx: Context) -> None:
         "proxy_auth": {"mode": "off"},
         "networks": [{"cidr": "127.0.0.0/8", "group": "learner", "site": "bench-wifi"}],
         "logging": {"log_allowed": True, "level": "warning", "format": "json"},
+        # The origin runs on loopback, which the proxy refuses unless allowed by port.
+        "upstream": {"allow_internal": [f"127.0.0.1:{ctx.origin.http_port}",
+                                        f"127.0.0.1:{ctx.origin.https_port}"]},
     }
     ctx.esafety_config = directory / "esafety.yaml"
     ctx.esafety_config.write_text(yaml.safe_dump(config))

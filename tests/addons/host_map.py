@@ -5,6 +5,9 @@ resolves to: a test name is loopback, and only the origins' ports listed in the 
 ``upstream.allow_internal`` are reachable. IP literals are not mapped (``[::1]`` stays ::1).
 ESAFETY_TEST_PORTS maps requested ports to local ones, e.g. "80=18001,443=18443"; the host name
 (and so the TLS name and the Host header) is kept, only the address changes.
+
+Loaded into a plain mitmdump (the benchmarks' peer), where there is no guard, it rewrites every
+upstream address to loopback itself.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import os
 
 from mitmproxy import ctx
+from mitmproxy.proxy import server_hooks
 
 from proxy_addons.upstream_guard import UpstreamGuard, ip_literal
 
@@ -26,18 +30,26 @@ async def test_resolver(host: str, port: int) -> list[tuple[str, int]]:
 
 
 class HostMap:
+    def __init__(self) -> None:
+        self.guarded = False
+
     def load(self, _loader: object) -> None:
         self._install()
 
     def running(self) -> None:
         self._install()
 
-    @staticmethod
-    def _install() -> None:
+    def _install(self) -> None:
         guard = ctx.master.addons.get("upstreamguard")
-        if not isinstance(guard, UpstreamGuard):
-            raise RuntimeError("host_map needs the esafety upstream guard addon")
-        guard.resolver = test_resolver
+        if isinstance(guard, UpstreamGuard):
+            guard.resolver = test_resolver
+            self.guarded = True
+
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        if self.guarded or data.server.address is None:
+            return  # esafety: the guard resolves through test_resolver and checks the answer
+        _host, port = data.server.address
+        data.server.address = ("127.0.0.1", PORTS.get(port, port))
 
 
 addons = [HostMap()]
