@@ -435,9 +435,12 @@ def prepare_esafety(ctx: Context) -> None:
         "proxy_auth": {"mode": "off"},
         "networks": [{"cidr": "127.0.0.0/8", "group": "learner", "site": "bench-wifi"}],
         "logging": {"log_allowed": True, "level": "warning", "format": "json"},
-        # The origin runs on loopback, which the proxy refuses unless allowed by port.
+        # The origin runs on loopback, which the proxy refuses unless allowed by port, and
+        # on ports other than 80 and 443, which the proxy refuses unless listed.
         "upstream": {"allow_internal": [f"127.0.0.1:{ctx.origin.http_port}",
-                                        f"127.0.0.1:{ctx.origin.https_port}"]},
+                                        f"127.0.0.1:{ctx.origin.https_port}"],
+                     "connect_ports": [443, ctx.origin.https_port],
+                     "http_ports": [80, ctx.origin.http_port]},
     }
     ctx.esafety_config = directory / "esafety.yaml"
     ctx.esafety_config.write_text(yaml.safe_dump(config))
