@@ -55,10 +55,27 @@ def _decrypted(stack: list[layer.Layer]) -> bool:
     return False
 
 
+_NO_TLS_CONTEXT = "No TLS context was provided"
+
+
+class _ClosedByPlan(logging.Filter):
+    """mitmproxy logs a refused TLS start as an ERROR; here it is the planner's decision (the
+    hit is recorded), so it is logged at INFO with a message that says so."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and str(record.msg).startswith(_NO_TLS_CONTEXT):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "closed a tunnel whose TLS name the filter refused", ()
+        return True
+
+
 class TunnelContents:
     def __init__(self, enforce: Enforce) -> None:
         self.enforce = enforce
         self.closed = 0
+        server_log = logging.getLogger("mitmproxy.proxy.server")
+        if not any(isinstance(f, _ClosedByPlan) for f in server_log.filters):
+            server_log.addFilter(_ClosedByPlan())
 
     def next_layer(self, nextlayer: layer.NextLayer) -> None:
         chosen = nextlayer.layer
