@@ -38,7 +38,7 @@ class Case:
 
 
 def _domains(lists_dir: Path, skip: tuple[str, ...]) -> list[str]:
-    out = []
+    out: list[str] = []
     for path in sorted(lists_dir.glob("*/domains")):
         if path.parent.name in skip:
             continue
@@ -47,7 +47,7 @@ def _domains(lists_dir: Path, skip: tuple[str, ...]) -> list[str]:
 
 
 def _urls(lists_dir: Path) -> list[str]:
-    out = []
+    out: list[str] = []
     for path in sorted(lists_dir.glob("*/urls")):
         out.extend(line.strip() for line in path.read_text().splitlines() if line.strip())
     return out

@@ -195,7 +195,8 @@ def hit_rule(redis_url: str, keys: Keys, head: str) -> str:
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            for _id, fields in client.xrange(keys.hits):
+            entries: list[tuple[str, dict[str, str]]] = client.xrange(keys.hits)  # type: ignore[assignment]
+            for _id, fields in entries:
                 if fields.get("id") == hit_id:
                     return str(fields["rule"])
             time.sleep(0.05)

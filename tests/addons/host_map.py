@@ -40,7 +40,8 @@ class HostMap:
         self._install()
 
     def _install(self) -> None:
-        guard = ctx.master.addons.get("upstreamguard")  # absent in a plain mitmdump
+        guard = ctx.master.addons.get(  # type: ignore[no-untyped-call]
+            "upstreamguard")  # absent in a plain mitmdump
         if guard is not None:
             guard.resolver = test_resolver
             self.guarded = True
