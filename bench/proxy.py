@@ -439,8 +439,8 @@ def prepare_esafety(ctx: Context) -> None:
         # on ports other than 80 and 443, which the proxy refuses unless listed.
         "upstream": {"allow_internal": [f"127.0.0.1:{ctx.origin.http_port}",
                                         f"127.0.0.1:{ctx.origin.https_port}"],
-                     "connect_ports": [443, ctx.origin.https_port],
-                     "http_ports": [80, ctx.origin.http_port]},
+                     "connect_ports": sorted({443, ctx.origin.https_port}),
+                     "http_ports": sorted({80, ctx.origin.http_port})},
     }
     ctx.esafety_config = directory / "esafety.yaml"
     ctx.esafety_config.write_text(yaml.safe_dump(config))
