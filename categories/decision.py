@@ -28,6 +28,10 @@ class Rule(StrEnum):
     WATCH_LIST = "watch-list"
     """A search matched the Prevent watch list (logged and alerted, not blocked)."""
     INVALID_URL = "invalid-url"
+    INTERNAL_DESTINATION = "internal-destination"
+    """The destination is inside the centre's network (or the proxy's own services)."""
+    PORT = "port"
+    """The destination port is not one the proxy connects to for this kind of request."""
 
 
 class Decision(NamedTuple):

@@ -28,6 +28,9 @@ _LISTEN = {"type": "string", "pattern": r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):[
            "description": "HOST:PORT, e.g. 0.0.0.0:8080 or :8080"}
 _NAME = {"type": "string", "pattern": r"^[a-z][a-z0-9_-]{0,40}$",
          "description": "lower-case letters, digits, - and _"}
+_PORT_LIST = {"type": "array", "uniqueItems": True,
+              "items": {"type": "integer", "minimum": 1, "maximum": 65535,
+                        "description": "a TCP port, 1-65535"}}
 _CATEGORY_LIST = {"type": "array", "items": {"type": "string"}, "uniqueItems": True}
 
 CONFIG_SCHEMA: dict[str, Any] = {
@@ -146,6 +149,18 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "prevent_watch_terms": {"type": "array", "items": {"type": "string"}},
             },
         },
+        "upstream": {
+            "type": "object", "additionalProperties": False,
+            "properties": {
+                "connect_ports": _PORT_LIST,
+                "http_ports": _PORT_LIST,
+                "allow_internal": {
+                    "type": "array", "uniqueItems": True,
+                    "items": {"type": "string",
+                              "description": "a CIDR or an address, optionally with :port, "
+                                             "e.g. 10.2.0.0/16, 10.2.0.5:8443, [fd00::5]:443"}},
+            },
+        },
         "lists": {
             "type": "object", "additionalProperties": False,
             "properties": {
@@ -185,6 +200,59 @@ class ListSource:
     list: str | None
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class InternalAllowance:
+    """An internal destination the proxy may reach: a range, and one port or every port."""
+
+    network: IPNetwork
+    port: int | None = None
+
+    def allows(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) -> bool:
+        return address in self.network and (self.port is None or self.port == port)
+
+
+@dataclass(frozen=True)
+class UpstreamSettings:
+    """Where the proxy may connect on a client's behalf (``upstream:`` in the config)."""
+
+    connect_ports: frozenset[int] = frozenset({443})
+    """CONNECT to any other port is refused."""
+    http_ports: frozenset[int] = frozenset({80})
+    """Plain-HTTP requests to any other port are refused."""
+    allow_internal: tuple[InternalAllowance, ...] = ()
+    """Internal (loopback, private, link-local...) destinations that are allowed anyway."""
+
+
+def parse_internal_allowance(text: str) -> InternalAllowance:
+    """``10.2.0.0/16``, ``10.2.0.5``, ``10.2.0.5:8443``, ``[fd00::5]:443`` or ``fd00::/8``.
+
+    Raises ValueError with a message that says what was expected."""
+    spec = text.strip()
+    port: int | None = None
+    if spec.startswith("["):
+        address, sep, rest = spec[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"{text!r}: an IPv6 address with a port is written [addr]:port")
+        port_text = rest[1:] if rest else None
+    elif spec.count(":") == 1:
+        address, _, port_text = spec.partition(":")
+    else:
+        address, port_text = spec, None
+    if port_text is not None:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ValueError(f"{text!r}: the port must be a number from 1 to 65535")
+        port = int(port_text)
+    try:
+        network = ipaddress.ip_network(address, strict=False)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an address or range like 10.2.0.0/16, "
+                         "10.2.0.5:8443 or [fd00::5]:443") from None
+    return InternalAllowance(network, port)
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path | None = None
@@ -221,6 +289,7 @@ class Config:
     retention_audit_days: int = 2190
     alerts: dict[str, Any] = field(default_factory=dict)
     list_sources: tuple[ListSource, ...] = ()
+    upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
 
 
 def _on_off(value: object, default: str) -> str:
@@ -290,6 +359,17 @@ def load_config(path: Path | None) -> Config:
                                      f"group {spec['group']!r} is not defined under groups"))
         auth_mode = _on_off(spec.get("auth"), "") or None
         networks.append(Network(net, spec["group"], spec.get("site"), auth_mode))
+    upstream_spec = data.get("upstream") or {}
+    allowances = []
+    for i, entry in enumerate(upstream_spec.get("allow_internal") or []):
+        try:
+            allowances.append(parse_internal_allowance(entry))
+        except ValueError as exc:
+            problems.append(_problem(path, text, ["upstream", "allow_internal", i], str(exc)))
+    upstream = UpstreamSettings(
+        connect_ports=frozenset(upstream_spec.get("connect_ports", [443])),
+        http_ports=frozenset(upstream_spec.get("http_ports", [80])),
+        allow_internal=tuple(allowances))
     if problems:
         raise ValidationFailed(problems)
     listen = data.get("listen") or {}
@@ -333,4 +413,5 @@ def load_config(path: Path | None) -> Config:
         alerts=dict(data.get("alerts") or {}),
         list_sources=tuple(ListSource(s["name"], s["url"], s.get("format"), s.get("list"))
                            for s in (data.get("lists") or {}).get("sources", [])),
+        upstream=upstream,
     )

@@ -3,10 +3,11 @@ serve the block page for plain and decrypted requests, and log every block.
 
 Decryption is selective. A tunnel is decrypted only when the path can change the decision
 (URL-level rules or overrides for the host), the host is a search engine that needs safe
-search, the host is configured for inspection, the TLS name (SNI) disagrees with the CONNECT
-host, or the host looks like a DNS-over-HTTPS resolver. It is never decrypted for categories
-marked no-decrypt (banking, health) or hosts configured as pinned. Everything else is tunnelled
-untouched, and its certificate is the origin's own.
+search, the host is configured for inspection, or the host looks like a DNS-over-HTTPS
+resolver. It is never decrypted for categories marked no-decrypt (banking, health) or hosts
+configured as pinned. Everything else is tunnelled untouched, and its certificate is the
+origin's own. What a tunnel may carry once its TLS name is known is the tunnel planner's
+answer (proxy_addons.tunnel_plan), the same one the CONNECT fast path uses.
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ from datetime import UTC, datetime
 from mitmproxy import connection, http, tls
 
 from categories.decision import Action, Decision, Rule
-from categories.urlnorm import URLError, canonical_host
 from esafety.config import Config
 from proxy_addons.block_page import block_headers, connect_refusal, render_block_page
 from proxy_addons.hitlog import HitQueue
 from proxy_addons.identify import Identify, Identity, identity_of
 from proxy_addons.policy_sync import PolicySync
-from proxy_addons.search_engines import engine_of
+from proxy_addons.tunnel_plan import ONBOARDING_HOST, TunnelAction, TunnelPlan, TunnelPlanner
 from store.records import HitRecord, day_of, new_hit_id
 
 log = logging.getLogger("esafety.enforce")
@@ -35,34 +35,21 @@ log = logging.getLogger("esafety.enforce")
 DOH_CATEGORY = "dns_over_https"
 _DOH_CONTENT_TYPES = ("application/dns-message", "application/dns-json")
 _DOH_PATHS = ("/dns-query", "/resolve")
-_DOH_NAME_PREFIXES = ("dns.", "doh.", "dns-over-https.", "dot.")
-ONBOARDING_HOST = "mitm.it"
+ONBOARDING_REASON = "The proxy's certificate page is only served under its own name."
 PROBE_HOST = "esafety-proxy.invalid"
 """The proxy answers ``http://esafety-proxy.invalid/status`` itself. The ``.invalid`` name never
 resolves, so a browser that gets an answer is on the centre proxy (the extension's test)."""
 
 
 @dataclass
-class TunnelPlan:
-    """What was decided for a CONNECT tunnel, for the TLS and request hooks that follow."""
+class OpenTunnel:
+    """What was decided for a client's CONNECT tunnel, for the TLS and request hooks after it."""
 
+    connect_host: str
+    port: int
     host: str
-    decrypt: bool
+    action: TunnelAction
     identity: Identity
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectPlan:
-    host: str
-    """The canonical CONNECT host."""
-    decision: Decision
-    refuse: bool
-    """Answer 403 before any TLS: the host alone decides, or the path rules cannot be seen."""
-    decrypt: bool
-
-
-def _host_in(host: str, suffixes: tuple[str, ...]) -> bool:
-    return any(host == s or host.endswith("." + s) for s in suffixes)
 
 
 def looks_like_doh(flow: http.HTTPFlow) -> bool:
@@ -85,7 +72,8 @@ class Enforce:
         self.policy_sync = policy_sync
         self.hits = hits
         self.clock = clock or (lambda: datetime.now(UTC))
-        self.tunnels: MutableMapping[connection.Client, TunnelPlan] = weakref.WeakKeyDictionary()
+        self.planner = TunnelPlanner(config, lambda: self.policy_sync.policy)
+        self.tunnels: MutableMapping[connection.Client, OpenTunnel] = weakref.WeakKeyDictionary()
         self.requests = 0
         self.blocks_by_category: dict[str, int] = {}
 
@@ -93,18 +81,6 @@ class Enforce:
     def _decide(self, url: str, identity: Identity, verdicts: tuple[str, ...] = ()) -> Decision:
         return self.policy_sync.policy.decide(url, user=identity.user, group=identity.group,
                                               at=self.clock(), verdicts=verdicts)
-
-    def _should_decrypt(self, host: str, decision: Decision) -> bool:
-        if not self.config.decryption_enabled:
-            return False
-        if decision.no_decrypt or _host_in(host, self.config.never_decrypt_hosts):
-            return False
-        policy = self.policy_sync.policy
-        return (policy.needs_path(host)
-                or (self.config.safe_search and engine_of(host) is not None)
-                or _host_in(host, self.config.inspect_hosts)
-                or host.startswith(_DOH_NAME_PREFIXES)
-                or (decision.blocked and decision.rule is Rule.OVERRIDE))
 
     # -- hits --------------------------------------------------------------------------------
     def _log(self, flow: http.HTTPFlow, identity: Identity, decision: Decision, host: str,
@@ -136,7 +112,7 @@ class Enforce:
 
     def log_search_terms(self, flow: http.HTTPFlow, terms: list[str]) -> None:
         """Record a search that matched the Prevent watch list; the admin raises an alert."""
-        identity = identity_of(flow) or self._fallback(flow)
+        identity = identity_of(flow) or self.fallback(flow)
         decision = Decision(
             Action.ALLOW, Rule.WATCH_LIST, flow.request.pretty_host,
             "A search matched the Prevent watch list.", category="extremism",
@@ -144,24 +120,38 @@ class Enforce:
         self._log(flow, identity, decision, flow.request.pretty_host, flow.request.path,
                   flow.request.scheme == "https", search_terms=", ".join(terms)[:200])
 
-    def _fallback(self, flow: http.HTTPFlow) -> Identity:
+    def log_flow_hit(self, flow: http.HTTPFlow, decision: Decision, host: str, path: str,
+                     decrypted: bool) -> str:
+        """Queue a hit for a flow, identified as the other hooks identify it."""
+        return self._log(flow, identity_of(flow) or self.fallback(flow), decision, host, path,
+                         decrypted)
+
+    def block(self, flow: http.HTTPFlow, decision: Decision, identity: Identity) -> None:
+        """Answer a request with the block page, and log the hit."""
+        request = flow.request
+        path = request.path if request.path.startswith("/") else "/" + request.path
+        scheme = request.scheme
+        host = decision.host or request.host
+        url = f"{scheme}://{request.host}{path}"
+        hit_id = self._log(flow, identity, decision, host, path, scheme == "https")
+        flow.response = http.Response.make(
+            403, render_block_page(decision, hit_id,
+                                   self.clock().astimezone(
+                                       self.policy_sync.policy.schedule.timezone),
+                                   url, self.config.admin_public_url),
+            block_headers(decision, hit_id))
+
+    def fallback(self, flow: http.HTTPFlow) -> Identity:
         return self.identify.fallback_identity(
             flow.client_conn.peername[0] if flow.client_conn.peername else "")
 
     # -- hooks -------------------------------------------------------------------------------
-    def connect_plan(self, raw_host: str, port: int, identity: Identity) -> ConnectPlan:
-        """What to do with ``CONNECT raw_host:port``: refuse it, decrypt it, or tunnel it."""
-        self.requests += 1
-        decision = self._decide(f"https://{raw_host}:{port}/", identity)
-        try:
-            host = canonical_host(raw_host)
-        except URLError:
-            host = raw_host.lower()
-        blocked_here = decision.blocked and not (
-            decision.host and self.policy_sync.policy.needs_path(decision.host))
-        decrypt = self._should_decrypt(host, decision) if decision.host else False
-        refuse = blocked_here or (decision.blocked and not decrypt)
-        return ConnectPlan(host, decision, refuse, decrypt)
+    def tunnel_plan(self, connect_host: str, port: int, sni: str | None,
+                    identity: Identity) -> TunnelPlan:
+        """The planner's answer for this tunnel now (see proxy_addons.tunnel_plan)."""
+        if sni is None:
+            self.requests += 1
+        return self.planner.tunnel_plan(connect_host, port, sni, identity, self.clock())
 
     @staticmethod
     def refusal_headers(hit_id: str) -> dict[str, str]:
@@ -171,47 +161,48 @@ class Enforce:
     def http_connect(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None:
             return  # the identify addon asked for credentials
-        identity = identity_of(flow) or self._fallback(flow)
-        plan = self.connect_plan(flow.request.host, flow.request.port, identity)
-        if plan.refuse:
+        identity = identity_of(flow) or self.fallback(flow)
+        plan = self.tunnel_plan(flow.request.host, flow.request.port, None, identity)
+        if plan.action is TunnelAction.REFUSE:
             hit_id = self._log(flow, identity, plan.decision, plan.host, "", False)
             flow.response = http.Response.make(
                 403, connect_refusal(plan.decision, hit_id), self.refusal_headers(hit_id))
             return
-        self.tunnels[flow.client_conn] = TunnelPlan(plan.host, plan.decrypt, identity)
-        if self.config.log_allowed and not plan.decrypt:
+        self.tunnels[flow.client_conn] = OpenTunnel(flow.request.host, flow.request.port,
+                                                    plan.host, plan.action, identity)
+        if self.config.log_allowed and plan.action is TunnelAction.TUNNEL:
             self._log(flow, identity, plan.decision, plan.host, "", False)
 
     def tls_clienthello(self, data: tls.ClientHelloData) -> None:
         client = data.context.client
-        plan = self.tunnels.get(client)
-        sni = data.client_hello.sni
-        if plan is None:
+        tunnel = self.tunnels.get(client)
+        sni = data.client_hello.sni or ""
+        address = client.peername[0] if client.peername else ""
+        if tunnel is None:
             # Transparent mode, or TLS without a CONNECT: the TLS name is all there is.
             name = sni or (data.context.server.address[0] if data.context.server.address else "")
-            identity = self.identify.fallback_identity(
-                client.peername[0] if client.peername else "")
-            decision = self._decide(f"https://{name}/", identity)
-            host = decision.host or name
-            decrypt = decision.blocked or self._should_decrypt(host, decision)
-            self.tunnels[client] = TunnelPlan(host, decrypt, identity)
-            data.ignore_connection = not decrypt
+            port = data.context.server.address[1] if data.context.server.address else 443
+            identity = self.identify.fallback_identity(address)
+            plan = self.planner.host_plan(name, port, identity, self.clock())
+            # A refused host is decrypted too, so that its block page can be shown.
+            action = (TunnelAction.TUNNEL if plan.action is TunnelAction.TUNNEL
+                      else TunnelAction.DECRYPT)
+            self.tunnels[client] = OpenTunnel(name, port, plan.host, action, identity)
+            data.ignore_connection = action is TunnelAction.TUNNEL
             return
-        if sni:
-            try:
-                sni_host = canonical_host(sni)
-            except URLError:
-                sni_host = ""
-            if sni_host != plan.host:
-                # A TLS name that disagrees with the CONNECT host (domain fronting, or a
-                # trick): decide on it too, and decrypt so every request can be checked.
-                sni_decision = self._decide(f"https://{sni}/", plan.identity)
-                if sni_decision.blocked or not sni_host:
-                    plan.decrypt = True
-        data.ignore_connection = not plan.decrypt
+        plan = self.tunnel_plan(tunnel.connect_host, tunnel.port, sni, tunnel.identity)
+        tunnel.action = plan.action
+        if plan.action in (TunnelAction.CLOSE, TunnelAction.REFUSE):
+            tunnel.action = TunnelAction.CLOSE  # tunnel_contents closes it at the handshake
+            if plan.decision.blocked:
+                self.log_hit(address, "CONNECT", tunnel.identity, plan.decision, plan.host, "",
+                             False)
+            data.ignore_connection = False
+            return
+        data.ignore_connection = plan.action is TunnelAction.TUNNEL
 
     def _answer_probe(self, flow: http.HTTPFlow) -> None:
-        identity = identity_of(flow) or self._fallback(flow)
+        identity = identity_of(flow) or self.fallback(flow)
         body = {"proxy": "esafety", "centre": self.config.centre_id, "site": identity.site,
                 "user": identity.user, "group": identity.group,
                 "identified_by": identity.source}
@@ -224,14 +215,20 @@ class Enforce:
         if flow.response is not None or flow.request.method == "CONNECT":
             return
         request = flow.request
-        if request.host == ONBOARDING_HOST:
-            return
+        names_given = (request.host.lower(), request.pretty_host.lower().rstrip("."))
+        if ONBOARDING_HOST in names_given:
+            if names_given != (ONBOARDING_HOST, ONBOARDING_HOST):
+                # The onboarding app answers under its own name only; never a foreign Host.
+                self.block(flow, Decision(Action.BLOCK, Rule.INTERNAL_DESTINATION,
+                                          ONBOARDING_HOST, ONBOARDING_REASON),
+                           identity_of(flow) or self.fallback(flow))
+            return  # served by the onboarding app (or refused by the upstream guard)
         if request.host == PROBE_HOST:
             self._answer_probe(flow)
             return
         self.requests += 1
         plan = self.tunnels.get(flow.client_conn)
-        identity = identity_of(flow) or (plan.identity if plan else None) or self._fallback(flow)
+        identity = identity_of(flow) or (plan.identity if plan else None) or self.fallback(flow)
         scheme = request.scheme
         path = request.path if request.path.startswith("/") else "/" + request.path
         names = [request.host]
@@ -245,6 +242,8 @@ class Enforce:
         verdicts = (DOH_CATEGORY,) if looks_like_doh(flow) else ()
         decision: Decision | None = None
         for name in names:
+            if name.count(":") >= 2 and not name.startswith("["):
+                name = f"[{name}]"  # an IPv6 literal, as it is written in a URL
             candidate = self._decide(f"{scheme}://{name}{path}", identity, verdicts)
             if decision is None or (candidate.blocked and not decision.blocked):
                 decision = candidate
@@ -254,14 +253,7 @@ class Enforce:
         decrypted = scheme == "https"
         host = decision.host or request.host
         if decision.blocked:
-            url = f"{scheme}://{request.host}{path}"
-            hit_id = self._log(flow, identity, decision, host, path, decrypted)
-            flow.response = http.Response.make(
-                403, render_block_page(decision, hit_id,
-                                       self.clock().astimezone(
-                                           self.policy_sync.policy.schedule.timezone),
-                                       url, self.config.admin_public_url),
-                block_headers(decision, hit_id))
+            self.block(flow, decision, identity)
             return
         if self.config.log_allowed:
             self._log(flow, identity, decision, host, path, decrypted)

@@ -4,6 +4,7 @@ identify → decide/enforce → safe search → search watch → log."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -27,13 +28,16 @@ from mitmproxy.proxy import mode_specs
 
 from esafety.instance import Instance
 from proxy_addons.enforce import Enforce
+from proxy_addons.forward_headers import ForwardHeaders
 from proxy_addons.hitlog import HitQueue, Spool
 from proxy_addons.identify import Identify
 from proxy_addons.policy_sync import PolicySync
 from proxy_addons.safe_search import SafeSearch
 from proxy_addons.search_watch import SearchWatch
 from proxy_addons.service import ProxyService
+from proxy_addons.tunnel_contents import TunnelContents
 from proxy_addons.tunnel_front import FrontListener, Handover, TunnelFront, make_upstream_resolver
+from proxy_addons.upstream_guard import UpstreamGuard, redis_ports
 from store.connection import connect
 from store.hits import HitWriter
 from store.keys import Keys
@@ -93,6 +97,7 @@ async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
     policy_sync = PolicySync(instance, redis, keys)
     enforce = Enforce(config, identify, policy_sync, hits)
     status = (split_listen(settings.status_listen, 9180) if settings.status_listen else None)
+    guard = UpstreamGuard(config.upstream, enforce, own_ports(instance, settings))
     service = ProxyService(policy_sync, hits, enforce, identify, status, settings.worker)
 
     host, port = split_listen(settings.listen, 8080)
@@ -114,16 +119,20 @@ async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
     front_listener = None
     if use_front:
         front = TunnelFront(identify, enforce, _handover_to(server_addon),
-                            make_upstream_resolver(proxy.addons))
+                            make_upstream_resolver(proxy.addons), guard)
         front_listener = FrontListener(front, host, port, settings.reuse_port)
         service.front = front
     proxy.addons.add(  # type: ignore[no-untyped-call]
-                      identify, policy_sync, enforce,
+                      identify, policy_sync, enforce, guard,
                       SafeSearch(config.safe_search, config.youtube_restrict),
                       SearchWatch(tuple(config.alerts.get("prevent_watch_terms", [])), enforce),
-                      service, *([front_listener] if front_listener else []))
+                      service, *([front_listener] if front_listener else []),
+                      TunnelContents(enforce),
+                      ForwardHeaders())  # last: nothing after it adds a header
     updates: dict[str, object] = {
         "connection_strategy": "lazy",
+        # Never relay client bytes as raw TCP (see proxy_addons.tunnel_contents).
+        "rawtcp": False,
         "scripts": list(settings.scripts),
     }
     updates.update(settings.mitm_options)
@@ -143,6 +152,32 @@ async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
     if front_listener is not None and front_listener.failed:
         return 1
     return 0
+
+
+STATUS_PORT_SPAN = max(16, 2 * (os.cpu_count() or 1))
+"""Worker i answers status on the configured port + i; this many of them are protected."""
+
+
+def own_ports(instance: Instance, settings: WorkerSettings) -> set[int]:
+    """The deployment's own listening ports, never an upstream destination: Redis, the admin
+    API, every worker's status port, and the proxy's own."""
+    config = instance.config
+    ports = redis_ports(instance.redis_url)
+    listens = [config.admin_listen, config.proxy_listen, settings.listen]
+    for text in listens:
+        with contextlib.suppress(ValueError):
+            ports.add(split_listen(text, 0)[1])
+    bases = []
+    with contextlib.suppress(ValueError):
+        bases.append(split_listen(config.proxy_status_listen, 9180)[1])
+    if settings.status_listen:
+        with contextlib.suppress(ValueError):
+            own = split_listen(settings.status_listen, 9180)[1]
+            bases.append(own - int(settings.worker) if settings.worker.isdigit() else own)
+    for base in bases:
+        ports.update(p for p in range(base, base + STATUS_PORT_SPAN) if p < 65536)
+    ports.discard(0)
+    return ports
 
 
 def _handover_to(server_addon: proxyserver.Proxyserver) -> Handover:

@@ -7,8 +7,9 @@ and relays the bytes itself. Everything else — plain HTTP, hosts to decrypt, o
 anything malformed — is handed to mitmproxy on the same connection, untouched, so mitmproxy
 remains the one place that parses HTTP, serves block pages and answers errors.
 
-Flow per connection: read one request head → identify → decide → refuse (403), hand over,
-or tunnel (200, check the ClientHello's SNI, relay).
+Flow per connection: read one request head → identify → plan (proxy_addons.tunnel_plan) →
+refuse (403), hand over, or tunnel: check the destination (proxy_addons.upstream_guard), 200,
+plan again on the ClientHello's server name, and relay only if the plan is still a tunnel.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from mitmproxy import connection
 from mitmproxy.proxy import server_hooks
 from mitmproxy.proxy.layers.tls import parse_client_hello
 
-from categories.urlnorm import URLError, canonical_host
+from categories.decision import Decision
 from proxy_addons.block_page import connect_refusal
 from proxy_addons.enforce import Enforce
 from proxy_addons.identify import CHALLENGE_BODY, Identify, Identity
+from proxy_addons.tunnel_plan import TunnelAction
+from proxy_addons.upstream_guard import Refusal, UpstreamGuard
 
 log = logging.getLogger("esafety.front")
 
@@ -37,7 +40,7 @@ CLIENT_HELLO_TIMEOUT = 15.0
 CLIENT_HELLO_LIMIT = 32 * 1024
 UPSTREAM_TIMEOUT = 10.0
 RELAY_CHUNK = 256 * 1024
-FAST_PORTS = frozenset({443})
+BAD_GATEWAY = b"The web filter could not reach this site.\n"
 
 Handover = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 UpstreamResolver = Callable[[str, int, str], Awaitable[tuple[str, int] | None]]
@@ -88,9 +91,10 @@ def push_back(reader: asyncio.StreamReader, data: bytes) -> None:
 
 class TunnelFront:
     def __init__(self, identify: Identify, enforce: Enforce, handover: Handover,
-                 resolve_upstream: UpstreamResolver) -> None:
+                 resolve_upstream: UpstreamResolver, guard: UpstreamGuard) -> None:
         self.identify = identify
         self.enforce = enforce
+        self.guard = guard
         self.handover = handover
         self.resolve_upstream = resolve_upstream
         self.tunnels = 0
@@ -125,7 +129,7 @@ class TunnelFront:
             request_line = head.split(b"\r\n", 1)[0].split(b" ")
             target = split_connect_target(request_line[1]) if (
                 len(request_line) == 3 and request_line[0] == b"CONNECT") else None
-            if target is None or target[1] not in FAST_PORTS:
+            if target is None:
                 push_back(reader, head)
                 await self._hand_over(reader, writer)
                 return
@@ -137,20 +141,30 @@ class TunnelFront:
                                        self.identify.challenge_headers(), close=False))
                 await writer.drain()
                 continue  # the browser asks again with credentials on this connection
-            plan = self.enforce.connect_plan(host, port, identity)
-            if plan.refuse:
-                hit_id = self.enforce.log_hit(address, "CONNECT", identity, plan.decision,
-                                              plan.host, "", False)
-                writer.write(_response(403, "Forbidden", connect_refusal(plan.decision, hit_id),
-                                       self.enforce.refusal_headers(hit_id), close=True))
-                await writer.drain()
+            plan = self.enforce.tunnel_plan(host, port, None, identity)
+            if plan.action is TunnelAction.REFUSE:
+                await self._refuse(writer, address, identity, plan.decision, plan.host)
                 return
-            if plan.decrypt:
+            if plan.action is TunnelAction.DECRYPT:
                 push_back(reader, head)
                 await self._hand_over(reader, writer)
                 return
-            await self._tunnel(reader, writer, address, identity, plan.host, port)
+            verdict = await self.guard.check(host, port)
+            if isinstance(verdict, Refusal):
+                if verdict.decision is None:
+                    writer.write(_response(502, "Bad Gateway", BAD_GATEWAY, {}, close=True))
+                    return
+                await self._refuse(writer, address, identity, verdict.decision, plan.host)
+                return
+            await self._tunnel(reader, writer, address, identity, host, port)
             return
+
+    async def _refuse(self, writer: asyncio.StreamWriter, address: str, identity: Identity,
+                      decision: Decision, host: str) -> None:
+        hit_id = self.enforce.log_hit(address, "CONNECT", identity, decision, host, "", False)
+        writer.write(_response(403, "Forbidden", connect_refusal(decision, hit_id),
+                               self.enforce.refusal_headers(hit_id), close=True))
+        await writer.drain()
 
     async def _hand_over(self, reader: asyncio.StreamReader,
                          writer: asyncio.StreamWriter) -> None:
@@ -161,26 +175,32 @@ class TunnelFront:
                       address: str, identity: Identity, host: str, port: int) -> None:
         upstream_address = await self.resolve_upstream(host, port, address)
         if upstream_address is None:
-            writer.write(_response(502, "Bad Gateway", b"", {}, close=True))
+            writer.write(_response(502, "Bad Gateway", BAD_GATEWAY, {}, close=True))
             return
         try:
             up_reader, up_writer = await asyncio.wait_for(
                 asyncio.open_connection(*upstream_address, limit=RELAY_CHUNK), UPSTREAM_TIMEOUT)
         except (OSError, TimeoutError) as exc:
-            writer.write(_response(502, "Bad Gateway", f"{exc}\n".encode(), {}, close=True))
+            log.info("cannot reach %s:%d (%s): %s", host, port, upstream_address[0], exc)
+            writer.write(_response(502, "Bad Gateway", BAD_GATEWAY, {}, close=True))
             return
         try:
             writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             hello = await self._client_hello(reader)
             if hello is None:
-                return  # not TLS, or a TLS name we refuse: closed, never forwarded
+                return  # not TLS: closed, never forwarded
             first, sni = hello
-            if not await self._sni_allowed(sni, host, address, identity):
+            plan = self.enforce.tunnel_plan(host, port, sni, identity)
+            if plan.action is not TunnelAction.TUNNEL:
+                # The TLS name needs a different plan: closed, never relayed undecrypted.
+                if plan.decision.blocked:
+                    self.enforce.log_hit(address, "CONNECT", identity, plan.decision, plan.host,
+                                         "", False)
                 return
             self.tunnels += 1
             if self.enforce.config.log_allowed:
-                decision = self.enforce.connect_plan(host, port, identity).decision
-                self.enforce.log_hit(address, "CONNECT", identity, decision, host, "", False)
+                self.enforce.log_hit(address, "CONNECT", identity, plan.decision, plan.host, "",
+                                     False)
             up_writer.write(first)
             await _relay(reader, writer, up_reader, up_writer)
         finally:
@@ -206,23 +226,6 @@ class TunnelFront:
             if hello is not None:
                 return data, hello.sni or ""
         return None
-
-    async def _sni_allowed(self, sni: str, host: str, address: str,
-                           identity: Identity) -> bool:
-        """A TLS name that differs from the CONNECT host must pass the policy too."""
-        if not sni:
-            return True
-        try:
-            if canonical_host(sni) == host:
-                return True
-        except URLError:
-            return False
-        plan = self.enforce.connect_plan(sni, 443, identity)
-        if plan.decision.blocked:
-            self.enforce.log_hit(address, "CONNECT", identity, plan.decision, plan.host, "",
-                                 False)
-            return False
-        return True
 
 
 async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:

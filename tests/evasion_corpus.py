@@ -23,17 +23,22 @@ class Case:
     description: str
     kind: str
     """``http`` (raw request bytes through the proxy), ``connect`` (a CONNECT line),
-    ``sni`` (CONNECT to ``connect_host`` then TLS with ``sni``), ``h2`` (curl --http2)."""
+    ``sni`` (CONNECT to ``connect_host`` then TLS with ``sni``, or none if ``sni`` is None),
+    ``tunnel`` (CONNECT to ``connect_host:port``, then ``payload`` inside the tunnel),
+    ``h2`` (curl --http2)."""
     payload: bytes = b""
     connect_host: str = ""
-    sni: str = ""
+    sni: str | None = ""
     url: str = ""
     as_staff: bool = False
     """Send staff credentials, so an IP literal is blocked by its list entry, not the profile."""
+    port: int = 443
+    path: str = "/"
+    """The path requested inside the TLS tunnel of an ``sni`` case."""
 
 
 def _domains(lists_dir: Path, skip: tuple[str, ...]) -> list[str]:
-    out = []
+    out: list[str] = []
     for path in sorted(lists_dir.glob("*/domains")):
         if path.parent.name in skip:
             continue
@@ -42,7 +47,7 @@ def _domains(lists_dir: Path, skip: tuple[str, ...]) -> list[str]:
 
 
 def _urls(lists_dir: Path) -> list[str]:
-    out = []
+    out: list[str] = []
     for path in sorted(lists_dir.glob("*/urls")):
         out.extend(line.strip() for line in path.read_text().splitlines() if line.strip())
     return out
@@ -160,7 +165,69 @@ def _path_variants(path: str) -> list[tuple[str, str]]:
     ]
 
 
-def generate_cases(lists_dir: Path, seed: int = 7) -> list[Case]:
+INTERNAL_LITERALS = ["127.0.0.2", "127.1.2.3", "0", "0.0.0.0", "[::1]", "[::]", "[0:0:0:0:0:0:0:1]",
+                     "[::ffff:10.0.0.1]", "[::ffff:169.254.169.254]", "[64:ff9b::a9fe:a9fe]",
+                     "[2002:a9fe:a9fe::]", "169.254.169.254", "0xa9fea9fe", "2852039166",
+                     "10.0.0.1", "10.1", "012.0.0.1", "172.16.0.1", "192.168.0.1",
+                     "100.64.0.1", "198.18.0.1", "224.0.0.1", "255.255.255.255", "[fd00::1]",
+                     "[fe80::1]", "[ff02::1]"]
+"""Internal addresses in odd spellings; none of them is the test origins' 127.0.0.1."""
+TUNNEL_PAYLOADS = [b"\r\nGET /adult-section/x HTTP/1.1\r\nHost: mixed-content.test\r\n\r\n",
+                   b"\n\nGET /adult-section/x HTTP/1.1\r\nHost: mixed-content.test\r\n\r\n",
+                   b"GET /adult-section/x HTTP/1.1\r\nHost: mixed-content.test\r\n\r\n",
+                   b"get /adult-section/x HTTP/1.1\r\nHost: mixed-content.test\r\n\r\n",
+                   b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", b"SSH-2.0-OpenSSH_9.6\r\n",
+                   b"\x00\x00\x00\x01raw", b"\x17\x03\x03\x00\x05hello", b"\x16\x03\x01\x00\x05junk!"]
+"""Bytes that are not a TLS ClientHello, sent inside a tunnel."""
+
+
+def transport_cases(raw_port: int) -> list[Case]:
+    """Internal destinations, ports, and what tunnels carry. ``raw_port`` is a loopback
+    listener that records every byte: allowed for 127.0.0.1 only, so a tunnel to it shows
+    whether bytes were relayed."""
+    cases: list[Case] = []
+    for host in INTERNAL_LITERALS:
+        for port in (443, raw_port):
+            cases.append(Case("internal-connect", f"CONNECT {host}:{port}", "connect",
+                              f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n"
+                              .encode(), as_staff=True))
+        for port in (80, raw_port):
+            url = f"http://{host}:{port}/"
+            cases.append(Case("internal-http", url, "http", _get(url, f"{host}:{port}"),
+                              as_staff=True))
+    for host in ("allowed.test", "mixed-content.test", "www.google.com"):
+        for port in (80, 22, 25, 3306, 6379, 8080, 8443):
+            trick = b"\r\nGET /adult-section/x HTTP/1.1\r\nHost: mixed-content.test\r\n\r\n"
+            cases.append(Case("connect-port", f"CONNECT {host}:{port} + CRLF request", "connect",
+                              f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n"
+                              .encode() + trick))
+        for port in (443, 8080, 8443, 3128):
+            url = f"http://{host}:{port}/adult-section/x"
+            cases.append(Case("http-port", url, "http", _get(url, f"{host}:{port}")))
+    for host in ("allowed.test", "mixed-content.test", "www.google.com", "localhost"):
+        for index, payload in enumerate(TUNNEL_PAYLOADS):
+            cases.append(Case("tunnel-not-tls", f"CONNECT {host}:raw + payload {index}",
+                              "tunnel", payload, connect_host=host, port=raw_port))
+    for connect_host in ("allowed.test", "origin.test"):
+        for sni, path in (("mixed-content.test", "/adult-section/x"),
+                          ("mixed-content.test", "/"), ("www.google.com", "/search?q=x"),
+                          ("duckduckgo.com", "/?q=x&kp=-2"), ("www.bing.com", "/search?q=x"),
+                          ("www.youtube.com", "/results?search_query=x"),
+                          ("doh.unknown-resolver.test", "/dns-query?dns=AAAB")):
+            cases.append(Case("sni-plan", f"CONNECT {connect_host}, SNI {sni} {path}", "sni",
+                              connect_host=connect_host, sni=sni, path=path))
+    for connect_host in ("mixed-content.test", "www.google.com", "doh.unknown-resolver.test"):
+        cases.append(Case("no-sni", f"CONNECT {connect_host}, no SNI", "sni",
+                          connect_host=connect_host, sni=None, path="/adult-section/x"))
+    for foreign in ("allowed.test", "origin.test", "casino-royale.test", "mitm.it.evil.test"):
+        cases.append(Case("onboarding", f"mitm.it with Host {foreign}", "http",
+                          _get("http://mitm.it/x", foreign)))
+        cases.append(Case("onboarding", f"{foreign} with Host mitm.it", "http",
+                          _get(f"http://{foreign}/x", "mitm.it")))
+    return cases
+
+
+def generate_cases(lists_dir: Path, seed: int = 7, raw_port: int | None = None) -> list[Case]:
     rng = random.Random(seed)
     cases: list[Case] = []
     # Banking is not blocked, and social networks open for learners at lunch time.
@@ -237,4 +304,6 @@ def generate_cases(lists_dir: Path, seed: int = 7) -> list[Case]:
             cases.append(Case("doh", f"{method} https://{resolver}/dns-query", "h2",
                               url=f"https://{resolver}/dns-query?dns=AAABAAABAAAAAAAAA3d3dwdleGF"
                                   f"tcGxlA2NvbQAAAQAB"))
+    if raw_port is not None:
+        cases.extend(transport_cases(raw_port))
     return cases

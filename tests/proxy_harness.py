@@ -73,8 +73,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class SeenRequest:
+    """One request as an origin received it."""
+
+    scheme: str
+    method: str
+    host: str
+    path_qs: str
+    headers: dict[str, str]
+
+    def mentions(self, text: str) -> bool:
+        text = text.lower()
+        return text in self.path_qs.lower() or text in self.host.lower()
+
+
+SEEN = web.AppKey("seen", list[SeenRequest])
+
+
 async def _echo(request: web.Request) -> web.Response:
     body = await request.read()
+    request.app[SEEN].append(SeenRequest(
+        "https" if request.secure else "http", request.method, request.host,
+        request.path_qs, dict(request.headers)))
     return web.json_response({
         "method": request.method,
         "host": request.host,
@@ -88,7 +109,9 @@ async def _echo(request: web.Request) -> web.Response:
 @dataclass
 class Origins:
     """An HTTP and an HTTPS echo server on loopback; the HTTPS one has a certificate from a
-    test CA for every name the tests use."""
+    test CA for every name the tests use. Both record every request they receive (``seen``),
+    and a raw TCP listener on ``raw_port`` records every connection and byte (``raw_seen``),
+    so a test asserts a leak where it would happen: at the origin."""
 
     ca: trustme.CA
     ca_file: Path
@@ -97,8 +120,29 @@ class Origins:
     _loop: asyncio.AbstractEventLoop
     _thread: threading.Thread
     _runner: web.AppRunner
+    seen: list[SeenRequest] = field(default_factory=list)
+    raw_port: int = 0
+    raw_seen: list[bytes] = field(default_factory=list)
+    """One entry per raw TCP connection: every byte it carried (b"" if it sent none)."""
+    _raw_server: asyncio.Server | None = None
+
+    def saw(self, text: str) -> list[SeenRequest]:
+        """Requests whose host or path mentions ``text`` (case-insensitive)."""
+        return [r for r in list(self.seen) if r.mentions(text)]
+
+    def raw_saw(self, marker: bytes) -> bool:
+        return any(marker in data for data in list(self.raw_seen))
+
+    def raw_mark(self) -> int:
+        """The number of raw connections so far (compare with ``raw_connections_since``)."""
+        return len(self.raw_seen)
+
+    def raw_connections_since(self, mark: int) -> list[bytes]:
+        return list(self.raw_seen)[mark:]
 
     def stop(self) -> None:
+        if self._raw_server is not None:
+            self._loop.call_soon_threadsafe(self._raw_server.close)
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
@@ -112,12 +156,27 @@ def start_origins(directory: Path) -> Origins:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_cert.configure_cert(context)
     context.set_alpn_protocols(["http/1.1"])
-    http_port, https_port = free_port(), free_port()
+    http_port, https_port, raw_port = free_port(), free_port(), free_port()
     loop = asyncio.new_event_loop()
+    seen: list[SeenRequest] = []
+    raw_seen: list[bytes] = []
     app = web.Application()
+    app[SEEN] = seen
     app.router.add_route("*", "/{tail:.*}", _echo)
     runner = web.AppRunner(app, access_log=None)
     ready = threading.Event()
+    servers: list[asyncio.Server] = []
+
+    async def record_raw(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        index = len(raw_seen)
+        raw_seen.append(b"")
+        try:
+            while chunk := await asyncio.wait_for(reader.read(65536), 30):
+                raw_seen[index] += chunk
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
 
     def serve() -> None:
         asyncio.set_event_loop(loop)
@@ -126,6 +185,7 @@ def start_origins(directory: Path) -> Origins:
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", http_port).start()
             await web.TCPSite(runner, "127.0.0.1", https_port, ssl_context=context).start()
+            servers.append(await asyncio.start_server(record_raw, "127.0.0.1", raw_port))
 
         loop.run_until_complete(setup())
         ready.set()
@@ -134,7 +194,23 @@ def start_origins(directory: Path) -> Origins:
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     ready.wait(10)
-    return Origins(ca, ca_file, http_port, https_port, loop, thread, runner)
+    return Origins(ca, ca_file, http_port, https_port, loop, thread, runner, seen, raw_port,
+                   raw_seen, servers[0])
+
+
+STATUS_SPAN = 64
+
+
+def allow_origins(config_file: Path, origins: Origins) -> None:
+    """Let the proxy reach the loopback origins (and nothing else internal): their two ports
+    go into ``upstream.allow_internal``, next to whatever the test put there."""
+    config = yaml.safe_load(config_file.read_text()) or {}
+    upstream = config.setdefault("upstream", {})
+    allowed = upstream.setdefault("allow_internal", [])
+    for port in (origins.http_port, origins.https_port):
+        if f"127.0.0.1:{port}" not in allowed:
+            allowed.append(f"127.0.0.1:{port}")
+    config_file.write_text(yaml.safe_dump(config))
 
 
 @dataclass
@@ -150,6 +226,15 @@ class ProxyProcess:
     clock_file: Path | None = None
     process: subprocess.Popen[bytes] | None = None
     log_file: Path | None = None
+    fast_path: bool = True
+    """False runs ``--no-fast-path``: mitmproxy handles every connection."""
+
+    def __post_init__(self) -> None:
+        # A status port whose protected range (worker i answers on it + i) misses the origins.
+        while any(0 <= p - self.status_port < STATUS_SPAN for p in
+                  (self.origins.http_port, self.origins.https_port, self.origins.raw_port)):
+            self.status_port = free_port()
+        allow_origins(self.config_file, self.origins)
 
     @property
     def proxy_url(self) -> str:
@@ -188,7 +273,8 @@ class ProxyProcess:
             [sys.executable, "-m", "esafety.cli", "--config", str(self.config_file),
              "--data-dir", str(self.data_dir), "proxy", "--listen", f"127.0.0.1:{self.port}",
              "--status-listen", f"127.0.0.1:{self.status_port}", "--workers", "1", *scripts,
-             "--mitm-option", f"ssl_verify_upstream_trusted_ca={self.origins.ca_file}"],
+             "--mitm-option", f"ssl_verify_upstream_trusted_ca={self.origins.ca_file}",
+             *([] if self.fast_path else ["--no-fast-path"])],
             env=self.env(), stdout=log, stderr=subprocess.STDOUT)
         wait_until_healthy(self.process, f"http://127.0.0.1:{self.status_port}/healthz",
                            "proxy", self.log_text, timeout)
