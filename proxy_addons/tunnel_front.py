@@ -202,7 +202,19 @@ class TunnelFront:
                 self.enforce.log_hit(address, "CONNECT", identity, plan.decision, plan.host, "",
                                      False)
             up_writer.write(first)
-            await _relay(reader, writer, up_reader, up_writer)
+            untrack = None
+            if identity.source == "auth" and identity.user:
+                # A relayed tunnel ends when its user's sign-in ends (disabled, tokens revoked).
+                def close() -> None:
+                    writer.close()
+                    up_writer.close()
+
+                untrack = self.identify.track_connection(identity.user, close, identity.proof)
+            try:
+                await _relay(reader, writer, up_reader, up_writer)
+            finally:
+                if untrack is not None:
+                    untrack()
         finally:
             if not up_writer.is_closing():
                 up_writer.close()

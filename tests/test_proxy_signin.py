@@ -46,7 +46,8 @@ PROBE = "http://esafety-proxy.invalid/status"
 STAFF_ONLY = "http://friendface.test/feed"  # social networks: allowed to staff, not learners
 ENDS_WITHIN = 5.0
 USERS = [("staff1", "staff"), ("staff2", "staff"), ("staff3", "staff"), ("staff4", "staff"),
-         ("staff5", "staff"), ("staff6", "staff"), ("staff7", "staff"), ("learner1", "learner")]
+         ("staff5", "staff"), ("staff6", "staff"), ("staff7", "staff"), ("staff8", "staff"),
+         ("learner1", "learner")]
 
 
 @pytest.fixture(scope="module")
@@ -405,6 +406,36 @@ def test_disabling_a_user_closes_their_open_tunnel(proxy: ProxyProcess) -> None:
         assert done.returncode == 0, done.stderr
         assert _closed_within(ending, ENDS_WITHIN)
         assert _tunnel_get(control)["host"] == "www.google.com"  # others' tunnels stay open
+    finally:
+        ending.close()
+        control.close()
+
+
+def _relayed_tunnel(proxy: ProxyProcess, name: str) -> ssl.SSLSocket:
+    """A pass-through tunnel to an allowed host (relayed, not decrypted): the origin's own
+    certificate, one request answered by the origin."""
+    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    sock.sendall(b"CONNECT allowed.test:443 HTTP/1.1\r\nHost: allowed.test:443\r\n"
+                 b"Proxy-Authorization: " + basic(name, PASSWORD).encode() + b"\r\n\r\n")
+    head = read_response_head(sock)
+    assert head.startswith("HTTP/1.1 200"), head
+    context = ssl.create_default_context(cafile=str(proxy.origins.ca_file))
+    tls = context.wrap_socket(sock, server_hostname="allowed.test")
+    tls.sendall(b"GET /still-open HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+    assert tls.recv(4096).startswith(b"HTTP/1.1 200")
+    return tls
+
+
+def test_disabling_a_user_closes_their_relayed_tunnel(proxy: ProxyProcess) -> None:
+    """The fast path relays allowed HTTPS without decrypting it; such a tunnel (which trusts
+    the origin's certificate, not esafety's) still ends when its user's sign-in ends."""
+    ending, control = _relayed_tunnel(proxy, "staff8"), _relayed_tunnel(proxy, "learner1")
+    try:
+        done = proxy.cli("users", "disable", "staff8")
+        assert done.returncode == 0, done.stderr
+        assert _closed_within(ending, ENDS_WITHIN)
+        control.sendall(b"GET /still-open HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+        assert control.recv(4096).startswith(b"HTTP/1.1 200")  # others' tunnels stay open
     finally:
         ending.close()
         control.close()
