@@ -160,7 +160,6 @@ def run_proxy_workers(instance: Instance, workers: int, *, listen: str,
                 else open_listener(listen, 8080))
     except (ListenError, ValueError) as exc:
         log.critical("%s", exc)
-        sys.stderr.write(f"esafety: {exc}\n")
         return EXIT_CONFIG
     sock.set_inheritable(True)
     load_or_create_ca(instance)  # once, before the workers race to create it
@@ -196,7 +195,6 @@ def run_all(instance: Instance, *, proxy_listen: str | None, admin_listen: str |
         for sock in sockets:
             sock.close()
         log.critical("%s", exc)
-        sys.stderr.write(f"esafety: {exc}\n")
         return EXIT_CONFIG
     proxy_sock, admin_sock = sockets
     redis: EmbeddedRedis | None = None
