@@ -74,9 +74,9 @@ def _quoted(path: Path) -> str:
 
 class EmbeddedRedis:
     def __init__(self, directory: Path, port: int | None = None, persistent: bool = True,
-                 prefix: str = "esafety:") -> None:
-        """``prefix``: the deployment's key prefix the ACL users are limited to ("" for the
-        whole key space, as the test suite's many prefixes need)."""
+                 prefix: str = "") -> None:
+        """``prefix``: the deployment's key prefix the ACL users are limited to (``esafety
+        up`` gives it); "" (the default) covers the whole key space of this dedicated server."""
         self.directory = directory
         self.port = port or free_port()
         self.persistent = persistent
