@@ -24,7 +24,7 @@ from categories.list_import import ImportError_, read_source
 from categories.policy import Policy, PolicyError
 from categories.snapshot import ImportReport, SnapshotError
 from categories.validated_yaml import ValidationFailed
-from esafety import __version__, admin_commands, proxy_commands
+from esafety import __version__, admin_commands, proxy_commands, redis_commands
 from esafety.instance import Instance
 from store.keys import Keys
 
@@ -372,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     proxy_commands.add_parsers(sub)
     admin_commands.add_parsers(sub)
+    redis_commands.add_parsers(sub)
     return parser
 
 

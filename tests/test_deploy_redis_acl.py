@@ -322,3 +322,52 @@ def test_a_redis_open_to_anyone_is_warned_about_in_logs_readyz_and_metrics(
     finally:
         open_redis.terminate()
         open_redis.wait(10)
+
+
+def test_redis_acl_apply_locks_an_external_redis_for_the_deployment(tmp_path: Path) -> None:
+    port = free_port()
+    external = subprocess.Popen([find_redis_server(), "--port", str(port), "--bind",
+                                 "127.0.0.1", "--save", "", "--appendonly", "no"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                sync_redis.Redis(port=port, socket_timeout=1).ping()
+                break
+            except sync_redis.RedisError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        credentials = tmp_path / "credentials"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ESAFETY_")}
+        done = subprocess.run(
+            [sys.executable, "-m", "esafety.cli", "--data-dir", str(tmp_path / "data"),
+             "--redis-url", f"redis://127.0.0.1:{port}/0", "redis", "acl", "--apply",
+             "--prefix", "centre-a:", "--credentials-dir", str(credentials)],
+            env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        passwords = [(credentials / f"{r}.password").read_text().strip() for r in redis_acl.ROLES]
+        for role in redis_acl.ROLES:
+            assert (credentials / f"{role}.password").stat().st_mode & 0o777 == 0o600
+        assert not any(p in done.stdout + done.stderr for p in passwords)
+        with pytest.raises(sync_redis.AuthenticationError):
+            sync_redis.Redis(port=port, socket_timeout=5).set("centre-a:overrides", "x")
+
+        async def as_services() -> None:
+            admin = connect(f"redis://{redis_acl.ADMIN_USER}@127.0.0.1:{port}/0",
+                            password_file=credentials / "admin.password")
+            proxy = connect(f"redis://{redis_acl.PROXY_USER}@127.0.0.1:{port}/0"
+                            f"?password_file={credentials / 'proxy.password'}")
+            await admin.hset("centre-a:overrides", "ov", "{}")
+            assert await proxy.hgetall("centre-a:overrides") == {"ov": "{}"}
+            with pytest.raises(sync_redis.exceptions.NoPermissionError):
+                await proxy.hset("centre-a:overrides", "ov2", "allow gambling")
+            with pytest.raises(sync_redis.exceptions.NoPermissionError):
+                await admin.set("centre-b:overrides", "another deployment's key")
+            await admin.aclose()
+            await proxy.aclose()
+
+        asyncio.run(as_services())
+    finally:
+        external.terminate()
+        external.wait(10)
