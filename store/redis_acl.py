@@ -8,7 +8,8 @@
   hit writer (``store.hits.INGEST_SCRIPT``) writes, rate-limit counters and its heartbeat.
   It cannot write overrides, accounts, roles, tokens, workflow records or the audit log, nor
   read the hit log, nor publish on the policy channel.
-* ``default``: off, so a client that never authenticates can do nothing.
+* ``default``: off, so a client that never authenticates can do nothing (see
+  :data:`DEFAULT_USER_RULES` for why its rights are nonetheless full).
 
 Each rule list below is what ``ACL SETUSER <user>`` takes after the password; the same rules
 written with ``#<sha256 of the password>`` form an ACL file (``aclfile`` in redis.conf), so
@@ -65,9 +66,13 @@ def role_rules(role: str, prefix: str) -> list[str]:
     raise ValueError(f"unknown Redis role {role!r}; one of {', '.join(ROLES)}")
 
 
-DEFAULT_USER_RULES = ["off", "resetpass", "resetkeys", "resetchannels", "nocommands"]
-"""``default`` disabled and without ``nopass``, so protected mode never treats the server as
-open and a client that skips AUTH can run nothing."""
+DEFAULT_USER_RULES = ["off", "resetpass", "allkeys", "allchannels", "allcommands"]
+"""``default`` is off and has no password (not even ``nopass``): no client can sign in as it,
+a client that never authenticates gets NOAUTH for every command, and protected mode never
+treats the server as open. Its rights stay full on purpose: Redis replays the AOF as the
+``default`` user and (Redis before 7.2.12/8.x, redis/redis#14541) re-checks its rights on
+every MULTI/EXEC block, including the hit writer's script effects, silently dropping the
+blocks it may not run, which lost data on restart with ``nocommands`` here."""
 
 
 def password_hash(password: str) -> str:

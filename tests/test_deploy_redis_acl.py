@@ -26,8 +26,10 @@ from esafety.embedded_redis import EmbeddedRedis, find_redis_server
 from store import redis_acl
 from store.accounts import create_user
 from store.connection import connect
+from store.hits import HitWriter
 from store.keys import Keys
 from store.policy_state import save_override
+from store.records import HitRecord
 from tests.proxy_harness import PROXY_LISTS, Origins, ProxyProcess, free_port, write_config
 from tests.test_deploy_workers import _status_pair
 from tests.test_service_up import _descendants
@@ -371,3 +373,41 @@ def test_redis_acl_apply_locks_an_external_redis_for_the_deployment(tmp_path: Pa
     finally:
         external.terminate()
         external.wait(10)
+
+
+def test_hits_and_transactions_written_under_the_acl_survive_a_restart(tmp_path: Path) -> None:
+    """The AOF is replayed as the (disabled) default user; its rights must cover what was
+    written, or Redis silently drops every MULTI/EXEC block (the hit writer's script effects,
+    account saves) on restart."""
+    keys = Keys()
+    server = EmbeddedRedis(tmp_path / "redis", persistent=True, prefix=keys.prefix).start()
+    try:
+        async def write() -> None:
+            proxy = connect(server.url_for("proxy"))
+            admin = connect(server.url_for("admin"))
+            writer = HitWriter(proxy, keys, hits_days=30, counters_days=30)
+            now = time.time()
+            for n in range(5):
+                hit = HitRecord(id=f"20260101-HIT{n}", ts=now, user="learner1", group="learner",
+                                client_ip="10.0.0.5", site="main", host="bet-now.test", path="",
+                                action="block", category="gambling", rule="list", source="f",
+                                severity="high", alert=False, decrypted=False, method="GET")
+                assert await writer.write_batch(f"batch-{n}", [("20260101", hit)]) == 1
+            await create_user(admin, keys, "it1", "admin", "staff", "a long password 1")
+            await proxy.aclose()
+            await admin.aclose()
+
+        asyncio.run(write())
+    finally:
+        server.stop()
+    server.start()
+    try:
+        admin = sync_redis.Redis.from_url(server.url, decode_responses=True)
+        assert [f["id"] for _i, f in admin.xrange(keys.hits)] == [f"20260101-HIT{n}"
+                                                                  for n in range(5)]
+        assert admin.hget(keys.day_counts("20260101"), "block|gambling|learner|main") == "5"
+        assert admin.hget(keys.user("it1"), "role") == "admin"
+        assert admin.sismember(keys.users, "it1")
+        admin.close()
+    finally:
+        server.stop()
