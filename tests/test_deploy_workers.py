@@ -193,10 +193,12 @@ class RecordingOrigin:
 
     def __init__(self) -> None:
         seen = self.seen = []  # type: list[tuple[str, str]]
+        headers = self.headers = []  # type: list[dict[str, str]]
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 seen.append((self.headers.get("Host", ""), self.path))
+                headers.append({k.lower(): v for k, v in self.headers.items()})
                 body = b"origin content"
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
@@ -226,11 +228,15 @@ def _status_pair() -> int:
     return status
 
 
-def _worker_requests(status_port: int) -> int:
+def _worker_metric(status_port: int, name: str) -> int:
     with urllib.request.urlopen(f"http://127.0.0.1:{status_port}/metrics", timeout=5) as r:
         text = r.read().decode()
-    line = next(x for x in text.splitlines() if x.startswith("esafety_proxy_requests_total"))
+    line = next(x for x in text.splitlines() if x.startswith(name + "{"))
     return int(line.rsplit(" ", 1)[1])
+
+
+def _worker_requests(status_port: int) -> int:
+    return _worker_metric(status_port, "esafety_proxy_requests_total")
 
 
 def _save_block_override(redis_url: str, keys: Keys, target: str) -> None:
@@ -327,6 +333,45 @@ def test_workers_start_from_any_working_directory(tmp_path: Path, redis_url: str
             assert curl_plain(f"http://127.0.0.1:{port}", f"http://allowed-site.test/{n}")[0] == 200
         assert len(origin.seen) == 10
         assert all(_worker_requests(status + i) > 0 for i in range(2))
+    finally:
+        supervisor.terminate()
+        supervisor.wait(30)
+        origin.stop()
+    assert supervisor.returncode == 0
+
+
+def test_every_worker_gets_the_mitmproxy_options_and_no_fast_path(
+        tmp_path: Path, redis_url: str, keys: Keys) -> None:
+    """--mitm-option and --no-fast-path reach every worker: each worker applies the option
+    (a 5-byte body limit: the origin's answer is refused), and none runs the fast path (no
+    connection handed over by it)."""
+    origin = RecordingOrigin()
+    config = write_config(tmp_path / "esafety.yaml", keys.prefix,
+                          networks=[{"cidr": "127.0.0.0/8", "group": "learner"}])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESAFETY_")}
+    env["ESAFETY_TEST_PORTS"] = f"80={origin.port}"
+    port, status = free_port(), _status_pair()
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "esafety.cli", "--redis-url", redis_url, "--config", str(config),
+         "--data-dir", str(tmp_path / "data"), "proxy", "--workers", "2", "--no-fast-path",
+         "--listen", f"127.0.0.1:{port}", "--status-listen", f"127.0.0.1:{status}",
+         "--script", str(REPO / "tests" / "addons" / "host_map.py"),
+         "--mitm-option", "body_size_limit=5"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 40
+        while not (_healthy(status) and _healthy(status + 1)) and time.monotonic() < deadline:
+            assert supervisor.poll() is None, supervisor.stderr.read().decode() if supervisor.stderr else ""
+            time.sleep(0.2)
+        assert _healthy(status) and _healthy(status + 1)
+        answers = [curl_plain(f"http://127.0.0.1:{port}", f"http://allowed-site.test/{n}")
+                   for n in range(30)]
+        assert len(origin.seen) == 30  # the origin answered every request...
+        assert all(code == 502 and "body_size_limit" in body for code, body in answers), \
+            answers[:3]  # ...and every worker refused its 14-byte body under the option
+        assert all(_worker_requests(status + i) > 0 for i in range(2))  # both served
+        assert [_worker_metric(status + i, "esafety_proxy_handed_over_total")
+                for i in range(2)] == [0, 0]
     finally:
         supervisor.terminate()
         supervisor.wait(30)
