@@ -9,6 +9,7 @@ own location, whatever the working directory.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -16,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -54,9 +55,29 @@ class Child:
 
     def start(self) -> None:
         self.process = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL,
-                                        pass_fds=self.pass_fds)
+                                        pass_fds=self.pass_fds,
+                                        preexec_fn=_die_with_parent(os.getpid()))
         self.started_at = time.monotonic()
         log.info("started %s (pid %d)", self.name, self.process.pid)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """On Linux, a function for ``preexec_fn`` that has the kernel send the child SIGTERM
+    when the supervisor dies, even by SIGKILL, so no orphaned worker goes on serving the
+    inherited port with nobody to stop it. (The supervisor runs no threads.)"""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def arrange() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the supervisor died before the call took effect
+            os._exit(1)
+
+    return arrange
 
 
 class Supervisor:

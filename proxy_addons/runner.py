@@ -25,7 +25,7 @@ from mitmproxy.addons import (
 from mitmproxy.proxy import mode_servers
 
 from esafety.instance import Instance
-from esafety.listen_socket import inherited_listener
+from esafety.listen_socket import ListenError, bind_listener, inherited_listener
 from proxy_addons.enforce import Enforce
 from proxy_addons.hitlog import HitQueue, Spool
 from proxy_addons.identify import Identify
@@ -83,6 +83,17 @@ class WorkerSettings:
 
 
 async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
+    # The ports first: one that is in use is one clear line and exit 2 (a supervisor then
+    # stops instead of restarting), before anything else starts.
+    host, port = split_listen(settings.listen, 8080)
+    status = (split_listen(settings.status_listen, 9180) if settings.status_listen else None)
+    try:
+        sock = (inherited_listener(settings.listen_fd) if settings.listen_fd is not None
+                else bind_listener(host, port))
+        status_sock = bind_listener(*status) if status is not None else None
+    except ListenError as exc:
+        log.critical("%s", exc)
+        return EXIT_CANNOT_LISTEN
     config = instance.config
     data_dir = instance.ensure_data_dir()
     keys = Keys(config.redis_prefix)
@@ -98,11 +109,10 @@ async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
     identify = Identify(config, redis, keys)
     policy_sync = PolicySync(instance, redis, keys)
     enforce = Enforce(config, identify, policy_sync, hits)
-    status = (split_listen(settings.status_listen, 9180) if settings.status_listen else None)
     service = ProxyService(policy_sync, hits, enforce, identify, status, settings.worker)
     service.redis_url = instance.redis_url
+    service.status_socket = status_sock
 
-    host, port = split_listen(settings.listen, 8080)
     confdir = ca_dir(instance)
     confdir.mkdir(parents=True, exist_ok=True, mode=0o700)
     use_front = settings.fast_path and settings.mitm_options.get("mode", "regular") == "regular"
@@ -124,7 +134,6 @@ async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
         front = TunnelFront(identify, enforce, handover, make_upstream_resolver(proxy.addons))
         service.front = front
         handler = front.handle
-    sock = inherited_listener(settings.listen_fd) if settings.listen_fd is not None else None
     front_listener = FrontListener(handler, host, port, sock)
     proxy.addons.add(  # type: ignore[no-untyped-call]
                       identify, policy_sync, enforce,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
 
 from aiohttp import web
@@ -44,6 +45,9 @@ class ProxyService:
         self.redis_url: str | None = None
         """Set by the runner: checked at start for a Redis open to unauthenticated clients."""
         self.redis_warning: str | None = None
+        self.status_socket: socket.socket | None = None
+        """Set by the runner: the status port, bound before start (a port in use is then one
+        clear error, not a startup traceback)."""
         self._runner: web.AppRunner | None = None
         self._auth_check: asyncio.Task[None] | None = None
 
@@ -91,7 +95,9 @@ class ProxyService:
         await self._runner.setup()
         # No SO_REUSEPORT: each worker has its own status port, and a second deployment on
         # the same port must fail, not share it.
-        site = web.TCPSite(self._runner, host or None, port)
+        site: web.BaseSite = (web.SockSite(self._runner, self.status_socket)
+                              if self.status_socket is not None
+                              else web.TCPSite(self._runner, host or None, port))
         await site.start()
 
     def ready(self) -> tuple[bool, list[str]]:

@@ -168,3 +168,45 @@ def test_esafety_up_stops_instead_of_restart_looping_when_its_admin_port_is_take
     assert up.returncode == 2
     assert stderr.count("address already in use") == 1, stderr
     assert "Traceback" not in stderr
+
+
+def test_a_worker_status_port_in_use_stops_the_proxy_with_one_clear_error(
+        tmp_path: Path, redis_url: str, keys: Keys) -> None:
+    config = write_config(tmp_path / "esafety.yaml", keys.prefix)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESAFETY_")}
+    status = _status_pair()
+    with socket.create_server(("127.0.0.1", status + 1)):  # worker 1's status port
+        supervisor = _proxy(config, tmp_path / "data", free_port(), status, redis_url, env)
+        try:
+            supervisor.wait(60)
+        finally:
+            if supervisor.poll() is None:
+                supervisor.kill()
+                supervisor.wait()
+    stderr = supervisor.stderr.read().decode() if supervisor.stderr else ""
+    assert supervisor.returncode == 2, stderr
+    assert stderr.count(f"cannot listen on 127.0.0.1:{status + 1}: address already in use") == 1
+    assert "restarting in" not in stderr and "Traceback" not in stderr
+    assert "stopping everything instead of restarting it" in stderr
+
+
+def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path, redis_url: str,
+                                                       keys: Keys) -> None:
+    config = write_config(tmp_path / "esafety.yaml", keys.prefix)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESAFETY_")}
+    port, status = free_port(), _status_pair()
+    supervisor = _proxy(config, tmp_path / "data", port, status, redis_url, env)
+    _wait_healthy(supervisor, status, status + 1)
+    workers = _children(supervisor.pid)
+    assert len(workers) == 2
+    supervisor.kill()  # SIGKILL: no chance to stop its children itself
+    supervisor.wait()
+    deadline = time.monotonic() + 30
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()
+                 and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()]
+        time.sleep(0.2)
+    assert alive == []  # no orphan keeps serving the port with nobody to stop it
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
