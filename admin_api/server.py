@@ -11,6 +11,7 @@ from aiohttp import web
 
 from admin_api.app import build_app
 from admin_api.context import AdminSettings
+from esafety.embedded_redis import running_embedded_url
 from esafety.instance import Instance
 from esafety.listen_socket import ListenError as SocketListenError
 from esafety.listen_socket import bind_listener, inherited_listener
@@ -33,10 +34,12 @@ def parse_listen(text: str) -> tuple[str | None, int]:
 
 
 def settings_for(instance: Instance) -> AdminSettings:
-    if not instance.redis_url:
+    url = instance.redis_url or running_embedded_url(instance.data_dir / "redis")
+    if not url:
         raise ListenError("the admin API needs Redis: set --redis-url, ESAFETY_REDIS_URL or "
-                          "redis_url in the config (esafety up starts an embedded one)")
-    return AdminSettings(instance=instance, redis_url=instance.redis_url,
+                          "redis_url in the config (esafety up starts an embedded one, which "
+                          "commands on the same data directory use while it runs)")
+    return AdminSettings(instance=instance, redis_url=url,
                          keys=Keys(prefix=instance.config.redis_prefix))
 
 

@@ -210,7 +210,6 @@ def test_esafety_up_runs_the_proxy_as_the_proxy_user_and_it_still_filters_signs_
         async def provision() -> None:
             client = connect(f"redis://{redis_acl.ADMIN_USER}@127.0.0.1:{_embedded_port(data)}/0",
                              password_file=data / "redis" / "admin.password")
-            await create_user(client, keys, "learner1", "learner", "learner", "right-horse-9")
             await save_override(client, keys, Override(
                 id="ov-acl", target="override-only.test", action="block",
                 scope=OverrideScope.EVERYONE, subject=None, created_by="it1",
@@ -218,6 +217,12 @@ def test_esafety_up_runs_the_proxy_as_the_proxy_user_and_it_still_filters_signs_
             await client.aclose()
 
         asyncio.run(provision())
+        # The CLI on the same data directory finds the running embedded Redis (as admin).
+        added = subprocess.run(
+            [sys.executable, "-m", "esafety.cli", "--config", str(config), "--data-dir",
+             str(data), "users", "add", "learner1", "--role", "learner", "--password-stdin"],
+            input="right-horse-9\n", env=env, capture_output=True, text=True, timeout=60)
+        assert added.returncode == 0, added.stderr
         user = ("learner1", "right-horse-9")
         # Sign-in reads the account under the proxy user: a wrong password is challenged
         # again (407); the right one gets past sign-in to the policy (here a block, 403).
