@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mitmproxy import master, options
+from mitmproxy import exceptions, master, options
 from mitmproxy.addons import (
     core,
     disable_h2c,
@@ -41,8 +41,9 @@ from store.keys import Keys
 log = logging.getLogger("esafety.proxy")
 
 EXIT_CANNOT_LISTEN = 2
-"""Exit code when the public port cannot be listened on: a configuration problem that a
-restart does not fix, so a supervisor must not restart the worker in a loop."""
+"""Exit code when a port cannot be listened on, or the mitmproxy options are wrong: a
+configuration problem that a restart does not fix, so a supervisor must not restart the
+worker in a loop."""
 
 
 def split_listen(text: str, default_port: int) -> tuple[str, int]:
@@ -145,7 +146,14 @@ async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
         "scripts": list(settings.scripts),
     }
     updates.update(settings.mitm_options)
-    opts.update(**updates)  # type: ignore[no-untyped-call]
+    try:
+        opts.update(**updates)  # type: ignore[no-untyped-call]
+    except (KeyError, exceptions.OptionsError) as exc:
+        # A configuration error: one line and exit 2, so a supervisor does not restart it.
+        log.critical("bad --mitm-option or --script: %s", exc.args[0] if exc.args else exc)
+        if redis is not None:
+            await redis.aclose()
+        return EXIT_CANNOT_LISTEN
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

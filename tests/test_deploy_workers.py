@@ -392,3 +392,18 @@ def test_every_worker_gets_the_mitmproxy_options_and_no_fast_path(
         supervisor.wait(30)
         origin.stop()
     assert supervisor.returncode == 0
+
+
+def test_a_bad_mitmproxy_option_stops_the_workers_with_a_clear_error(
+        tmp_path: Path, keys: Keys) -> None:
+    config = write_config(tmp_path / "esafety.yaml", keys.prefix)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESAFETY_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "esafety.cli", "--config", str(config), "--data-dir",
+         str(tmp_path / "data"), "proxy", "--workers", "2", "--listen",
+         f"127.0.0.1:{free_port()}", "--status-listen", f"127.0.0.1:{_status_pair()}",
+         "--mitm-option", "no_such_option=1"], env=env, capture_output=True, text=True,
+        timeout=120)
+    assert done.returncode == 2
+    assert "bad --mitm-option or --script: Unknown options: no_such_option" in done.stderr
+    assert "Traceback" not in done.stderr and "restarting in" not in done.stderr
