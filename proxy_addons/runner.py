@@ -141,14 +141,12 @@ async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
                       SafeSearch(config.safe_search, config.youtube_restrict),
                       SearchWatch(tuple(config.alerts.get("prevent_watch_terms", [])), enforce),
                       service, front_listener)
-    updates: dict[str, object] = {
-        "connection_strategy": "lazy",
-        "scripts": list(settings.scripts),
-    }
-    updates.update(settings.mitm_options)
     try:
-        opts.update(**updates)  # type: ignore[no-untyped-call]
-    except (KeyError, exceptions.OptionsError) as exc:
+        opts.update(connection_strategy="lazy",  # type: ignore[no-untyped-call]
+                    scripts=list(settings.scripts))
+        # As mitmdump --set: each value is parsed for its option's type (lists, numbers, ...).
+        opts.set(*(f"{key}={value}" for key, value in settings.mitm_options.items()))
+    except (KeyError, TypeError, ValueError, exceptions.OptionsError) as exc:
         # A configuration error: one line and exit 2, so a supervisor does not restart it.
         log.critical("bad --mitm-option or --script: %s", exc.args[0] if exc.args else exc)
         if redis is not None:
