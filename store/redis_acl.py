@@ -3,9 +3,10 @@
 * ``esafety-admin``: the admin API and the CLI. Every key and channel under the deployment's
   prefix, every command except the ``@dangerous`` ones (FLUSHALL, CONFIG, KEYS, ACL SETUSER,
   DEBUG, SHUTDOWN, ...); ``INFO`` is allowed back for backups and metrics.
-* ``esafety-proxy``: a proxy worker. It reads the policy version, the overrides, accounts
-  and session tokens (for sign-in); it listens on the policy channel; it writes only what the
-  hit writer (``store.hits.INGEST_SCRIPT``) writes, rate-limit counters and its heartbeat.
+* ``esafety-proxy``: a proxy worker. It reads the policy version, the overrides, accounts,
+  session tokens and the accounts change log (for sign-in); it listens on the policy and
+  accounts channels; it writes only what the hit writer (``store.hits.INGEST_SCRIPT``)
+  writes, rate-limit / sign-in lockout counters (``ratelimit:*``) and its heartbeat.
   It cannot write overrides, accounts, roles, tokens, workflow records or the audit log, nor
   read the hit log, nor publish on the policy channel.
 * ``default``: off, so a client that never authenticates can do nothing (see
@@ -29,13 +30,15 @@ ROLES = {"admin": ADMIN_USER, "proxy": PROXY_USER}
 _PROXY_COMMANDS = (
     # connection set-up, health checks, SELECT of the URL's database
     "+@connection", "-@dangerous",
-    # reads: policy version, overrides, accounts, tokens, rate-limit counters
-    "+get", "+hget", "+hgetall", "+exists", "+ttl", "+pttl",
+    # reads: policy version, overrides, accounts, tokens, the accounts change log,
+    # rate-limit counters
+    "+get", "+hget", "+hgetall", "+exists", "+ttl", "+pttl", "+zrangebyscore", "+zscore",
+    "+time",
     # the hit writer is a script; the commands it runs are checked against the keys too
     "+evalsha", "+eval", "+script|load", "+script|exists",
     "+set", "+xadd", "+hincrby", "+zincrby", "+hset", "+expire", "+pexpire",
-    # rate-limit counters and the heartbeat
-    "+incr", "+incrby", "+del",
+    # rate-limit and sign-in lockout counters (also inside their scripts), the heartbeat
+    "+incr", "+incrby", "+decr", "+del",
     # policy change notifications
     "+subscribe", "+unsubscribe", "+psubscribe", "+punsubscribe",
     # pipelines with transaction=True
@@ -48,10 +51,12 @@ def _proxy_keys(keys: Keys) -> tuple[str, ...]:
     return (
         f"%R~{keys.policy_version}", f"%R~{keys.overrides}",
         f"%R~{keys.user('*')}", f"%R~{keys.token('*')}",
+        # accounts:version / accounts:changes: which signed-in users to re-check
+        f"%R~{keys.prefix}accounts:version", f"%R~{keys.prefix}accounts:changes",
         f"%W~{keys.hits}", f"~{keys.hit_batch('*')}", f"~{keys.day_counts(day)}",
         f"~{keys.top_hosts(day)}", f"~{keys.hitref(day)}",
         f"~{keys.rate_limit('*', '*')}", f"~{keys.proxy_instance('*')}",
-        f"&{keys.policy_channel}",
+        f"&{keys.policy_channel}", f"&{keys.prefix}accounts:changed",
     )
 
 
