@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import socket
 
 from aiohttp import web
 
 from admin_api.app import build_app
 from admin_api.context import AdminSettings
+from esafety.embedded_redis import running_embedded_url
 from esafety.instance import Instance
+from esafety.listen_socket import ListenError as SocketListenError
+from esafety.listen_socket import bind_listener, inherited_listener
 from store.keys import Keys
 
 _LISTEN = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):([0-9]{1,5})$")
@@ -29,17 +34,42 @@ def parse_listen(text: str) -> tuple[str | None, int]:
 
 
 def settings_for(instance: Instance) -> AdminSettings:
-    if not instance.redis_url:
+    url = instance.redis_url or running_embedded_url(instance.data_dir / "redis")
+    if not url:
         raise ListenError("the admin API needs Redis: set --redis-url, ESAFETY_REDIS_URL or "
-                          "redis_url in the config (esafety up starts an embedded one)")
-    return AdminSettings(instance=instance, redis_url=instance.redis_url,
+                          "redis_url in the config (esafety up starts an embedded one, which "
+                          "commands on the same data directory use while it runs)")
+    return AdminSettings(instance=instance, redis_url=url,
                          keys=Keys(prefix=instance.config.redis_prefix))
 
 
-def serve(instance: Instance, listen: str) -> None:
-    host, port = parse_listen(listen)
+def open_socket(listen: str, listen_fd: int | None = None) -> socket.socket:
+    """The admin API's listening socket: inherited (``listen_fd``) or bound here, never with
+    SO_REUSEPORT. A port in use is one :class:`ListenError`, not a traceback."""
+    try:
+        if listen_fd is not None:
+            return inherited_listener(listen_fd)
+        host, port = parse_listen(listen)
+        return bind_listener(host or "", port)
+    except SocketListenError as exc:
+        raise ListenError(str(exc)) from exc
+
+
+def serve(instance: Instance, listen: str, listen_fd: int | None = None) -> None:
     settings = settings_for(instance)
+    sock = open_socket(listen, listen_fd)
     logging.basicConfig(level=getattr(logging, instance.config.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    web.run_app(build_app(settings), host=host, port=port, access_log=None,
-                print=lambda message: logging.getLogger("admin_api").info("%s", message))
+    log = logging.getLogger("admin_api")
+    warn_if_redis_is_open(settings.redis_url, log)
+    web.run_app(build_app(settings), sock=sock, access_log=None,
+                print=lambda message: log.info("%s on %s", message.splitlines()[0], listen))
+
+
+def warn_if_redis_is_open(url: str, log: logging.Logger) -> None:
+    """Log a warning at start when the Redis answers clients that never authenticated."""
+    from admin_api.routes_health import redis_auth_warning
+
+    warning = asyncio.run(redis_auth_warning(url))
+    if warning:
+        log.warning("%s", warning)

@@ -18,12 +18,29 @@ def _lazy(name: str) -> Any:
     return run
 
 
+def cmd_admin(args: argparse.Namespace, instance: Any) -> int:
+    """Run the admin API; a port in use (or bad --listen) is one line and exit 2."""
+    import sys
+
+    from admin_api.server import ListenError, serve
+
+    try:
+        serve(instance, args.listen or instance.config.admin_listen, args.listen_fd)
+    except ListenError as exc:
+        sys.stderr.write(f"esafety: admin API: {exc}\n")
+        return 2
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the admin API's subcommands (handlers import aiohttp lazily)."""
     admin = sub.add_parser("admin", help="run the admin API (default :8090, under /api/v1)")
     admin.add_argument("--listen", metavar="HOST:PORT",
                        help="address to listen on (default: listen.admin in the config, :8090)")
-    admin.set_defaults(handler=_lazy("cmd_admin"))
+    admin.add_argument("--listen-fd", type=int, metavar="FD",
+                       help="accept on this inherited listening socket instead of binding "
+                            "--listen (esafety up passes it)")
+    admin.set_defaults(handler=cmd_admin)
 
     users = sub.add_parser("users", help="manage user accounts")
     users_sub = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")

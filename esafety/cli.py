@@ -24,7 +24,7 @@ from categories.list_import import ImportError_, read_source
 from categories.policy import Policy, PolicyError
 from categories.snapshot import ImportReport, SnapshotError
 from categories.validated_yaml import ValidationFailed
-from esafety import __version__, admin_commands, proxy_commands
+from esafety import __version__, admin_commands, proxy_commands, redis_commands
 from esafety.instance import Instance
 from store.keys import Keys
 
@@ -235,11 +235,14 @@ def cmd_config_check(args: argparse.Namespace, instance: Instance) -> int:
 
 
 def _store_client(instance: Instance) -> Any:
+    from esafety.embedded_redis import running_embedded_url
     from store.connection import connect
 
-    if instance.redis_url is None:
-        raise UsageError("no Redis configured: give --redis-url, ESAFETY_REDIS_URL or redis_url")
-    return connect(instance.redis_url)
+    url = instance.redis_url or running_embedded_url(instance.data_dir / "redis")
+    if url is None:
+        raise UsageError("no Redis configured: give --redis-url, ESAFETY_REDIS_URL or redis_url "
+                         "(or run it while esafety up runs on the same data directory)")
+    return connect(url)
 
 
 def cmd_backup(args: argparse.Namespace, instance: Instance) -> int:
@@ -372,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     proxy_commands.add_parsers(sub)
     admin_commands.add_parsers(sub)
+    redis_commands.add_parsers(sub)
     return parser
 
 

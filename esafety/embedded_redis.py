@@ -1,17 +1,29 @@
 """An embedded Redis for a single-machine install: ``redis-server`` as a child process.
 
-It listens on a Unix socket and a loopback port chosen at start, keeps its data in the data
-directory with AOF ``everysec``, and stops with its parent.
+It listens on loopback only, on a port chosen at start, with protected mode on, and keeps its
+data in its directory with AOF ``everysec``; it stops with its parent.
+
+It is locked: the ``default`` user is off, and each role (``store.redis_acl``) has its own
+ACL user with a generated password. The passwords live in ``<role>.password`` files (0600)
+in the directory and are reused on restart; the server reads a generated ``redis.conf`` and
+``users.acl`` (both 0600, the latter with password hashes only), so no password is ever on a
+command line or in a log.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import quote
+
+from store import redis_acl
+from store.connection import with_password_file
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -33,30 +45,110 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable and writable by the owner only (0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
+def load_or_create_password(path: Path) -> str:
+    """The password kept in ``path``, made (32 random bytes, URL-safe) on first use."""
+    if path.exists():
+        path.chmod(0o600)
+        password = path.read_text(encoding="utf-8").strip()
+        if password:
+            return password
+    password = secrets.token_urlsafe(32)
+    write_private(path, password + "\n")
+    return password
+
+
+def running_embedded_url(directory: Path) -> str | None:
+    """The admin URL (naming its password file) of the embedded Redis that ``esafety up``
+    runs in ``directory`` (``DATA_DIR/redis``), while it answers; None otherwise. Lets the
+    CLI (``esafety users add``, ``backup``) work on the same data directory as ``up``."""
+    conf, password = directory / "redis.conf", directory / "admin.password"
+    try:
+        lines = conf.read_text(encoding="utf-8").splitlines()
+        if not password.is_file():
+            return None
+    except OSError:
+        return None
+    ports = [line.split()[1] for line in lines if line.startswith("port ") and len(line.split()) > 1]
+    if not ports or not ports[0].isdigit():
+        return None
+    try:
+        socket.create_connection(("127.0.0.1", int(ports[0])), timeout=1).close()
+    except OSError:
+        return None
+    return with_password_file(f"redis://{redis_acl.ADMIN_USER}@127.0.0.1:{ports[0]}/0", password)
+
+
+def _quoted(path: Path) -> str:
+    """A path as a redis.conf string argument."""
+    return '"' + str(path).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 class EmbeddedRedis:
-    def __init__(self, directory: Path, port: int | None = None, persistent: bool = True) -> None:
+    def __init__(self, directory: Path, port: int | None = None, persistent: bool = True,
+                 prefix: str = "") -> None:
+        """``prefix``: the deployment's key prefix the ACL users are limited to (``esafety
+        up`` gives it); "" (the default) covers the whole key space of this dedicated server."""
         self.directory = directory
         self.port = port or free_port()
         self.persistent = persistent
+        self.prefix = prefix
         self._process: subprocess.Popen[bytes] | None = None
+
+    def password_file(self, role: str = "admin") -> Path:
+        return self.directory / f"{role}.password"
+
+    def url_for(self, role: str) -> str:
+        """A URL for ``role`` naming its password file; it holds no secret itself."""
+        return with_password_file(
+            f"redis://{redis_acl.ROLES[role]}@127.0.0.1:{self.port}/0", self.password_file(role))
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """The admin user's URL with the password in it, for callers in this process (and
+        the test suite's plain redis-py clients). Child processes get :meth:`url_for`."""
+        password = load_or_create_password(self.password_file("admin"))
+        return (f"redis://{redis_acl.ADMIN_USER}:{quote(password, safe='')}"
+                f"@127.0.0.1:{self.port}/0")
 
-    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+    def _write_config(self) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        args = [
-            find_redis_server(), "--bind", "127.0.0.1", "--port", str(self.port),
-            "--dir", str(self.directory), "--daemonize", "no", "--protected-mode", "yes",
-            "--save", "", "--logfile", str(self.directory / "redis.log"),
+        self.directory.chmod(0o700)
+        passwords = {role: load_or_create_password(self.password_file(role))
+                     for role in redis_acl.ROLES}
+        acl = self.directory / "users.acl"
+        write_private(acl, redis_acl.acl_file(self.prefix, passwords))
+        lines = [
+            "bind 127.0.0.1", f"port {self.port}", "protected-mode yes",
+            f"dir {_quoted(self.directory)}", "daemonize no", 'save ""',
+            f"logfile {_quoted(self.directory / 'redis.log')}", f"aclfile {_quoted(acl)}",
+            "appendonly yes" if self.persistent else "appendonly no",
         ]
         if self.persistent:
-            args += ["--appendonly", "yes", "--appendfsync", "everysec"]
-        else:
-            args += ["--appendonly", "no"]
-        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            lines.append("appendfsync everysec")
+        log = self.directory / "redis.log"
+        os.close(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        log.chmod(0o600)
+        conf = self.directory / "redis.conf"
+        write_private(conf, "\n".join(lines) + "\n")
+        return conf
+
+    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        conf = self._write_config()
+        self._process = subprocess.Popen([find_redis_server(), str(conf)],
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.PIPE)
+        password = load_or_create_password(self.password_file("admin"))
+        hello = (f"AUTH {redis_acl.ADMIN_USER} {password}\r\nPING\r\n").encode()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -65,10 +157,21 @@ class EmbeddedRedis:
                 tail = log.read_text(errors="replace")[-500:] if log.exists() else ""
                 raise EmbeddedRedisError(f"redis-server exited: {err or tail}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                    s.sendall(hello)
+                    answer = b""
+                    while answer.count(b"\r\n") < 2:
+                        chunk = s.recv(64)
+                        if not chunk:
+                            break
+                        answer += chunk
+                    if answer.startswith(b"+OK\r\n+PONG"):
                         return self
+                    if answer.startswith(b"-"):
+                        self.stop()
+                        raise EmbeddedRedisError(
+                            "redis-server refused the admin credentials: "
+                            f"{answer.decode(errors='replace').splitlines()[0]}")
             except OSError:
                 time.sleep(0.05)
         self.stop()
@@ -106,5 +209,3 @@ class EmbeddedRedis:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
-
-

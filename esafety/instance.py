@@ -6,7 +6,8 @@ Every command resolves these three the same way, so several instances can run si
   else ``$XDG_DATA_HOME/esafety`` (``~/.local/share/esafety``);
 * config file: ``--config``, else ``ESAFETY_CONFIG``, else none (built-in defaults);
 * Redis URL: ``--redis-url``, else ``ESAFETY_REDIS_URL``, else the config's ``redis_url``,
-  else none (``esafety up`` then starts an embedded Redis).
+  else none (``esafety up`` then starts an embedded Redis). ``ESAFETY_REDIS_PASSWORD_FILE``
+  names a file holding the password for a URL that has none (see ``store.connection``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ class Instance:
         directory = (data_dir or os.environ.get("ESAFETY_DATA_DIR") or config.data_dir
                      or str(default_data_dir()))
         url = redis_url or os.environ.get("ESAFETY_REDIS_URL") or config.redis_url or None
+        password_file = os.environ.get("ESAFETY_REDIS_PASSWORD_FILE")
+        if url and password_file:
+            from store.connection import with_password_file
+
+            url = with_password_file(url, password_file)
         return cls(config, Path(directory).expanduser(), url)
 
     @property

@@ -31,19 +31,21 @@ def cmd_proxy(args: argparse.Namespace, instance: Instance) -> int:
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if workers < 1:
         raise SystemExit("esafety: --workers must be at least 1")
+    mitm_options = _parse_mitm_options(args.mitm_option or [])
+    listen = args.listen or instance.config.proxy_listen
     if workers > 1:
         from esafety.supervisor import run_proxy_workers
 
-        return run_proxy_workers(instance, workers, listen=args.listen, status_listen=
+        return run_proxy_workers(instance, workers, listen=listen, status_listen=
                                  _status_listen(args, instance),
-                                 extra=_worker_passthrough(args))
+                                 extra=worker_passthrough(args), listen_fd=args.listen_fd)
     settings = WorkerSettings(
-        listen=args.listen or instance.config.proxy_listen,
+        listen=listen,
         status_listen=_status_listen(args, instance),
         worker=args.worker_id,
         scripts=args.script or (),
-        mitm_options=_parse_mitm_options(args.mitm_option or []),
-        reuse_port=args.reuse_port,
+        mitm_options=mitm_options,
+        listen_fd=args.listen_fd,
         fast_path=not args.no_fast_path,
     )
     return asyncio.run(run_worker(instance, settings))
@@ -54,7 +56,11 @@ def _status_listen(args: argparse.Namespace, instance: Instance) -> str | None:
     return None if value == "off" else value
 
 
-def _worker_passthrough(args: argparse.Namespace) -> list[str]:
+def worker_passthrough(args: argparse.Namespace) -> list[str]:
+    """The ``esafety proxy`` options every worker gets as they were given. The supervisor
+    adds --listen, --listen-fd, --status-listen, --worker-id, --data-dir and --config itself,
+    and hands the Redis URL (--redis-url, ESAFETY_REDIS_URL or the config's) to each worker
+    in ESAFETY_REDIS_URL, so no password lands on a command line."""
     extra: list[str] = []
     for script in args.script or ():
         extra += ["--script", script]
@@ -90,7 +96,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     proxy.add_argument("--workers", type=int, metavar="N",
                        help="worker processes sharing the port (default: one per core)")
     proxy.add_argument("--worker-id", default="0", help=argparse.SUPPRESS)
-    proxy.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    proxy.add_argument("--listen-fd", type=int, metavar="FD",
+                       help="accept on this inherited listening socket instead of binding "
+                            "--listen (as a supervisor such as systemd or esafety up passes)")
     proxy.add_argument("--no-fast-path", action="store_true",
                        help="let mitmproxy handle every tunnel (slower; for troubleshooting)")
     proxy.add_argument("--script", action="append", metavar="FILE",

@@ -1,19 +1,25 @@
 """Run several esafety processes together, restart any that dies, stop all on a signal.
 
 ``esafety up`` runs Redis (embedded when none is configured), the proxy and the admin API.
-``esafety proxy --workers N`` runs N proxy workers on one port.
+``esafety proxy --workers N`` runs N proxy workers on one port: the supervisor binds it once
+and the workers inherit the socket. Each child gets only its own Redis credentials (with the
+embedded Redis, a URL naming its role's 0600 password file) and starts from the package's
+own location, whatever the working directory.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 
 from esafety.embedded_redis import EmbeddedRedis, EmbeddedRedisError
@@ -24,19 +30,54 @@ log = logging.getLogger("esafety.supervisor")
 RESTART_BACKOFF_MAX = 10.0
 
 
+EXIT_CONFIG = 2
+"""A child's exit code for a problem a restart cannot fix (its port is taken, bad config):
+the supervisor stops everything and exits with it instead of restarting in a loop."""
+
+PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+"""The folder holding the esafety packages, from this file's own location."""
+
+BOOTSTRAP = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
+             "from esafety.cli import main; sys.exit(main())")
+"""How a child starts: ``python -P -c BOOTSTRAP PACKAGE_ROOT args...`` imports esafety from
+PACKAGE_ROOT whatever the working directory (``-P``: never from the working directory)."""
+
+
 @dataclass
 class Child:
     name: str
     argv: list[str]
     env: dict[str, str]
+    pass_fds: tuple[int, ...] = ()
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     backoff: float = field(default=0.5)
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL,
+                                        pass_fds=self.pass_fds,
+                                        preexec_fn=_die_with_parent(os.getpid()))
         self.started_at = time.monotonic()
         log.info("started %s (pid %d)", self.name, self.process.pid)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """On Linux, a function for ``preexec_fn`` that has the kernel send the child SIGTERM
+    when the supervisor dies, even by SIGKILL, so no orphaned worker goes on serving the
+    inherited port with nobody to stop it. (The supervisor runs no threads.)"""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def arrange() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the supervisor died before the call took effect
+            os._exit(1)
+
+    return arrange
 
 
 class Supervisor:
@@ -48,7 +89,9 @@ class Supervisor:
         self._stopping = True
 
     def run(self) -> int:
+        """Run until a signal (exit 0) or a child fails with :data:`EXIT_CONFIG` (exit 2)."""
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        status = 0
         try:
             for child in self.children:
                 child.start()
@@ -59,6 +102,12 @@ class Supervisor:
                     code = child.process.poll()
                     if code is None or self._stopping:
                         continue
+                    if code == EXIT_CONFIG:
+                        log.critical("%s cannot run (exit %d, see its message above); stopping "
+                                     "everything instead of restarting it", child.name, code)
+                        self._stopping = True
+                        status = EXIT_CONFIG
+                        break
                     lived = time.monotonic() - child.started_at
                     child.backoff = 0.5 if lived > 30 else min(RESTART_BACKOFF_MAX,
                                                                child.backoff * 2)
@@ -70,7 +119,7 @@ class Supervisor:
             self.stop()
             for s, handler in previous.items():
                 signal.signal(s, handler)
-        return 0
+        return status
 
     def stop(self, timeout: float = 15.0) -> None:
         for child in self.children:
@@ -89,57 +138,113 @@ class Supervisor:
 
 
 def esafety_argv(instance: Instance, *args: str) -> list[str]:
-    argv = [sys.executable, "-m", "esafety.cli", "--data-dir", str(instance.data_dir)]
+    """The command line of an esafety child process with this instance's data and config."""
+    argv = [sys.executable, "-P", "-c", BOOTSTRAP, PACKAGE_ROOT,
+            "--data-dir", str(instance.data_dir)]
     if instance.config.path is not None:
-        argv += ["--config", str(instance.config.path)]
+        argv += ["--config", str(Path(instance.config.path).resolve())]
     return argv + list(args)
 
 
-def run_proxy_workers(instance: Instance, workers: int, *, listen: str | None,
-                      status_listen: str | None, extra: Sequence[str] = ()) -> int:
-    """N proxy workers on one port (SO_REUSEPORT); worker i answers status on port + i."""
+def child_env(instance: Instance, redis_url: str | None = None) -> dict[str, str]:
+    """The environment of a child: this one's, with the Redis URL the child must use (a URL
+    naming a password file, never a password of its own making)."""
+    env = dict(os.environ)
+    env.pop("ESAFETY_REDIS_PASSWORD_FILE", None)  # already folded into instance.redis_url
+    url = redis_url or instance.redis_url
+    if url:
+        env["ESAFETY_REDIS_URL"] = url
+    else:
+        env.pop("ESAFETY_REDIS_URL", None)
+    return env
+
+
+def open_listener(listen: str, default_port: int) -> socket.socket:
+    from esafety.listen_socket import bind_listener
+    from proxy_addons.runner import split_listen
+
+    host, port = split_listen(listen, default_port)
+    return bind_listener(host, port)
+
+
+def run_proxy_workers(instance: Instance, workers: int, *, listen: str,
+                      status_listen: str | None, extra: Sequence[str] = (),
+                      listen_fd: int | None = None) -> int:
+    """N proxy workers accepting on one listening socket, bound here once (or inherited as
+    ``listen_fd``); worker i answers status on port + i."""
+    from esafety.listen_socket import ListenError, inherited_listener
     from proxy_addons.certificate_authority import load_or_create_ca
     from proxy_addons.runner import split_listen
 
+    try:
+        sock = (inherited_listener(listen_fd) if listen_fd is not None
+                else open_listener(listen, 8080))
+    except (ListenError, ValueError) as exc:
+        log.critical("%s", exc)
+        return EXIT_CONFIG
+    sock.set_inheritable(True)
     load_or_create_ca(instance)  # once, before the workers race to create it
     children = []
     status_host, status_port = split_listen(status_listen, 9180) if status_listen else ("", 0)
     for index in range(workers):
-        args = ["proxy", "--workers", "1", "--worker-id", str(index), "--reuse-port"]
-        if listen:
-            args += ["--listen", listen]
+        args = ["proxy", "--workers", "1", "--worker-id", str(index), "--listen", listen,
+                "--listen-fd", str(sock.fileno())]
         args += ["--status-listen",
                  f"{status_host}:{status_port + index}" if status_listen else "off"]
         children.append(Child(f"proxy worker {index}", esafety_argv(instance, *args, *extra),
-                              dict(os.environ)))
-    return Supervisor(children).run()
+                              child_env(instance), pass_fds=(sock.fileno(),)))
+    try:
+        return Supervisor(children).run()
+    finally:
+        sock.close()
 
 
 def run_all(instance: Instance, *, proxy_listen: str | None, admin_listen: str | None) -> int:
+    from esafety.listen_socket import ListenError
     from esafety.logs import configure_logging
 
     configure_logging("supervisor", instance.config.log_level, instance.config.log_format)
     instance.ensure_data_dir()
-    env = dict(os.environ)
+    proxy_listen = proxy_listen or instance.config.proxy_listen
+    admin_listen = admin_listen or instance.config.admin_listen
+    # Both public ports first: a second deployment on the same ports stops here, clearly.
+    sockets: list[socket.socket] = []
+    try:
+        sockets.append(open_listener(proxy_listen, 8080))
+        sockets.append(open_listener(admin_listen, 8090))
+    except (ListenError, ValueError) as exc:
+        for sock in sockets:
+            sock.close()
+        log.critical("%s", exc)
+        return EXIT_CONFIG
+    proxy_sock, admin_sock = sockets
     redis: EmbeddedRedis | None = None
+    proxy_env = admin_env = child_env(instance)
     if instance.redis_url is None:
         try:
-            redis = EmbeddedRedis(instance.data_dir / "redis").start()
+            redis = EmbeddedRedis(instance.data_dir / "redis",
+                                  prefix=instance.config.redis_prefix).start()
         except EmbeddedRedisError as exc:
             sys.stderr.write(f"esafety: {exc}\n")
+            for sock in sockets:
+                sock.close()
             return 2
-        log.info("embedded Redis on %s (data in %s)", redis.url, redis.directory)
-        env["ESAFETY_REDIS_URL"] = redis.url
-    else:
-        env["ESAFETY_REDIS_URL"] = instance.redis_url
-    proxy_args = ["proxy"] + (["--listen", proxy_listen] if proxy_listen else [])
-    admin_args = ["admin"] + (["--listen", admin_listen] if admin_listen else [])
+        log.info("embedded Redis on 127.0.0.1:%d (data in %s; ACL users, passwords in "
+                 "0600 files there)", redis.port, redis.directory)
+        proxy_env = child_env(instance, redis.url_for("proxy"))
+        admin_env = child_env(instance, redis.url_for("admin"))
+    proxy_args = ["proxy", "--listen", proxy_listen, "--listen-fd", str(proxy_sock.fileno())]
+    admin_args = ["admin", "--listen", admin_listen, "--listen-fd", str(admin_sock.fileno())]
     children = [
-        Child("proxy", esafety_argv(instance, *proxy_args), env),
-        Child("admin", esafety_argv(instance, *admin_args), env),
+        Child("proxy", esafety_argv(instance, *proxy_args), proxy_env,
+              pass_fds=(proxy_sock.fileno(),)),
+        Child("admin", esafety_argv(instance, *admin_args), admin_env,
+              pass_fds=(admin_sock.fileno(),)),
     ]
     try:
         return Supervisor(children).run()
     finally:
+        for sock in sockets:
+            sock.close()
         if redis is not None:
             redis.stop()

@@ -11,9 +11,8 @@ import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from mitmproxy import master, options
+from mitmproxy import exceptions, master, options
 from mitmproxy.addons import (
     core,
     disable_h2c,
@@ -24,9 +23,10 @@ from mitmproxy.addons import (
     script,
     tlsconfig,
 )
-from mitmproxy.proxy import mode_specs
+from mitmproxy.proxy import mode_servers
 
 from esafety.instance import Instance
+from esafety.listen_socket import ListenError, bind_listener, inherited_listener
 from proxy_addons.enforce import Enforce
 from proxy_addons.forward_headers import ForwardHeaders
 from proxy_addons.hitlog import HitQueue, Spool
@@ -43,6 +43,11 @@ from store.hits import HitWriter
 from store.keys import Keys
 
 log = logging.getLogger("esafety.proxy")
+
+EXIT_CANNOT_LISTEN = 2
+"""Exit code when a port cannot be listened on, or the mitmproxy options are wrong: a
+configuration problem that a restart does not fix, so a supervisor must not restart the
+worker in a loop."""
 
 
 def split_listen(text: str, default_port: int) -> tuple[str, int]:
@@ -75,12 +80,25 @@ class WorkerSettings:
     worker: str = "0"
     scripts: Sequence[str] = ()
     mitm_options: dict[str, str] = field(default_factory=dict)
-    reuse_port: bool = False
+    listen_fd: int | None = None
+    """A listening socket inherited from the supervisor (``--listen-fd``) instead of binding
+    ``listen``: the workers of one ``esafety proxy --workers N`` share it."""
     fast_path: bool = True
     """Answer pass-through CONNECT tunnels in the front (see proxy_addons.tunnel_front)."""
 
 
 async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
+    # The ports first: one that is in use is one clear line and exit 2 (a supervisor then
+    # stops instead of restarting), before anything else starts.
+    host, port = split_listen(settings.listen, 8080)
+    status = (split_listen(settings.status_listen, 9180) if settings.status_listen else None)
+    try:
+        sock = (inherited_listener(settings.listen_fd) if settings.listen_fd is not None
+                else bind_listener(host, port))
+        status_sock = bind_listener(*status) if status is not None else None
+    except ListenError as exc:
+        log.critical("%s", exc)
+        return EXIT_CANNOT_LISTEN
     config = instance.config
     data_dir = instance.ensure_data_dir()
     keys = Keys(config.redis_prefix)
@@ -96,18 +114,19 @@ async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
     identify = Identify(config, redis, keys)
     policy_sync = PolicySync(instance, redis, keys)
     enforce = Enforce(config, identify, policy_sync, hits)
-    status = (split_listen(settings.status_listen, 9180) if settings.status_listen else None)
     guard = UpstreamGuard(config.upstream, enforce, own_ports(instance, settings))
     service = ProxyService(policy_sync, hits, enforce, identify, status, settings.worker)
+    service.redis_url = instance.redis_url
+    service.status_socket = status_sock
 
-    host, port = split_listen(settings.listen, 8080)
     confdir = ca_dir(instance)
     confdir.mkdir(parents=True, exist_ok=True, mode=0o700)
     use_front = settings.fast_path and settings.mitm_options.get("mode", "regular") == "regular"
-    # With the fast path, mitmproxy listens on a private loopback port and the front owns the
-    # public address; anything reaching mitmproxy directly is still fully filtered.
-    opts = options.Options(listen_host="127.0.0.1" if use_front else host,
-                           listen_port=0 if use_front else port, confdir=str(confdir))
+    # The public address is always served by FrontListener: with the fast path it runs the
+    # TunnelFront, otherwise (--no-fast-path, transparent mode) it hands every connection
+    # to mitmproxy. mitmproxy itself listens on a private loopback port; anything reaching
+    # it there is still fully filtered.
+    opts = options.Options(listen_host="127.0.0.1", listen_port=0, confdir=str(confdir))
     proxy = master.Master(opts)
     # Only the mitmproxy addons a filtering proxy needs. Every hook (a dozen per tunnel) is
     # offered to every addon, so mitmdump's forty-odd defaults cost measurable CPU per tunnel.
@@ -116,29 +135,32 @@ async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
         core.Core(), server_addon, next_layer.NextLayer(), tlsconfig.TlsConfig(),
         disable_h2c.DisableH2C(), onboarding.Onboarding(),  # type: ignore[no-untyped-call]
         script.ScriptLoader(), errorcheck.ErrorCheck())  # type: ignore[no-untyped-call]
-    front_listener = None
+    handler = handover = _handover_to(server_addon)
     if use_front:
-        front = TunnelFront(identify, enforce, _handover_to(server_addon),
-                            make_upstream_resolver(proxy.addons), guard)
-        front_listener = FrontListener(front, host, port, settings.reuse_port)
+        front = TunnelFront(identify, enforce, handover, make_upstream_resolver(proxy.addons),
+                            guard)
         service.front = front
+        handler = front.handle
+    front_listener = FrontListener(handler, host, port, sock)
     proxy.addons.add(  # type: ignore[no-untyped-call]
                       identify, policy_sync, enforce, guard,
                       SafeSearch(config.safe_search, config.youtube_restrict),
                       SearchWatch(tuple(config.alerts.get("prevent_watch_terms", [])), enforce),
-                      service, *([front_listener] if front_listener else []),
+                      service, front_listener,
                       TunnelContents(enforce),
                       ForwardHeaders())  # last: nothing after it adds a header
-    updates: dict[str, object] = {
-        "connection_strategy": "lazy",
+    try:
         # Never relay client bytes as raw TCP (see proxy_addons.tunnel_contents).
-        "rawtcp": False,
-        "scripts": list(settings.scripts),
-    }
-    updates.update(settings.mitm_options)
-    opts.update(**updates)  # type: ignore[no-untyped-call]
-    if settings.reuse_port and not use_front:
-        _enable_reuse_port()
+        opts.update(connection_strategy="lazy", rawtcp=False,  # type: ignore[no-untyped-call]
+                    scripts=list(settings.scripts))
+        # As mitmdump --set: each value is parsed for its option's type (lists, numbers, ...).
+        opts.set(*(f"{key}={value}" for key, value in settings.mitm_options.items()))
+    except (KeyError, TypeError, ValueError, exceptions.OptionsError) as exc:
+        # A configuration error: one line and exit 2, so a supervisor does not restart it.
+        log.critical("bad --mitm-option or --script: %s", exc.args[0] if exc.args else exc)
+        if redis is not None:
+            await redis.aclose()
+        return EXIT_CANNOT_LISTEN
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -149,8 +171,8 @@ async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
         protect_ca(confdir)
         if redis is not None:
             await redis.aclose()
-    if front_listener is not None and front_listener.failed:
-        return 1
+    if front_listener.failed:
+        return EXIT_CANNOT_LISTEN
     return 0
 
 
@@ -181,28 +203,14 @@ def own_ports(instance: Instance, settings: WorkerSettings) -> set[int]:
 
 
 def _handover_to(server_addon: proxyserver.Proxyserver) -> Handover:
-    """Give a connection to mitmproxy's regular-mode server, as if it had accepted it."""
+    """Give a connection to mitmproxy's server for the configured mode (regular or
+    transparent, ...), as if it had accepted it."""
 
     async def handover(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         for instance in server_addon.servers:
-            if isinstance(instance.mode, mode_specs.RegularMode):
+            if isinstance(instance, mode_servers.AsyncioServerInstance):
                 await instance.handle_stream(reader, writer)
                 return
         writer.close()
 
     return handover
-
-
-def _enable_reuse_port() -> None:
-    """Let several workers listen on one port; the kernel spreads connections between them.
-
-    mitmproxy has no option for SO_REUSEPORT, and it creates its listening sockets with
-    ``asyncio.start_server``; in a worker process that call defaults to ``reuse_port=True``.
-    """
-    original = asyncio.start_server
-
-    async def start_server(*args: Any, **kwargs: Any) -> asyncio.Server:
-        kwargs.setdefault("reuse_port", True)
-        return await original(*args, **kwargs)
-
-    asyncio.start_server = start_server

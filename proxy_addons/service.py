@@ -3,19 +3,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import socket
 import time
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from proxy_addons.enforce import Enforce
 from proxy_addons.hitlog import HitQueue
 from proxy_addons.identify import Identify
 from proxy_addons.policy_sync import PolicySync
 from proxy_addons.tunnel_front import TunnelFront
+from store.connection import UNAUTHENTICATED_WARNING, allows_anonymous_access
 
 log = logging.getLogger("esafety.proxy")
+
+AUTH_RETRY_SECONDS = 10.0
 
 
 def _escape_label(value: str) -> str:
@@ -36,17 +42,42 @@ class ProxyService:
         self.worker = worker
         self.started_at = time.time()
         self.front: TunnelFront | None = None
+        self.redis_url: str | None = None
+        """Set by the runner: checked at start for a Redis open to unauthenticated clients."""
+        self.redis_warning: str | None = None
+        self.status_socket: socket.socket | None = None
+        """Set by the runner: the status port, bound before start (a port in use is then one
+        clear error, not a startup traceback)."""
         self._runner: web.AppRunner | None = None
+        self._auth_check: asyncio.Task[None] | None = None
 
     async def running(self) -> None:
         self.hits.start()
         await self.policy_sync.start()
         if self.status_listen is not None:
             await self._start_status_server(*self.status_listen)
+        if self.redis_url:
+            self._auth_check = asyncio.create_task(self._check_redis_auth(self.redis_url))
         log.info("proxy worker %s ready (pid %d, policy version %d)", self.worker, os.getpid(),
                  self.policy_sync.version)
 
+    async def _check_redis_auth(self, url: str) -> None:
+        """Find out once whether Redis runs commands for clients that never authenticated
+        (retrying while it is unreachable), and warn loudly if so."""
+        while True:
+            try:
+                open_to_anyone = await allows_anonymous_access(url)
+            except (RedisError, OSError):
+                await asyncio.sleep(AUTH_RETRY_SECONDS)
+                continue
+            if open_to_anyone:
+                self.redis_warning = UNAUTHENTICATED_WARNING
+                log.warning("%s", UNAUTHENTICATED_WARNING)
+            return
+
     async def done(self) -> None:
+        if self._auth_check is not None:
+            self._auth_check.cancel()
         await self.policy_sync.stop()
         await self.hits.stop()
         if self._runner is not None:
@@ -62,7 +93,11 @@ class ProxyService:
         app.router.add_get("/metrics", self._metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host or None, port, reuse_port=True)
+        # No SO_REUSEPORT: each worker has its own status port, and a second deployment on
+        # the same port must fail, not share it.
+        site: web.BaseSite = (web.SockSite(self._runner, self.status_socket)
+                              if self.status_socket is not None
+                              else web.TCPSite(self._runner, host or None, port))
         await site.start()
 
     def ready(self) -> tuple[bool, list[str]]:
@@ -80,7 +115,11 @@ class ProxyService:
 
     async def _readyz(self, request: web.Request) -> web.Response:
         ok, problems = self.ready()
-        return web.json_response({"ready": ok, "problems": problems}, status=200 if ok else 503)
+        body: dict[str, object] = {"ready": ok, "problems": problems}
+        if self.redis_warning:
+            # Still 200: the filter works; monitoring sees the warning (and the metric).
+            body["warnings"] = [self.redis_warning]
+        return web.json_response(body, status=200 if ok else 503)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         worker = _escape_label(self.worker)
@@ -129,6 +168,11 @@ class ProxyService:
             "# TYPE esafety_proxy_auth_failures_total counter",
             f'esafety_proxy_auth_failures_total{{worker="{worker}"}} '
             f'{self.identify.auth_failures}',
+            "# HELP esafety_proxy_redis_unauthenticated 1 when Redis runs commands for clients "
+            "that never authenticated (anyone reaching it can change the policy).",
+            "# TYPE esafety_proxy_redis_unauthenticated gauge",
+            f'esafety_proxy_redis_unauthenticated{{worker="{worker}"}} '
+            f'{1 if self.redis_warning else 0}',
             "# HELP esafety_proxy_ready 1 when Redis, spool and snapshot are all fine.",
             "# TYPE esafety_proxy_ready gauge",
             f'esafety_proxy_ready{{worker="{worker}"}} {1 if ok else 0}',

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import socket
 import time
 from collections.abc import Awaitable, Callable
 
@@ -291,29 +292,42 @@ def make_upstream_resolver(master_addons: object) -> UpstreamResolver:
 
 
 class FrontListener:
-    """mitmproxy addon: opens the public listening socket for the front, and closes it."""
+    """mitmproxy addon: serves the public listening socket, and closes it.
 
-    def __init__(self, front: TunnelFront, host: str, port: int, reuse_port: bool) -> None:
-        self.front = front
+    ``handler`` is the fast path's ``TunnelFront.handle``, or a plain hand-over to
+    mitmproxy (no fast path, transparent mode), so the public socket is always this one.
+    ``sock`` is a socket inherited from a supervisor (``--listen-fd``); without it the
+    listener binds ``host:port`` itself, never with SO_REUSEPORT, so a second instance on
+    the same port fails with "address in use" instead of sharing it.
+    """
+
+    def __init__(self, handler: Handover, host: str, port: int,
+                 sock: socket.socket | None = None) -> None:
+        self.handler = handler
         self.host = host
         self.port = port
-        self.reuse_port = reuse_port
+        self.sock = sock
         self.failed: str | None = None
         self._server: asyncio.Server | None = None
 
     async def running(self) -> None:
+        from esafety.listen_socket import ListenError, bind_listener, describe
+
         try:
-            self._server = await asyncio.start_server(
-                self.front.handle, self.host or None, self.port, limit=HEAD_LIMIT,
-                reuse_port=self.reuse_port or None, backlog=1024)
-        except OSError as exc:
-            self.failed = f"cannot listen on {self.host or '*'}:{self.port}: {exc}"
+            sock = self.sock or bind_listener(self.host, self.port)
+            self._server = await asyncio.start_server(self.handler, sock=sock,
+                                                      limit=HEAD_LIMIT)
+        except (ListenError, OSError) as exc:
+            self.failed = (str(exc) if isinstance(exc, ListenError) else
+                           f"cannot listen on {describe(self.host, self.port)}: {exc}")
             log.critical("%s", self.failed)
             from mitmproxy import ctx
 
             ctx.master.shutdown()  # type: ignore[no-untyped-call]
             return
-        log.info("filtering proxy listening at %s:%d", self.host or "*", self.port)
+        where = self._server.sockets[0].getsockname() if self._server.sockets else ()
+        log.info("filtering proxy listening at %s", describe(str(where[0]), int(where[1]))
+                 if where else describe(self.host, self.port))
 
     async def done(self) -> None:
         if self._server is not None:

@@ -27,12 +27,16 @@ SHARED_UT1 = REPO.parent / "shared" / "data" / "ut1"
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Redis: the one at ``REDIS_URL`` if set, else an embedded one for the session."""
+    """A real Redis: the one at ``REDIS_URL`` if set, else an embedded one for the session.
+
+    The embedded one is locked as in production (ACL users, ``default`` off); the URL is its
+    admin user's, with the password in it, over the whole key space (the tests use a prefix
+    each)."""
     url = os.environ.get("REDIS_URL")
     if url:
         yield url
         return
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), persistent=False).start()
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), persistent=False, prefix="").start()
     try:
         yield server.url
     finally:

@@ -3,9 +3,11 @@ and the image's entrypoint commands work when run directly (no Docker engine her
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -13,8 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
+import redis as sync_redis
 import yaml
 
+from esafety.redis_commands import acl_template
+from store import redis_acl
+from store.connection import allows_anonymous_access, connect
 from tests.proxy_harness import free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,8 +53,8 @@ def test_compose_file_validates_against_the_compose_specification() -> None:
     assert errors == [], [e.message for e in errors]
     services = compose["services"]
     assert set(services) == {"proxy", "admin", "redis"}
-    redis_command = " ".join(services["redis"]["command"])
-    assert "--appendonly yes" in redis_command and "--appendfsync everysec" in redis_command
+    start_script = (DOCKER / "redis-start.sh").read_text()
+    assert "appendonly yes" in start_script and "appendfsync everysec" in start_script
     assert any(v.startswith("redis-data:") for v in services["redis"]["volumes"])
     for name in ("proxy", "admin"):
         assert any(v.startswith("esafety-data:/var/lib/esafety") for v in services[name]["volumes"])
@@ -123,3 +130,89 @@ def test_entrypoint_commands_work_when_run_directly(tmp_path: Path, redis_url: s
     stopped = subprocess.run([str(Path(sys.executable).parent / health[0]), *health[1:]],
                              env=env, capture_output=True, text=True)
     assert stopped.returncode != 0
+
+
+def test_compose_redis_is_locked_with_passwords_from_docker_secrets() -> None:
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    services = compose["services"]
+    redis = services["redis"]
+    secrets = compose["secrets"]
+    assert set(secrets) == {"redis_admin_password", "redis_proxy_password"}
+    assert all(set(s) == {"file"} and s["file"].startswith("./secrets/") for s in secrets.values())
+    assert set(redis["secrets"]) == set(secrets)
+    # No password and no unlocking on any command line; protected mode stays on.
+    everything = json.dumps(compose) + (DOCKER / "redis-start.sh").read_text()
+    for forbidden in ("requirepass", "--protected-mode", "protected-mode no", "nopass",
+                      "REDIS_PASSWORD="):
+        assert forbidden not in everything, forbidden
+    assert "protected-mode yes" in (DOCKER / "redis-start.sh").read_text()
+    assert redis["entrypoint"] == ["/bin/sh", "/usr/local/etc/esafety/redis-start.sh"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in redis["volumes"]}
+    assert mounts["/usr/local/etc/esafety/redis-start.sh"] == "./redis-start.sh"
+    assert mounts["/usr/local/etc/esafety/redis-users.acl.template"] == "./redis-users.acl.template"
+    # The health check signs in without putting the password on redis-cli's command line.
+    health = " ".join(redis["healthcheck"]["test"])
+    assert "REDISCLI_AUTH=" in health and "-a " not in health and "--pass" not in health
+    # Each esafety service signs in as its own user with its own secret, and only that one.
+    for name, user in (("proxy", redis_acl.PROXY_USER), ("admin", redis_acl.ADMIN_USER)):
+        env = services[name]["environment"]
+        secret = f"redis_{name}_password"
+        assert services[name]["secrets"] == [secret]
+        assert env["ESAFETY_REDIS_PASSWORD_FILE"] == f"/run/secrets/{secret}"
+        assert env["ESAFETY_REDIS_URL"] == f"redis://{user}@redis:6379/0"
+    assert "redis_url" not in yaml.safe_load((DOCKER / "esafety.yaml").read_text())
+    # The ACL rules come from one place: the template is what esafety generates.
+    assert (DOCKER / "redis-users.acl.template").read_text() == acl_template("esafety:")
+
+
+def test_compose_redis_start_script_locks_a_real_redis(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    admin_password, proxy_password = "admin-" + "a" * 40, "proxy-" + "p" * 40
+    (secrets / "redis_admin_password").write_text(admin_password + "\n")
+    (secrets / "redis_proxy_password").write_text(proxy_password)
+    (tmp_path / "data").mkdir()
+    port = free_port()
+    env = dict(os.environ, ESAFETY_SECRETS_DIR=str(secrets),
+               ESAFETY_ACL_TEMPLATE=str(DOCKER / "redis-users.acl.template"),
+               ESAFETY_REDIS_CONF_DIR=str(tmp_path / "conf"), REDIS_PORT=str(port),
+               REDIS_DATA_DIR=str(tmp_path / "data"), REDIS_ENTRYPOINT="")
+    server = subprocess.Popen(["/bin/sh", str(DOCKER / "redis-start.sh")], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None
+                time.sleep(0.1)
+        time.sleep(0.3)
+        acl = (tmp_path / "conf" / "users.acl").read_text()
+        assert admin_password not in acl and proxy_password not in acl
+        assert (tmp_path / "conf" / "users.acl").stat().st_mode & 0o777 == 0o600
+        cmdline = Path(f"/proc/{server.pid}/cmdline").read_bytes().decode()
+        assert admin_password not in cmdline and proxy_password not in cmdline
+        anonymous = sync_redis.Redis(port=port, socket_timeout=5)
+        with pytest.raises(sync_redis.AuthenticationError):
+            anonymous.set("esafety:overrides", "allow everything")
+        proxy_file = secrets / "redis_proxy_password"
+
+        async def as_services() -> None:
+            proxy = connect(f"redis://{redis_acl.PROXY_USER}@127.0.0.1:{port}/0",
+                            password_file=proxy_file)
+            admin = connect(f"redis://{redis_acl.ADMIN_USER}@127.0.0.1:{port}/0",
+                            password_file=secrets / "redis_admin_password")
+            await admin.set("esafety:policy:version", "4")
+            assert await proxy.get("esafety:policy:version") == "4"
+            with pytest.raises(sync_redis.exceptions.NoPermissionError):
+                await proxy.hset("esafety:overrides", "x", "allow gambling")
+            assert not await allows_anonymous_access(f"redis://127.0.0.1:{port}/0")
+            await proxy.aclose()
+            await admin.aclose()
+
+        asyncio.run(as_services())
+    finally:
+        server.terminate()
+        server.wait(10)

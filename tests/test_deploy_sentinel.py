@@ -18,11 +18,16 @@ from tests.proxy_harness import free_port
 
 
 def test_a_sentinel_url_reaches_the_master(tmp_path: Path, keys: Keys) -> None:
-    master = EmbeddedRedis(tmp_path / "master", persistent=False).start()
+    master = EmbeddedRedis(tmp_path / "master", persistent=False, prefix=keys.prefix).start()
     sentinel_port = free_port()
     config = tmp_path / "sentinel.conf"
+    # The master is locked (ACL users); the Sentinel signs in to it as the admin user.
+    password = master.password_file("admin").read_text().strip()
     config.write_text(f"port {sentinel_port}\nbind 127.0.0.1\ndir {tmp_path}\n"
-                      f"sentinel monitor esafety-master 127.0.0.1 {master.port} 1\n")
+                      f"sentinel monitor esafety-master 127.0.0.1 {master.port} 1\n"
+                      f"sentinel auth-user esafety-master esafety-admin\n"
+                      f"sentinel auth-pass esafety-master {password}\n")
+    config.chmod(0o600)
     sentinel = subprocess.Popen([find_redis_server(), str(config), "--sentinel"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -34,7 +39,9 @@ def test_a_sentinel_url_reaches_the_master(tmp_path: Path, keys: Keys) -> None:
                     break
             except sync_redis.RedisError:
                 time.sleep(0.1)
-        url = f"redis+sentinel://127.0.0.1:{sentinel_port}/esafety-master/0"
+        # The master's password comes from its 0600 file, never from the URL.
+        url = (f"redis+sentinel://esafety-admin@127.0.0.1:{sentinel_port}/esafety-master/0"
+               f"?password_file={master.password_file('admin')}")
 
         async def through_sentinel() -> int:
             client = connect(url)

@@ -1,0 +1,106 @@
+"""``esafety redis acl``: the Redis ACL users of this deployment, for an external Redis.
+
+Without ``--apply`` it prints an ACL file (``aclfile`` in redis.conf) for the deployment's
+prefix; with ``--apply`` it creates the users on the configured Redis with ``ACL SETUSER``
+and turns the ``default`` user off. Either way the passwords are kept in 0600 files in
+``--credentials-dir`` (made on first use, reused after) and only their SHA-256 is written or
+sent; each esafety process then names its file (``ESAFETY_REDIS_PASSWORD_FILE`` or
+``?password_file=`` in its URL). ``--template`` prints the ACL file with placeholders
+instead of hashes, as docker/redis-users.acl.template holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from esafety.instance import Instance
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+TEMPLATE_PLACEHOLDER = "@{role}_PASSWORD_SHA256@"
+"""Stands for a role's password hash in the template (``@ADMIN_PASSWORD_SHA256@``)."""
+
+
+def acl_template(prefix: str) -> str:
+    """The ACL file with a placeholder for each password hash, for a start script to fill."""
+    from store import redis_acl
+
+    lines = ["user default " + " ".join(redis_acl.DEFAULT_USER_RULES)]
+    for role, user in redis_acl.ROLES.items():
+        rules = redis_acl.role_rules(role, prefix)
+        placeholder = TEMPLATE_PLACEHOLDER.format(role=role.upper())
+        lines.append(f"user {user} {rules[0]} #{placeholder} " + " ".join(rules[1:]))
+    return "\n".join(lines) + "\n"
+
+
+def cmd_redis_acl(args: argparse.Namespace, instance: Instance) -> int:
+    from esafety.embedded_redis import load_or_create_password
+    from store import redis_acl
+
+    prefix = args.prefix if args.prefix is not None else instance.config.redis_prefix
+    if args.template:
+        sys.stdout.write(acl_template(prefix))
+        return EXIT_OK
+    directory = Path(args.credentials_dir) if args.credentials_dir else (
+        instance.ensure_data_dir() / "redis-credentials")
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    passwords = {role: load_or_create_password(directory / f"{role}.password")
+                 for role in redis_acl.ROLES}
+    if not args.apply:
+        sys.stdout.write(redis_acl.acl_file(prefix, passwords))
+    else:
+        if instance.redis_url is None:
+            sys.stderr.write("esafety: --apply needs a Redis: give --redis-url, "
+                             "ESAFETY_REDIS_URL or redis_url (a user allowed to run ACL)\n")
+            return EXIT_USAGE
+        hashes = {role: redis_acl.password_hash(p) for role, p in passwords.items()}
+        error = asyncio.run(_apply(instance.redis_url, redis_acl.setuser_commands(prefix, hashes)))
+        if error:
+            sys.stderr.write(f"esafety: cannot set the ACL users: {error}\n")
+            return EXIT_USAGE
+    for role, user in redis_acl.ROLES.items():
+        sys.stderr.write(f"{role}: user {user}, password in {directory / f'{role}.password'} "
+                         f"(URL redis://{user}@HOST:6379/0?password_file=...)\n")
+    return EXIT_OK
+
+
+async def _apply(url: str, commands: list[list[str]]) -> str | None:
+    from redis.exceptions import RedisError
+
+    from store.connection import connect
+
+    client = connect(url)
+    try:
+        for command in commands:
+            await client.execute_command(*command)  # type: ignore[no-untyped-call]
+        try:
+            await client.execute_command("ACL", "SAVE")  # type: ignore[no-untyped-call]
+        except RedisError:
+            pass  # no aclfile configured: the users live until the next restart
+    except RedisError as exc:
+        return str(exc)
+    finally:
+        await client.aclose()
+    return None
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    redis = sub.add_parser("redis", help="Redis access control for this deployment")
+    redis_sub = redis.add_subparsers(dest="redis_command", required=True, metavar="ACTION")
+    acl = redis_sub.add_parser(
+        "acl", help="print (or --apply) the ACL users: esafety-admin, esafety-proxy, "
+                    "default off")
+    acl.add_argument("--prefix", help="key prefix (default: redis_prefix in the config)")
+    acl.add_argument("--credentials-dir", metavar="DIR",
+                     help="where the 0600 password files are kept (default: "
+                          "DATA_DIR/redis-credentials)")
+    acl.add_argument("--apply", action="store_true",
+                     help="create the users on the configured Redis (ACL SETUSER, ACL SAVE)")
+    acl.add_argument("--template", action="store_true",
+                     help="print the ACL file with password-hash placeholders")
+    acl.set_defaults(handler=cmd_redis_acl)
