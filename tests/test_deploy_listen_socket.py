@@ -54,8 +54,10 @@ def test_a_second_proxy_on_the_same_port_fails_and_the_first_keeps_every_request
     # Two deployments with different policies: the first blocks gambling (lists imported),
     # the second has no lists at all and would let casino-royale.test through.
     first_config = write_config(tmp_path / "a.yaml", f"esafety-test-a{os.getpid()}:",
+                                upstream=origin.upstream(),
                                 networks=[{"cidr": "127.0.0.0/8", "group": "learner"}])
-    second_config = write_config(tmp_path / "b.yaml", f"esafety-test-b{os.getpid()}:")
+    second_config = write_config(tmp_path / "b.yaml", f"esafety-test-b{os.getpid()}:",
+                                 upstream=origin.upstream())
     imported = subprocess.run(
         [sys.executable, "-m", "esafety.cli", "--config", str(first_config), "--data-dir",
          str(tmp_path / "a"), "lists", "import", str(PROXY_LISTS), "--source", "f"],

@@ -216,6 +216,11 @@ class RecordingOrigin:
     def hosts(self) -> list[str]:
         return [host.split(":")[0] for host, _path in self.seen]
 
+    def upstream(self) -> dict[str, list[str]]:
+        """The config's ``upstream`` section that lets a proxy reach this loopback origin
+        (and nothing else internal)."""
+        return {"allow_internal": [f"127.0.0.1:{self.port}"]}
+
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
@@ -278,7 +283,7 @@ def test_every_worker_applies_an_override_whichever_way_redis_is_named(
     so an override (here: a block of a site no list blocks) is applied on every request."""
     origin = RecordingOrigin()
     extra_config = {"redis_url": redis_url} if naming == "config redis_url" else {}
-    config = write_config(tmp_path / "esafety.yaml", keys.prefix,
+    config = write_config(tmp_path / "esafety.yaml", keys.prefix, upstream=origin.upstream(),
                           networks=[{"cidr": "127.0.0.0/8", "group": "learner"}], **extra_config)
     _save_block_override(redis_url, keys, "override-only.test")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ESAFETY_")}
@@ -319,7 +324,7 @@ def test_workers_start_from_any_working_directory(tmp_path: Path, redis_url: str
     """Started from a folder that is not the code's (e.g. the clone's parent), with the
     package importable only in the parent process, the workers still start and serve."""
     origin = RecordingOrigin()
-    config = write_config(tmp_path / "esafety.yaml", keys.prefix,
+    config = write_config(tmp_path / "esafety.yaml", keys.prefix, upstream=origin.upstream(),
                           networks=[{"cidr": "127.0.0.0/8", "group": "learner"}])
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("ESAFETY_") and k != "PYTHONPATH"}
@@ -362,7 +367,7 @@ def test_every_worker_gets_the_mitmproxy_options_and_no_fast_path(
     (a 5-byte body limit: the origin's answer is refused), and none runs the fast path (no
     connection handed over by it)."""
     origin = RecordingOrigin()
-    config = write_config(tmp_path / "esafety.yaml", keys.prefix,
+    config = write_config(tmp_path / "esafety.yaml", keys.prefix, upstream=origin.upstream(),
                           networks=[{"cidr": "127.0.0.0/8", "group": "learner"}])
     env = {k: v for k, v in os.environ.items() if not k.startswith("ESAFETY_")}
     env["ESAFETY_TEST_PORTS"] = f"80={origin.port}"
