@@ -193,13 +193,13 @@ async function renewSession() {
   return false;
 }
 
+/** The sign-in ends; the next tick puts the shipped rules back before anything else. */
 async function forgetSignIn() {
-  const wasSigned = state.rulesSource === "signed";
   state.token = null;
   state.device = null;
   await chrome.storage.session.remove(["token"]);
   await chrome.storage.local.remove(["device"]);
-  if (wasSigned) await useShippedRules(); // never a learner's allowances without a sign-in
+  tick();
 }
 
 // -- network status: on the centre proxy (proven by its signature), or off it ---------------
@@ -283,8 +283,22 @@ async function syncRules() {
     rulesSource: source, signInFirst });
 }
 
-async function tick() {
+// One tick at a time: two rule updates at once would compute their changes from the same
+// starting point and collide.
+let ticking = Promise.resolve();
+
+function tick() {
+  ticking = ticking.then(runTick, runTick).catch((error) => {
+    state.lastError = `Something went wrong in the extension (${String(error?.message ?? error)}).`;
+  });
+  return ticking;
+}
+
+async function runTick() {
   await ready;
+  if (state.rulesSource === "signed" && !state.device) {
+    await useShippedRules(); // never a learner's allowances without a valid sign-in
+  }
   if (!state.settings.backendUrl) return;
   if (state.device && !state.token) await renewSession();
   await probeNetwork();
@@ -587,16 +601,17 @@ async function signOut() {
   if (state.token) {
     await send(api.forgetDeviceRequest(state.settings.backendUrl, state.token, state.deviceId));
   }
-  const wasSigned = state.rulesSource === "signed";
   await forgetSignIn();
-  if (!wasSigned) await useShippedRules();
-  tick();
+  await tick();
   return { ok: true };
 }
 
 async function status() {
   // a popup opened as the worker starts waits for the first probe, not "Checking…" for ever
-  if (probed) await Promise.race([probed, new Promise((r) => setTimeout(r, STATUS_WAIT_MS))]);
+  if (probed) {
+    await Promise.race([probed.catch(() => null),
+      new Promise((r) => { setTimeout(r, STATUS_WAIT_MS); })]);
+  }
   const held = Object.keys(state.rules).length;
   return {
     ok: true, configured: Boolean(state.settings.backendUrl), settingsFrom: state.settings.source,
