@@ -5,6 +5,7 @@ clients."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -25,6 +26,33 @@ from tests.proxy_harness import REPO, free_port, stop_process, wait_until_health
 
 EXTENSION = REPO / "extension"
 CHROMIUM = "/usr/bin/chromium"
+MANAGED_POLICY_DIR = Path("/etc/chromium/policies/managed")
+"""The only place Chromium on Linux reads managed (mandatory) policy from."""
+
+
+def unpacked_extension_id(path: Path) -> str:
+    """The id Chromium gives an extension loaded unpacked from ``path``."""
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:32]
+    return "".join(chr(ord("a") + int(c, 16)) for c in digest)
+
+
+@contextmanager
+def managed_policy(policy: dict[str, Any]) -> Iterator[Path]:
+    """Chromium's managed policy for the duration of the block: the file (and any folder
+    made for it) is removed afterwards, even on failure."""
+    made = [d for d in (MANAGED_POLICY_DIR.parent, MANAGED_POLICY_DIR) if not d.exists()]
+    MANAGED_POLICY_DIR.mkdir(parents=True, exist_ok=True)
+    path = MANAGED_POLICY_DIR / f"esafety-test-{os.getpid()}.json"
+    path.write_text(json.dumps(policy))
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+        for directory in reversed(made):
+            try:
+                directory.rmdir()
+            except OSError:
+                pass  # something else was put there meanwhile: leave it
 
 
 @dataclass

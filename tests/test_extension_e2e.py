@@ -24,10 +24,13 @@ from store.connection import connect
 from store.keys import Keys
 from store.probe_key import load_or_create_probe_key
 from tests.browser_harness import (
+    EXTENSION,
     AdminProcess,
     ExtensionBrowser,
     RecordingOrigin,
     extension_browser,
+    managed_policy,
+    unpacked_extension_id,
 )
 from tests.proxy_harness import PROXY_LISTS, Origins, ProxyProcess, free_port, write_config
 
@@ -503,3 +506,48 @@ def test_an_accident_report_made_while_the_backend_is_down_arrives_once_it_is_ba
         mine = [(r["hit_id"], r["what_happened"]) for r in reports["items"]
                 if r["what_happened"] == "A pop-up opened it."]
         assert mine == [(hit_id, "A pop-up opened it.")]
+
+
+EXAMPLE_POLICY = EXTENSION / "policies" / "chrome-extension-settings.json"
+TEST_LOAD_ONLY = ("DeveloperToolsAvailability", "ExtensionDeveloperModeSettings",
+                  "ExtensionInstallBlocklist")
+"""Keys a test cannot apply: Playwright drives Chromium through the DevTools protocol, and
+the extension is loaded unpacked from the command line instead of force-installed (a
+force-installed extension is exempt from the install blocklist; an unpacked one is not)."""
+
+
+def test_incognito_and_a_second_profile_stay_filtered_under_the_example_policy(
+        driver: Playwright, recording: RecordingOrigin,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    port = recording.port
+    url = f"http://sanctioned-suicide.net:{port}/"
+    # the gap without the policy: an incognito window runs without the extension
+    with extension_browser(driver, tmp_path_factory.mktemp("chromium-incognito-open"),
+                           _off_site_args(), "--incognito") as browser:
+        page = browser.context.pages[0]  # the window --incognito opened
+        _try_to_open(page, url + "open")
+    assert ("sanctioned-suicide.net", "/open") in recording.requests
+
+    extension_id = unpacked_extension_id(EXTENSION)
+    policy = json.loads(EXAMPLE_POLICY.read_text().replace("EXTENSION_ID", extension_id))
+    for key in TEST_LOAD_ONLY:
+        policy.pop(key)
+    policy["ExtensionSettings"] = {extension_id: {"installation_mode": "allowed"}}
+    assert policy["IncognitoModeAvailability"] == 1 and policy["DnsOverHttpsMode"] == "off"
+    assert policy["ProxySettings"]["ProxyMode"] == "pac_script"
+    profile = tmp_path_factory.mktemp("chromium-managed")
+    with managed_policy(policy):
+        for args in (("--incognito",), ("--profile-directory=Profile 2",)):
+            with extension_browser(driver, profile, _off_site_args(), *args) as browser:
+                assert browser.extension_id == extension_id
+                assert browser.status()["user"] is None  # nobody ever signed in here
+                page = browser.context.pages[0]  # the window the flag asked for
+                _open_blocked(page, f"{url}{args[0][2:6]}")
+                expect(page.locator("#category")).to_have_text("Self-harm and suicide promotion")
+                policies = browser.context.new_page()
+                policies.goto("chrome://policy")
+                for name in ("IncognitoModeAvailability", "DnsOverHttpsMode", "ProxySettings",
+                             "BrowserAddPersonEnabled", "BrowserGuestModeEnabled"):
+                    expect(policies.locator("body")).to_contain_text(name)
+    reached = {path for host, path in recording.requests if host == "sanctioned-suicide.net"}
+    assert reached <= {"/open", "/favicon.ico"}  # under the policy, nothing reached the site
