@@ -21,6 +21,9 @@ import * as api from "./lib/api_requests.js";
 import * as hitQueue from "./lib/hit_queue.js";
 import * as reportQueue from "./lib/report_queue.js";
 import { CheckCache } from "./lib/check_cache.js";
+import {
+  ALL_BUCKET_KEYS, bucketKey, changedBuckets, described, indexedRuleFor,
+} from "./lib/rule_index.js";
 import { messageProblem } from "./lib/messages.js";
 import { isHexKey, navigationToken, newNonce, probeIsGenuine } from "./lib/signatures.js";
 
@@ -52,6 +55,8 @@ const state = {
   lastError: "",
 };
 const checks = new CheckCache();
+const bucketCache = new Map(); // a few domain buckets, read on demand (see lib/rule_index.js)
+const BUCKETS_CACHED = 8;
 const triedAuth = new Set();
 let flushing = false;
 let flushTimer = null;
@@ -96,7 +101,42 @@ async function useShippedRules() {
   state.signInFirst = false;
   state.rulesFetchedAt = 0;
   checks.clear();
+  bucketCache.clear();
+  await chrome.storage.local.remove(ALL_BUCKET_KEYS);
   await chrome.storage.local.set({ rules: {}, rulesVersion: null, rulesSource: "shipped" });
+}
+
+async function idsFor(domain) {
+  const key = bucketKey(domain);
+  if (!bucketCache.has(key)) {
+    const stored = await chrome.storage.local.get(key);
+    bucketCache.set(key, stored[key] ?? {});
+    while (bucketCache.size > BUCKETS_CACHED) bucketCache.delete(bucketCache.keys().next().value);
+  }
+  return bucketCache.get(key)[domain] ?? [];
+}
+
+/** The held rule that decides `url` (the shipped set is small and held whole). */
+async function activeRuleFor(url) {
+  if (state.rulesSource === "shipped") return ruleFor(url, state.rules);
+  return indexedRuleFor(url, state.rules, hostOf(url), idsFor);
+}
+
+/** Store the domains of a new or changed rule set in buckets; keep only descriptions. */
+async function storeRules(plan, answer, replacing) {
+  let changed;
+  if (replacing) {
+    const empty = Object.fromEntries(ALL_BUCKET_KEYS.map((k) => [k, {}]));
+    changed = { ...empty, ...changedBuckets({}, [], Object.values(plan.rules)) };
+  } else {
+    const incoming = answer.rules.map((r) => plan.rules[r.id]).filter(Boolean);
+    const loaded = await chrome.storage.local.get(ALL_BUCKET_KEYS);
+    changed = changedBuckets(loaded, [...answer.remove, ...incoming.map((r) => r.id)], incoming);
+  }
+  bucketCache.clear();
+  const rules = Object.fromEntries(Object.entries(plan.rules).map(([id, r]) => [id, described(r)]));
+  await chrome.storage.local.set(changed);
+  return rules;
 }
 
 async function installBackendRule() {
@@ -272,7 +312,9 @@ async function syncRules() {
   // the backend's rules are in place: only now stand the shipped ones down
   await chrome.declarativeNetRequest.updateEnabledRulesets({
     disableRulesetIds: [SHIPPED_RULESET] });
-  state.rules = plan.rules;
+  if (plan.update) {
+    state.rules = await storeRules(plan, answer.body, answer.body.full || state.rulesSource !== source);
+  }
   state.rulesVersion = plan.version;
   state.rulesSource = source;
   state.signInFirst = signInFirst;
@@ -459,8 +501,8 @@ chrome.webRequest.onHeadersReceived.addListener((details) => {
   }
 }, { urls: ["http://*/*", "https://*/*"], types: ["main_frame"] }, ["responseHeaders"]);
 
-function blockingRule(url) {
-  const rule = ruleFor(url, state.rules);
+async function blockingRule(url) {
+  const rule = await activeRuleFor(url);
   if (rule?.action === "block") {
     return { category: rule.category, title: rule.title, reason: rule.reason };
   }
@@ -475,7 +517,7 @@ function blockingRule(url) {
 
 /** Chrome's rules refused a page load: show why, and log it (the request never left). */
 async function explainRuleBlock(details) {
-  const blocked = blockingRule(details.url);
+  const blocked = await blockingRule(details.url);
   if (blocked) {
     const hit = await recordOffNetworkHit(details.url, blocked.category);
     await showBlockPage(details.tabId, { url: details.url, via: "rules", hitId: hit.id,
@@ -519,7 +561,7 @@ async function checkUncoveredPage(details) {
   await ready;
   if (state.network !== "off" || !state.settings.offNetworkFiltering || !state.device) return;
   if (details.url.startsWith(state.settings.backendUrl)) return;
-  if (ruleFor(details.url, state.rules)) return; // Chrome's rules decide
+  if (await activeRuleFor(details.url)) return; // Chrome's rules decide
   const host = hostOf(details.url);
   if (!host) return;
   let answer = checks.get(host);

@@ -110,3 +110,23 @@ test("the shipped rules are exactly what toChromeRules makes of the shipped host
   assert.deepEqual(chrome, JSON.parse(JSON.stringify(made)));
   assert.ok(host.some((r) => r.category === "self_harm" && r.action === "block"));
 });
+
+test("a domain lookup through the stored buckets picks what the full rules would", async () => {
+  const { changedBuckets, described, indexedRuleFor, bucketKey } = await import("../lib/rule_index.js");
+  const rules = [gambling, approved, checkHostRule({ id: 2, action: "block", priority: 5,
+    category: "circumvention", title: "", reason: "", match: "ip-literal", domains: [] })];
+  let buckets = changedBuckets({}, [], rules);
+  const held = Object.fromEntries(rules.map((r) => [r.id, described(r)]));
+  assert.deepEqual(held[1100].domains, []);
+  const idsFor = async (d) => buckets[bucketKey(d)]?.[d] ?? [];
+  for (const url of ["https://www.casino.example/spin", "https://bet.example/", "http://10.0.0.1/",
+    "https://notcasino.example/"]) {
+    const full = ruleFor(url, Object.fromEntries(rules.map((r) => [r.id, r])));
+    const found = await indexedRuleFor(url, held, new URL(url).hostname, idsFor);
+    assert.equal(found?.id ?? null, full?.id ?? null, url);
+  }
+  // the approval is withdrawn: only its entries go
+  buckets = { ...buckets, ...changedBuckets(buckets, [900000], []) };
+  delete held[900000];
+  assert.equal((await indexedRuleFor("https://casino.example/", held, "casino.example", idsFor)).id, 1100);
+});
