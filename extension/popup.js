@@ -56,8 +56,12 @@ async function refresh() {
     $("user-name").textContent = status.user.display_name || status.user.name;
     $("user-group").textContent = `Filtering group: ${status.user.group}`;
     await showRequests();
-  } else if (status.configured) {
-    $("username").focus();
+  } else {
+    // nobody signed in: nothing of the last user stays on the page
+    $("user-name").textContent = "";
+    $("user-group").textContent = "";
+    $("requests").replaceChildren();
+    if (status.configured) $("username").focus();
   }
 }
 

@@ -396,7 +396,48 @@ def test_after_a_restart_off_network_with_nobody_signed_in_prohibited_sites_stay
         _open_blocked(page, f"http://slots-galore.test:{port}/")
         hit_id = page.locator("#hit-id").inner_text()
         eventually(lambda: hit_id in [h["id"] for h in _user_hits(admin, "learner4")])
+        # signing out ends it: the popup names nobody, and the strictest rules are back
+        popup = browser.context.new_page()
+        popup.goto(browser.page_url("popup.html"))
+        popup.get_by_role("button", name="Sign out").click()
+        expect(popup.get_by_label("User name")).to_be_visible()
+        expect(popup.locator("main")).not_to_contain_text("learner4")
+        status = browser.status()
+        assert status["user"] is None and status["rulesSource"] in ("shipped", "unsigned")
+        _open_blocked(page, f"http://slots-galore.test:{port}/after")
     assert "slots-galore.test" not in recording.hosts()
+    # and it stays ended after a restart: the install's refresh token was revoked
+    with extension_browser(driver, profile, _off_site_args()) as browser:
+        eventually(lambda: browser.status()["rulesSource"] == "unsigned")
+        assert browser.status()["user"] is None
+
+
+def test_block_all_sends_other_pages_to_the_sign_in_when_nobody_is_signed_in(
+        driver: Playwright, admin: AdminProcess, recording: RecordingOrigin,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    port = recording.port
+    with extension_browser(driver, tmp_path_factory.mktemp("chromium-block-all"),
+                           _off_site_args()) as browser:
+        browser.worker.evaluate(
+            "s => chrome.storage.local.set({settings: s})",
+            {"backendUrl": admin.url, "centreId": "test-centre",
+             "offNetworkUnsigned": "block_all"})
+        eventually(lambda: browser.status()["signInFirst"] is True)
+        page = browser.context.new_page()
+        _try_to_open(page, f"http://allowed.test:{port}/hello")
+        eventually(lambda: "/popup.html?next=" in page.url,
+                   pause=lambda s: page.wait_for_timeout(s * 1000))
+        _open_blocked(page, f"http://bet-now.test:{port}/")  # prohibited: the block page
+        assert recording.hosts() == set()
+        page.goto(browser.page_url("popup.html") + "?next=" +
+                  f"http://allowed.test:{port}/hello")
+        page.get_by_label("User name").fill("learner1")
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        eventually(lambda: page.url == f"http://allowed.test:{port}/hello",
+                   pause=lambda s: page.wait_for_timeout(s * 1000))
+        assert browser.status()["signInFirst"] is False
+        assert ("allowed.test", "/hello") in recording.requests
 
 
 def test_a_fake_probe_answer_leaves_the_rules_on(
