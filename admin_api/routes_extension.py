@@ -8,7 +8,7 @@
 * ``POST /hits``: off-network blocks, written exactly once per batch id, each with the
   navigation token the install minted with its hit key (see :mod:`admin_api.extension_hits`);
 * ``POST /devices``: register this install at sign-in: a refresh token (so the sign-in
-  survives a browser restart), the hit key and the probe key;
+  survives a browser restart), the hit key and the public probe key;
 * ``DELETE /devices/current``: sign this install out (its refresh token stops working);
 * ``POST /session``: a new bearer token for a registered install (public: the refresh token
   and the device id are the credentials);
@@ -56,7 +56,7 @@ from store.extension_devices import (
     user_for_refresh,
 )
 from store.hits import HitWriter, hit_from_entry
-from store.probe_key import load_or_create_probe_key
+from store.probe_key import load_or_create_probe_key, public_probe_key
 from store.records import HitRecord, UserRecord
 
 routes = web.RouteTableDef()
@@ -116,14 +116,16 @@ async def extension_unsigned_rules(request: web.Request) -> web.Response:
     body = await asyncio.to_thread(delta_payload, ruleset, since, _HISTORY)
     body["signed_in"] = False
     body["offnetwork_unsigned"] = offnetwork_unsigned(state)
+    body["probe_key"] = await asyncio.to_thread(_probe_key, state)
     response = web.json_response(body, headers={"Cache-Control": "no-store"})
     response.enable_compression()
     return response
 
 
 def _probe_key(state: AdminState) -> str:
+    """The public probe key, hex (never the private one the proxy signs with)."""
     try:
-        return load_or_create_probe_key(state.settings.data_dir).hex()
+        return public_probe_key(load_or_create_probe_key(state.settings.data_dir)).hex()
     except (OSError, ValueError):
         return ""  # the extension then treats every network as off-network (fails closed)
 

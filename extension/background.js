@@ -53,6 +53,7 @@ const state = {
   queue: hitQueue.emptyQueue(),
   reports: reportQueue.emptyQueue(),
   lastError: "",
+  serverProbeKey: "", // the proxy's public probe key, as the backend last gave it
 };
 const checks = new CheckCache();
 const bucketCache = new Map(); // a few domain buckets, read on demand (see lib/rule_index.js)
@@ -150,7 +151,8 @@ async function loadState() {
   const session = await chrome.storage.session.get(["token"]);
   state.token = typeof session.token === "string" ? session.token : null;
   const stored = await chrome.storage.local.get(["deviceId", "device", "rules", "rulesVersion",
-    "rulesSource", "signInFirst", "hitQueue", "reportQueue"]);
+    "rulesSource", "signInFirst", "hitQueue", "reportQueue", "serverProbeKey"]);
+  state.serverProbeKey = isHexKey(stored.serverProbeKey) ? stored.serverProbeKey : "";
   state.deviceId = typeof stored.deviceId === "string" ? stored.deviceId : "";
   if (!/^[0-9a-f]{32}$/.test(state.deviceId)) {
     state.deviceId = newNonce();
@@ -245,7 +247,7 @@ async function forgetSignIn() {
 // -- network status: on the centre proxy (proven by its signature), or off it ---------------
 
 async function probeNetwork() {
-  const key = state.settings.probeKey || state.device?.probeKey || "";
+  const key = state.settings.probeKey || state.device?.probeKey || state.serverProbeKey;
   const nonce = newNonce();
   let info = null;
   try {
@@ -287,6 +289,10 @@ async function syncRules() {
     return;
   }
   if (signed && !state.device) return; // the sign-in ended while asking
+  if (isHexKey(answer.body.probe_key) && answer.body.probe_key !== state.serverProbeKey) {
+    state.serverProbeKey = answer.body.probe_key;
+    await chrome.storage.local.set({ serverProbeKey: state.serverProbeKey });
+  }
   const held = state.rulesSource === source ? state.rules : {};
   let plan;
   try {

@@ -15,7 +15,7 @@ from admin_api.extension_rules import (
 from categories.profiles import GroupProfile
 from esafety.cli import import_path
 from store.extension_devices import navigation_token
-from store.probe_key import probe_key_path
+from store.probe_key import probe_key_path, public_probe_key
 from store.records import new_hit_id
 from tests.api_harness import TZ, Api, ApiFactory, import_list
 
@@ -225,7 +225,9 @@ async def test_an_install_keeps_its_sign_in_across_restarts_until_it_signs_out(
     assert len(grant["probe_key"]) == 64
     assert grant["offnetwork_unsigned"] == "block_prohibited"
     key_file = probe_key_path(api.state.settings.data_dir)
-    assert key_file.read_text().strip() == grant["probe_key"]
+    private = bytes.fromhex(key_file.read_text().strip())
+    # only the public half leaves the server: nobody signed in can sign a probe answer
+    assert grant["probe_key"] == public_probe_key(private).hex() != private.hex()
     assert key_file.stat().st_mode & 0o777 == 0o600
     # a browser restart: the refresh token and device id give a new bearer token
     status, session = await api.call("POST", SESSION, json={
@@ -266,6 +268,7 @@ async def test_the_unsigned_rules_need_no_sign_in_and_hold_the_strictest_profile
     status, body = await api.call("GET", UNSIGNED_RULES)
     assert status == 200 and body["signed_in"] is False
     assert body["group"] == "guest" and body["offnetwork_unsigned"] == "block_prohibited"
+    assert len(body["probe_key"]) == 64  # public: lets an unsigned install prove the centre
     gambling = _rule_for(body, "gambling")
     assert gambling is not None and gambling["action"] == "block"
     assert _rule_for(body, "social_networks") is not None

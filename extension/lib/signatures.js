@@ -1,6 +1,7 @@
-// HMAC-SHA256 with WebCrypto: the navigation token the install mints for each block it
-// reports (the backend checks it with the hit key it gave this install), and the check of
-// the centre proxy's signed probe answer (see proxy_addons/probe_signature.py).
+// WebCrypto signatures: the navigation token (HMAC-SHA256) the install mints for each block
+// it reports (the backend checks it with the hit key it gave this install), and the check
+// of the centre proxy's probe answer, an Ed25519 signature made with a private key only the
+// proxy holds (see proxy_addons/probe_signature.py): the extension has only the public key.
 
 export const PROBE_MAX_AGE_S = 120;
 const HEX_KEY = /^[0-9a-f]{64}$/;
@@ -36,24 +37,25 @@ export function newNonce() {
   return hexOf(crypto.getRandomValues(new Uint8Array(16)));
 }
 
-function sameText(a, b) {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i += 1) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
-  return diff === 0;
-}
-
 /**
  * True only when `answer` is the centre proxy's answer to this `nonce`: signed with the
- * probe key, for this centre (when `centreId` is set), and made in the last two minutes.
+ * private key whose public half is `publicKeyHex`, for this centre (when `centreId` is
+ * set), and made in the last two minutes.
  */
-export async function probeIsGenuine(probeKeyHex, nonce, answer, { centreId = "", now = Date.now() } = {}) {
-  if (!isHexKey(probeKeyHex) || !answer || typeof answer !== "object") return false;
+export async function probeIsGenuine(publicKeyHex, nonce, answer, { centreId = "", now = Date.now() } = {}) {
+  if (!isHexKey(publicKeyHex) || !answer || typeof answer !== "object") return false;
   if (answer.proxy !== "esafety" || answer.nonce !== nonce) return false;
-  if (!Number.isInteger(answer.ts) || typeof answer.sig !== "string") return false;
+  if (!Number.isInteger(answer.ts) || typeof answer.sig !== "string"
+      || !/^[0-9a-f]{128}$/.test(answer.sig)) return false;
   if (Math.abs(now / 1000 - answer.ts) > PROBE_MAX_AGE_S) return false;
   const centre = typeof answer.centre === "string" ? answer.centre : "";
   if (centreId && centre !== centreId) return false;
-  const expected = await hmacHex(probeKeyHex, `esafety-probe-v1\n${nonce}\n${centre}\n${answer.ts}`);
-  return sameText(expected, answer.sig);
+  try {
+    const key = await crypto.subtle.importKey("raw", bytesOfHex(publicKeyHex),
+      { name: "Ed25519" }, false, ["verify"]);
+    return await crypto.subtle.verify({ name: "Ed25519" }, key, bytesOfHex(answer.sig),
+      new TextEncoder().encode(`esafety-probe-v1\n${nonce}\n${centre}\n${answer.ts}`));
+  } catch {
+    return false; // not a usable key or signature: not the centre
+  }
 }

@@ -60,22 +60,29 @@ test("the block page address carries only a ticket, and tickets are one per bloc
 });
 
 test("the probe answer counts only when signed for this nonce, recently", async () => {
-  const { hmacHex, probeIsGenuine, navigationToken } = await import("../lib/signatures.js");
-  const key = "11".repeat(32);
+  const { probeIsGenuine, navigationToken } = await import("../lib/signatures.js");
+  const hex = (b) => [...new Uint8Array(b)].map((x) => x.toString(16).padStart(2, "0")).join("");
+  const pair = await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign", "verify"]);
+  const other = await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign", "verify"]);
+  const key = hex(await crypto.subtle.exportKey("raw", pair.publicKey));
+  const otherKey = hex(await crypto.subtle.exportKey("raw", other.publicKey));
   const nonce = "ab".repeat(16);
   const ts = 1764600000;
-  const sig = await hmacHex(key, `esafety-probe-v1\n${nonce}\nmain\n${ts}`);
-  const answer = { proxy: "esafety", centre: "main", nonce, ts, sig };
+  const sign = async (k, n, centre) => hex(await crypto.subtle.sign({ name: "Ed25519" }, k,
+    new TextEncoder().encode(`esafety-probe-v1\n${n}\n${centre}\n${ts}`)));
+  const answer = { proxy: "esafety", centre: "main", nonce, ts, sig: await sign(pair.privateKey, nonce, "main") };
   const now = ts * 1000;
   assert.equal(await probeIsGenuine(key, nonce, answer, { now }), true);
   assert.equal(await probeIsGenuine(key, nonce, answer, { now, centreId: "main" }), true);
   assert.equal(await probeIsGenuine(key, nonce, answer, { now, centreId: "north" }), false);
   assert.equal(await probeIsGenuine(key, "cd".repeat(16), answer, { now }), false); // replayed
   assert.equal(await probeIsGenuine(key, nonce, answer, { now: now + 600000 }), false); // stale
-  assert.equal(await probeIsGenuine("22".repeat(32), nonce, answer, { now }), false); // wrong key
+  assert.equal(await probeIsGenuine(otherKey, nonce, answer, { now }), false); // another key
+  assert.equal(await probeIsGenuine(key, nonce, { ...answer, centre: "x" }, { now }), false);
   assert.equal(await probeIsGenuine("", nonce, { proxy: "esafety" }, { now }), false); // no key
   assert.equal(await probeIsGenuine(key, nonce, { ...answer, proxy: "other" }, { now }), false);
-  assert.match(await navigationToken(key, "20261122-7KQ2X9AB", 1.5, "https://x.example/"), /^[0-9a-f]{64}$/);
+  assert.equal(await probeIsGenuine(key, nonce, { ...answer, sig: "00".repeat(64) }, { now }), false);
+  assert.match(await navigationToken("11".repeat(32), "20261122-7KQ2X9AB", 1.5, "https://x.example/"), /^[0-9a-f]{64}$/);
 });
 
 test("managed settings win over the local fallback, and bad values are ignored", () => {
