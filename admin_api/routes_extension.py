@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import weakref
 from functools import partial
 from typing import Any
 
@@ -74,6 +75,14 @@ OFFNETWORK_UNSIGNED = ("block_prohibited", "block_all")
 sends every other page load to the sign-in page."""
 
 
+UNSIGNED_CACHE_SECONDS = 30
+"""The public unsigned-rules answer is built at most this often per policy and ``since``:
+nobody can make the server rebuild a 200,000-domain set on every request."""
+_UNSIGNED: weakref.WeakKeyDictionary[
+    Any, dict[tuple[str, str | None], tuple[float, dict[str, Any]]]] = weakref.WeakKeyDictionary()
+"""Per loaded base policy: (policy version, since) -> (good until, body)."""
+
+
 def offnetwork_unsigned(state: AdminState) -> str:
     """The ``offnetwork_unsigned`` setting (``block_prohibited`` when not configured)."""
     value = getattr(state.settings.config, "offnetwork_unsigned", "block_prohibited")
@@ -107,13 +116,24 @@ async def extension_unsigned_rules(request: web.Request) -> web.Response:
     query = query_params(request, ("since",))
     since = text(query, "since", max_length=20, pattern=VERSION,
                  what="a version this server returned")
-    policy = await state.policy.current(state.redis, state.keys)
     base = await asyncio.to_thread(state.policy.base)
-    hosts = await asyncio.to_thread(_HOSTS.get, base)
-    group = state.settings.config.unidentified_group
-    ruleset = await asyncio.to_thread(partial(build_ruleset, policy, hosts.hosts, user="",
-                                              group=group, prefixes=hosts.prefixes))
-    body = await asyncio.to_thread(delta_payload, ruleset, since, _HISTORY)
+    raw_version = await state.redis.get(state.keys.policy_version)
+    version = raw_version.decode() if isinstance(raw_version, bytes) else str(raw_version)
+    answers = _UNSIGNED.setdefault(base, {})
+    cached = answers.get((version, since))
+    if cached is not None and cached[0] > time.monotonic():
+        body = cached[1]
+    else:
+        policy = await state.policy.current(state.redis, state.keys)
+        hosts = await asyncio.to_thread(_HOSTS.get, base)
+        group = state.settings.config.unidentified_group
+        ruleset = await asyncio.to_thread(partial(build_ruleset, policy, hosts.hosts, user="",
+                                                  group=group, prefixes=hosts.prefixes))
+        body = await asyncio.to_thread(delta_payload, ruleset, since, _HISTORY)
+        if len(answers) > 64:
+            answers.clear()
+        answers[(version, since)] = (time.monotonic() + UNSIGNED_CACHE_SECONDS, body)
+    body = dict(body)
     body["signed_in"] = False
     body["offnetwork_unsigned"] = offnetwork_unsigned(state)
     body["probe_key"] = await asyncio.to_thread(_probe_key, state)

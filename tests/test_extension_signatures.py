@@ -11,7 +11,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,12 +36,12 @@ def _node(script: str) -> str:
     return done.stdout.strip()
 
 
-def _verify_in_extension(answer: dict[str, object], nonce: str = NONCE,
+def _verify_in_extension(answer: Mapping[str, Any], nonce: str = NONCE,
                          key: bytes = KEY, centre: str = "") -> bool:
     public = public_probe_key(key).hex()  # all the extension ever holds
     script = (f"import {{ probeIsGenuine }} from './lib/signatures.js';"
               f"console.log(await probeIsGenuine({json.dumps(public)}, "
-              f"{json.dumps(nonce)}, {json.dumps(answer)}, "
+              f"{json.dumps(nonce)}, {json.dumps(dict(answer))}, "
               f"{{ centreId: {json.dumps(centre)} }}));")
     return _node(script) == "true"
 
