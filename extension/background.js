@@ -142,8 +142,11 @@ async function storeRules(plan, answer, replacing) {
 
 async function installBackendRule() {
   if (!state.settings.backendUrl) return;
+  const wanted = backendAllowRule(state.settings.backendUrl);
+  const [held] = await chrome.declarativeNetRequest.getDynamicRules({ ruleIds: [BACKEND_RULE_ID] });
+  if (held?.condition?.regexFilter === wanted.condition.regexFilter) return; // a wake: as it was
   await chrome.declarativeNetRequest.updateDynamicRules({
-    removeRuleIds: [BACKEND_RULE_ID], addRules: [backendAllowRule(state.settings.backendUrl)] });
+    removeRuleIds: [BACKEND_RULE_ID], addRules: [wanted] });
 }
 
 async function loadState() {
