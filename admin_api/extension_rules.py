@@ -20,8 +20,10 @@ in their domains.
 Curated and listed URL prefixes (``host/path``) become ``url-prefix`` rules: a handful of
 prefixes per rule, which the extension compiles into one RE2 ``regexFilter``, so a listed
 page is refused before the request leaves the browser. Chrome allows 1,000 regex rules, so
-at most :data:`MAX_URL_RULES` such rules are sent (the most severe categories first); the
-payload counts any prefixes left out in ``unexpressed_prefixes``.
+at most :data:`MAX_URL_RULES` such rules are sent (the most severe categories first). The
+hosts of any prefixes left out get a ``check`` rule: Chrome holds page loads of those hosts
+until the extension has asked the backend about the full address (nothing reaches the site
+first); ``unexpressed_prefixes`` counts them.
 
 Each rule has a stable id and a content digest. The rule set's version is a digest of those,
 and :class:`RulesetHistory` remembers recent versions so a client that sends ``since`` gets
@@ -67,6 +69,8 @@ PREFIXES_PER_RULE = 8
 MAX_PREFIX_LENGTH = 200
 MAX_URL_RULES = 400
 """url-prefix rules per set: each becomes two regex rules, and Chrome allows 1,000."""
+_CHECK_ID_BASE = 800_000
+"""``check`` rules: 800,000 + 100 x category ordinal + chunk (below the overrides)."""
 _URL_IDS_FROM = 50
 """Within a category's 100 ids: 0-49 domain rules, 50-99 url-prefix rules."""
 _SCOPE_RANK = {OverrideScope.USER: 3, OverrideScope.GROUP: 2, OverrideScope.EVERYONE: 1}
@@ -81,7 +85,8 @@ _OVERRIDE_ID_BASE = 900_000
 
 @dataclass(frozen=True)
 class HostRule:
-    """One compact rule: ``block`` (shows the block page) or ``allow`` for ``domains``
+    """One compact rule: ``block`` (shows the block page), ``allow``, or ``check`` (page
+    loads wait for the backend's decision on the full address) for ``domains``
     (each covers its subdomains). ``match`` is ``domains``, ``ip-literal`` or ``everything``."""
 
     id: int
@@ -296,6 +301,14 @@ def build_ruleset(policy: Policy, hosts: dict[str, tuple[str, ...]], *, user: st
     rules: list[HostRule] = []
     url_rules: list[tuple[int, HostRule]] = []
     unexpressed = 0
+    left_out: dict[str, tuple[int, int, set[str]]] = {}  # category -> (ordinal, priority, hosts)
+
+    def leave_out(ordinal: int, rule: HostRule, prefixes: tuple[str, ...]) -> None:
+        if rule.action != "block":
+            return  # an allow prefix left out: its host's block rules still hold (closed)
+        entry = left_out.setdefault(rule.category, (ordinal, rule.priority, set()))
+        entry[2].update(prefix.split("/", 1)[0] for prefix in prefixes)
+
     for ordinal, category_id in enumerate(sorted(policy.categories)):
         category = policy.categories[category_id]
         domains = hosts.get(category_id, ())
@@ -329,6 +342,9 @@ def build_ruleset(policy: Policy, hosts: dict[str, tuple[str, ...]], *, user: st
             number = n // PREFIXES_PER_RULE
             if _URL_IDS_FROM + number >= _IDS_PER_CATEGORY:
                 unexpressed += len(listed) - n
+                leave_out(ordinal, HostRule(id=0, action=action, priority=url_priority,
+                                            category=category.id, title="", reason=""),
+                          listed[n:])
                 break
             url_rules.append((url_priority, HostRule(
                 id=first_id + _URL_IDS_FROM + number, action=action, priority=url_priority,
@@ -336,9 +352,18 @@ def build_ruleset(policy: Policy, hosts: dict[str, tuple[str, ...]], *, user: st
                 match="url-prefix", prefixes=listed[n:n + PREFIXES_PER_RULE])))
     # Chrome's regex budget: the most severe (highest priority) categories first
     url_rules.sort(key=lambda pr: (-pr[0], pr[1].id))
+    ordinals = {c: n for n, c in enumerate(sorted(policy.categories))}
     for _priority, rule in url_rules[MAX_URL_RULES:]:
         unexpressed += len(rule.prefixes)
+        leave_out(ordinals[rule.category], rule, rule.prefixes)
     rules.extend(rule for _priority, rule in url_rules[:MAX_URL_RULES])
+    for category_id, (ordinal, priority, check_hosts) in sorted(left_out.items()):
+        category = policy.categories[category_id]
+        for chunk_number, chunk in enumerate(_chunks(tuple(sorted(check_hosts)))[:100]):
+            rules.append(HostRule(
+                id=_CHECK_ID_BASE + ordinal * _IDS_PER_CATEGORY + chunk_number, action="check",
+                priority=priority, category=category.id, title=category.title,
+                reason=category.reason, domains=chunk))
     overrides, next_expiry = _override_rules(policy.overrides, user, group, at.timestamp())
     rules.extend(overrides)
     profile = policy.profile_for(group)
@@ -435,9 +460,9 @@ def chrome_rules(rule: HostRule) -> list[dict[str, Any]]:
     elif rule.match == "url-prefix":
         condition["regexFilter"] = url_prefix_regex(rule.prefixes)
     action = {"type": "allow" if rule.action == "allow" else "block"}
-    return [
-        {"id": rule.id * 2, "priority": rule.priority, "action": action,
-         "condition": {**condition, "resourceTypes": ["main_frame"]}},
-        {"id": rule.id * 2 + 1, "priority": rule.priority, "action": action,
-         "condition": {**condition, "resourceTypes": list(SUBRESOURCES)}},
-    ]
+    page = {"id": rule.id * 2, "priority": rule.priority, "action": action,
+            "condition": {**condition, "resourceTypes": ["main_frame"]}}
+    if rule.action == "check":
+        return [page]  # page loads wait for the extension's check; the rest go on
+    return [page, {"id": rule.id * 2 + 1, "priority": rule.priority, "action": action,
+                   "condition": {**condition, "resourceTypes": list(SUBRESOURCES)}}]

@@ -14,8 +14,8 @@ import { blockPageUrl } from "./lib/block_page_address.js";
 import { addTicket, ticketEntry } from "./lib/block_tickets.js";
 import {
   BACKEND_RULE_ID, FIRST_CHECKED_RULE_ID, ON_NETWORK_RULE_ID, RuleError, SIGN_IN_RULE_ID,
-  backendAllowRule, checkedHostRule, hostOf, onNetworkAllowRule, planUpdate, ruleFor,
-  signInFirstRules,
+  backendAllowRule, checkedHostRule, checkedUrlAllowRule, hostOf, onNetworkAllowRule,
+  planUpdate, ruleFor, signInFirstRules,
 } from "./lib/dnr_rules.js";
 import * as api from "./lib/api_requests.js";
 import * as hitQueue from "./lib/hit_queue.js";
@@ -524,8 +524,40 @@ async function blockingRule(url) {
   return null;
 }
 
+/**
+ * A "check" rule held a page load (its host has listed paths Chrome could not be given):
+ * ask the backend about the full address before anything reaches the site. Without a
+ * sign-in, or with the backend out of reach, the page stays blocked.
+ */
+async function checkHeldPage(details, rule) {
+  const answer = state.device ? await call((token) => api.checkRequest(
+    state.settings.backendUrl, token, details.url)) : null;
+  if (answer?.ok && answer.body?.blocked === false) {
+    const allow = checkedUrlAllowRule(nextCheckedRuleId++, details.url);
+    if (allow) {
+      await chrome.declarativeNetRequest.updateSessionRules({ addRules: [allow] });
+      await chrome.tabs.update(details.tabId, { url: details.url });
+      return;
+    }
+  }
+  const blocked = answer?.ok && answer.body?.blocked === true;
+  const hit = blocked ? await recordOffNetworkHit(details.url, String(answer.body.category)) : null;
+  await showBlockPage(details.tabId, { url: details.url, via: "check", hitId: hit?.id ?? "",
+    category: blocked ? String(answer.body.category) : rule.category,
+    title: blocked ? String(answer.body.category_title ?? "") : rule.title,
+    reason: blocked ? String(answer.body.reason ?? "") : "Parts of this site are blocked, and "
+      + "this browser could not check this page with the centre's server. Sign in (click the "
+      + "esafety icon), or try again when you are online.",
+    offNetwork: true });
+}
+
 /** Chrome's rules refused a page load: show why, and log it (the request never left). */
 async function explainRuleBlock(details) {
+  const held = await activeRuleFor(details.url);
+  if (held?.action === "check") {
+    await checkHeldPage(details, held);
+    return;
+  }
   const blocked = await blockingRule(details.url);
   if (blocked) {
     const hit = await recordOffNetworkHit(details.url, blocked.category);

@@ -11,6 +11,7 @@ from admin_api.extension_rules import (
     build_ruleset,
     category_hosts,
     category_url_prefixes,
+    chrome_rules,
 )
 from categories.profiles import GroupProfile
 from esafety.cli import import_path
@@ -297,6 +298,17 @@ async def test_most_specific_entry_wins_and_url_prefixes_become_rules(
     host_rules = [r for r in ruleset.rules if r.match == "domains" and r.action == "allow"]
     assert all(url_rules[0].priority > r.priority for r in host_rules)
     assert isinstance(prefixes, dict)
+    # more listed paths than Chrome's regex budget: their hosts are held for a check
+    many = tuple(f"host{n % 7}.example/page{n}" for n in range(450))
+    ruleset = build_ruleset(policy, category_hosts(policy), user="learner1", group="learner",
+                            prefixes={"gambling": many})
+    expressed = [p for r in ruleset.rules if r.match == "url-prefix" for p in r.prefixes]
+    checks = [r for r in ruleset.rules if r.action == "check"]
+    assert len(expressed) == 400 and ruleset.unexpressed_prefixes == 50
+    assert [(r.category, r.domains) for r in checks] == [
+        ("gambling", tuple(sorted({p.split("/")[0] for p in many[400:]})))]
+    assert chrome_rules(checks[0])[0]["condition"]["resourceTypes"] == ["main_frame"]
+    assert len(chrome_rules(checks[0])) == 1  # the site's images and scripts are not held
 
 
 async def test_the_rule_set_for_the_list_snapshot_fits_chromes_limits(

@@ -25,7 +25,7 @@ export function checkHostRule(rule) {
   if (!rule || typeof rule !== "object") throw new RuleError("rule is not an object");
   const { id, action, priority, category, title, reason, match, domains } = rule;
   if (!Number.isInteger(id) || id < 1 || id > 1e6) throw new RuleError("bad rule id");
-  if (action !== "block" && action !== "allow") throw new RuleError(`rule ${id}: bad action`);
+  if (!["block", "allow", "check"].includes(action)) throw new RuleError(`rule ${id}: bad action`);
   if (!Number.isInteger(priority) || priority < 1 || priority > 1e6) {
     throw new RuleError(`rule ${id}: bad priority`);
   }
@@ -76,10 +76,11 @@ export function toChromeRules(rule) {
       { id: rule.id * 2 + 1, priority: rule.priority, action: { type: "allow" }, condition: rest },
     ];
   }
-  return [
-    { id: rule.id * 2, priority: rule.priority, action: { type: "block" }, condition: page },
-    { id: rule.id * 2 + 1, priority: rule.priority, action: { type: "block" }, condition: rest },
-  ];
+  const pageRule = { id: rule.id * 2, priority: rule.priority, action: { type: "block" }, condition: page };
+  // "check": page loads wait for the worker to ask the backend about the full address
+  if (rule.action === "check") return [pageRule];
+  return [pageRule,
+    { id: rule.id * 2 + 1, priority: rule.priority, action: { type: "block" }, condition: rest }];
 }
 
 /**
@@ -217,6 +218,18 @@ export function onNetworkAllowRule() {
   return {
     id: ON_NETWORK_RULE_ID, priority: 999_999, action: { type: "allow" },
     condition: { resourceTypes: ["main_frame", ...SUBRESOURCES] },
+  };
+}
+
+/**
+ * A session rule letting one page load through a "check" rule, once the backend said the
+ * address is not blocked. null when the address cannot be written as a urlFilter.
+ */
+export function checkedUrlAllowRule(id, url) {
+  if (/[*^|\s]/.test(url)) return null;
+  return {
+    id, priority: 999_990, action: { type: "allow" },
+    condition: { urlFilter: `|${url}|`, resourceTypes: ["main_frame"] },
   };
 }
 

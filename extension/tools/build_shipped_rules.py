@@ -23,7 +23,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from admin_api.extension_rules import HostRule, build_ruleset, category_hosts, chrome_rules
+from admin_api.extension_rules import (
+    HostRule,
+    build_ruleset,
+    category_hosts,
+    category_url_prefixes,
+    chrome_rules,
+)
 from categories.definitions import load_definitions
 from categories.policy import Policy
 from categories.profiles import GroupProfile, default_profiles
@@ -42,7 +48,7 @@ def strictest_rules() -> tuple[HostRule, ...]:
     profiles: dict[str, GroupProfile] = default_profiles()
     policy = Policy(categories, None, profiles=profiles, unidentified_group=STRICTEST)
     ruleset = build_ruleset(policy, category_hosts(policy), user="", group=STRICTEST,
-                            at=BUILT_AT)
+                            at=BUILT_AT, prefixes=category_url_prefixes(policy))
     return ruleset.rules
 
 
