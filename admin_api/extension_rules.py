@@ -64,8 +64,9 @@ PRIORITY_CATCH_ALL = 1
 PRIORITY_IP_LITERAL = 5
 PRIORITY_OVERRIDE_BASE = 1000
 PRIORITY_ILLEGAL = 5000
-PREFIXES_PER_RULE = 8
-"""URL prefixes per url-prefix rule (one regexFilter each: RE2's 2 KB program limit)."""
+PREFIXES_PER_RULE = 4
+"""URL prefixes per url-prefix rule (one case-sensitive regexFilter each, within RE2's 2 KB
+program limit; the extension turns any rule Chrome still refuses into a check rule)."""
 MAX_PREFIX_LENGTH = 200
 MAX_URL_RULES = 400
 """url-prefix rules per set: each becomes two regex rules, and Chrome allows 1,000."""
@@ -459,6 +460,7 @@ def chrome_rules(rule: HostRule) -> list[dict[str, Any]]:
         condition["regexFilter"] = IP_LITERAL_REGEX
     elif rule.match == "url-prefix":
         condition["regexFilter"] = url_prefix_regex(rule.prefixes)
+        condition["isUrlFilterCaseSensitive"] = True  # paths are; hosts come lowercased
     action = {"type": "allow" if rule.action == "allow" else "block"}
     page = {"id": rule.id * 2, "priority": rule.priority, "action": action,
             "condition": {**condition, "resourceTypes": ["main_frame"]}}

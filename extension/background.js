@@ -14,8 +14,8 @@ import { blockPageUrl } from "./lib/block_page_address.js";
 import { addTicket, ticketEntry } from "./lib/block_tickets.js";
 import {
   BACKEND_RULE_ID, FIRST_CHECKED_RULE_ID, ON_NETWORK_RULE_ID, RuleError, SIGN_IN_RULE_ID,
-  backendAllowRule, checkedHostRule, checkedUrlAllowRule, hostOf, onNetworkAllowRule,
-  planUpdate, ruleFor, signInFirstRules,
+  asCheckRule, backendAllowRule, checkedHostRule, checkedUrlAllowRule, hostOf,
+  onNetworkAllowRule, planUpdate, ruleFor, signInFirstRules, urlPrefixRegex,
 } from "./lib/dnr_rules.js";
 import * as api from "./lib/api_requests.js";
 import * as hitQueue from "./lib/hit_queue.js";
@@ -299,7 +299,7 @@ async function syncRules() {
   const held = state.rulesSource === source ? state.rules : {};
   let plan;
   try {
-    plan = planUpdate(held, answer.body);
+    plan = planUpdate(held, await compilable(answer.body));
   } catch (error) {
     if (!(error instanceof RuleError)) throw error;
     state.lastError = `The filter rules from the server were refused: ${error.message}`;
@@ -332,6 +332,20 @@ async function syncRules() {
   state.lastError = "";
   await chrome.storage.local.set({ rules: state.rules, rulesVersion: state.rulesVersion,
     rulesSource: source, signInFirst });
+}
+
+/** The answer with any url-prefix rule Chrome cannot compile turned into a check rule. */
+async function compilable(body) {
+  if (!Array.isArray(body?.rules)) return body;
+  const rules = await Promise.all(body.rules.map(async (rule) => {
+    if (rule?.match !== "url-prefix" || !Array.isArray(rule.prefixes)) return rule;
+    const { isSupported } = await chrome.declarativeNetRequest.isRegexSupported({
+      regex: urlPrefixRegex(rule.prefixes), isCaseSensitive: true });
+    if (isSupported) return rule;
+    // an allow prefix left out keeps its host's blocks (closed); a block one is checked
+    return rule.action === "block" ? asCheckRule(rule) : null;
+  }));
+  return { ...body, rules: rules.filter(Boolean) };
 }
 
 // One tick at a time: two rule updates at once would compute their changes from the same

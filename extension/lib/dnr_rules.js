@@ -14,7 +14,7 @@ const SUBRESOURCES = ["sub_frame", "stylesheet", "script", "image", "font", "obj
   "xmlhttprequest", "ping", "media", "websocket", "webtransport", "other"];
 const DOMAIN = /^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*$/;
 const MATCHES = ["domains", "ip-literal", "everything", "url-prefix"];
-export const MAX_PREFIXES_PER_RULE = 8;
+export const MAX_PREFIXES_PER_RULE = 8; // the backend sends 4
 const PREFIX = /^(?=.{3,200}$)[a-z0-9_]([a-z0-9_.-]*)\/[^\s]*$/;
 const IP_LITERAL_REGEX = "^[a-z][a-z0-9+.-]*://(\\[[0-9a-fA-F:.]+\\]|[0-9]+(\\.[0-9]+){3})(:[0-9]+)?(/|$)";
 
@@ -67,7 +67,10 @@ export function toChromeRules(rule) {
   const condition = {};
   if (rule.match === "domains") condition.requestDomains = rule.domains;
   if (rule.match === "ip-literal") condition.regexFilter = IP_LITERAL_REGEX;
-  if (rule.match === "url-prefix") condition.regexFilter = urlPrefixRegex(rule.prefixes);
+  if (rule.match === "url-prefix") {
+    condition.regexFilter = urlPrefixRegex(rule.prefixes);
+    condition.isUrlFilterCaseSensitive = true; // paths are; Chrome lowercases hosts
+  }
   const page = { ...condition, resourceTypes: ["main_frame"] };
   const rest = { ...condition, resourceTypes: SUBRESOURCES };
   if (rule.action === "allow") {
@@ -117,6 +120,16 @@ export function planUpdate(held, answer) {
   return { rules: next, update: { removeRuleIds, addRules }, version: answer.version };
 }
 
+/**
+ * A url-prefix rule Chrome cannot compile (over RE2's memory limit) as a "check" rule on
+ * its hosts: their page loads then wait for the backend, rather than the whole update
+ * failing and leaving the learner without their rules.
+ */
+export function asCheckRule(rule) {
+  const hosts = [...new Set(rule.prefixes.map((p) => p.slice(0, p.indexOf("/"))))];
+  return { ...rule, action: "check", match: "domains", domains: hosts, prefixes: [] };
+}
+
 /** Every Chrome rule id for the held host rules (to remove them all when back on site). */
 export function allChromeRuleIds(held) {
   return Object.keys(held).flatMap((id) => [Number(id) * 2, Number(id) * 2 + 1]);
@@ -135,7 +148,7 @@ function hostOf(url) {
 function covers(rule, host, url) {
   if (rule.match === "everything") return true;
   if (rule.match === "ip-literal") return /^(\[.*\]|[0-9]+(\.[0-9]+){3})$/.test(host);
-  if (rule.match === "url-prefix") return new RegExp(urlPrefixRegex(rule.prefixes), "i").test(url);
+  if (rule.match === "url-prefix") return new RegExp(urlPrefixRegex(rule.prefixes)).test(url);
   return rule.domains.some((d) => host === d || host.endsWith(`.${d}`));
 }
 
