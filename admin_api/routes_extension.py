@@ -49,6 +49,7 @@ from admin_api.request_input import boolean, json_body, query_params, required_t
 from admin_api.roles import ANYONE_SIGNED_IN, current_user, requires
 from categories.urlnorm import URLError, canonical_url
 from store.accounts import get_user, issue_token, revoke_token
+from store.extension_devices import PUBLIC_KEY as DEVICE_PUBLIC_KEY
 from store.extension_devices import (
     device_user,
     hit_key_for,
@@ -155,9 +156,17 @@ def _probe_key(state: AdminState) -> str:
 async def extension_register_device(request: web.Request) -> web.Response:
     state = state_of(request)
     user = current_user(request)
-    body = await json_body(request, ("device_id",))
+    body = await json_body(request, ("device_id", "public_key"))
     device_id = device_id_of(body)
-    grant = await register_device(state.redis, state.keys, user.name, device_id)
+    public_key = body.get("public_key")
+    if not isinstance(public_key, str) or not DEVICE_PUBLIC_KEY.fullmatch(public_key):
+        raise bad_input("public_key must be this install's P-256 key (130 hex characters)",
+                        "public_key")
+    try:
+        grant = await register_device(state.redis, state.keys, user.name, device_id,
+                                      public_key)
+    except ValueError as exc:
+        raise bad_input(f"public_key cannot be used: {exc}", "public_key") from exc
     probe_key = await asyncio.to_thread(_probe_key, state)
     return web.json_response({
         "device_id": grant.device_id, "refresh_token": grant.refresh_token,
@@ -182,12 +191,17 @@ async def extension_forget_device(request: web.Request) -> web.Response:
 @routes.post("/api/v1/extension/session")
 async def extension_session(request: web.Request) -> web.Response:
     state = state_of(request)
-    body = await json_body(request, ("device_id", "refresh_token"))
+    body = await json_body(request, ("device_id", "refresh_token", "ts", "sig"))
     device_id = device_id_of(body)
     refresh = body.get("refresh_token")
     if not isinstance(refresh, str) or not 1 <= len(refresh) <= 200:
         raise bad_input("refresh_token must be the token this server gave out", "refresh_token")
-    name = await user_for_refresh(state.redis, state.keys, device_id, refresh)
+    ts, sig = body.get("ts"), body.get("sig")
+    if isinstance(ts, bool) or not isinstance(ts, int):
+        raise bad_input("ts must be the proof's time in epoch seconds", "ts")
+    if not isinstance(sig, str) or len(sig) > 200:
+        raise bad_input("sig must be the install's signature", "sig")
+    name = await user_for_refresh(state.redis, state.keys, device_id, refresh, ts, sig)
     user = await get_user(state.redis, state.keys, name) if name else None
     if user is None or user.disabled:
         if name:

@@ -26,6 +26,7 @@ import {
 } from "./lib/rule_index.js";
 import { messageProblem } from "./lib/messages.js";
 import { isHexKey, navigationToken, newNonce, probeIsGenuine } from "./lib/signatures.js";
+import { devicePublicKey, sessionProof } from "./lib/device_key.js";
 
 const EXTENSION_ORIGIN = chrome.runtime.getURL("").replace(/\/$/, "");
 const BLOCK_PAGE = chrome.runtime.getURL("block.html");
@@ -228,7 +229,7 @@ async function call(build) {
 async function renewSession() {
   if (!state.device) return false;
   const answer = await send(api.sessionRequest(state.settings.backendUrl, state.deviceId,
-    state.device.refreshToken));
+    state.device.refreshToken, await sessionProof(state.deviceId)));
   if (answer.ok && typeof answer.body?.token === "string") {
     state.token = answer.body.token;
     await chrome.storage.session.set({ token: state.token });
@@ -674,7 +675,7 @@ async function signIn({ username, password }) {
   }
   const token = answer.body.token;
   const registered = await send(api.deviceRequest(state.settings.backendUrl, token,
-    state.deviceId));
+    state.deviceId, await devicePublicKey()));
   const grant = registered.body;
   if (!registered.ok || typeof grant?.refresh_token !== "string" || !isHexKey(grant.hit_key)) {
     return { ok: false, message: registered.message || "The centre's server refused this browser." };

@@ -6,6 +6,11 @@ import time
 import uuid
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
 from admin_api.extension_rules import (
     MAX_DOMAINS_PER_RULE,
     build_ruleset,
@@ -138,12 +143,30 @@ def _hit(url: str, category: str = "gambling", ts: float | None = None,
             "nav_token": navigation_token(key, hit_id, ts, url) if key else "0" * 64}
 
 
+DEVICE_KEYS: dict[str, ec.EllipticCurvePrivateKey] = {}
+"""Each test install's device key (the extension keeps it in WebCrypto, unexportable)."""
+
+
 async def _device(api: Api, token: str) -> tuple[str, bytes, dict[str, Any]]:
     """Register an install as the extension does at sign-in: (device id, hit key, grant)."""
     device_id = uuid.uuid4().hex
-    status, grant = await api.call("POST", DEVICES, token, json={"device_id": device_id})
+    key = ec.generate_private_key(ec.SECP256R1())
+    DEVICE_KEYS[device_id] = key
+    public = key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint).hex()
+    status, grant = await api.call("POST", DEVICES, token,
+                                   json={"device_id": device_id, "public_key": public})
     assert status == 201, grant
     return device_id, bytes.fromhex(grant["hit_key"]), grant
+
+
+def _proof(device_id: str, ts: int | None = None,
+           key: ec.EllipticCurvePrivateKey | None = None) -> dict[str, Any]:
+    """What the extension's device_key.js sends with a session request."""
+    ts = int(time.time()) if ts is None else ts
+    der = (key or DEVICE_KEYS[device_id]).sign(
+        f"esafety-session-v1\n{device_id}\n{ts}".encode(), ec.ECDSA(SHA256()))
+    r, s = decode_dss_signature(der)
+    return {"ts": ts, "sig": (r.to_bytes(32, "big") + s.to_bytes(32, "big")).hex()}
 
 
 async def _logged(api: Api, token: str) -> list[dict[str, Any]]:
@@ -230,22 +253,38 @@ async def test_an_install_keeps_its_sign_in_across_restarts_until_it_signs_out(
     # only the public half leaves the server: nobody signed in can sign a probe answer
     assert grant["probe_key"] == public_probe_key(private).hex() != private.hex()
     assert key_file.stat().st_mode & 0o777 == 0o600
-    # a browser restart: the refresh token and device id give a new bearer token
-    status, session = await api.call("POST", SESSION, json={
-        "device_id": device, "refresh_token": grant["refresh_token"]})
+    # a browser restart: the refresh token, signed for with the device key, gives a session
+    refresh = {"device_id": device, "refresh_token": grant["refresh_token"]}
+    proof = _proof(device)
+    status, session = await api.call("POST", SESSION, json={**refresh, **proof})
     assert status == 200 and session["user"]["name"] == "learner1"
     status, rules = await api.call("GET", RULES, session["token"])
     assert status == 200 and rules["group"] == "learner"
-    # the refresh token is bound to its install
-    status, _ = await api.call("POST", SESSION, json={
-        "device_id": uuid.uuid4().hex, "refresh_token": grant["refresh_token"]})
+    # the refresh token is bound to its install: its id, its key, a fresh proof each time
+    status, _ = await api.call("POST", SESSION, json={**refresh, **proof})  # replayed
     assert status == 401
+    status, _ = await api.call("POST", SESSION, json={
+        **refresh, **_proof(device, ts=proof["ts"] + 1, key=ec.generate_private_key(
+            ec.SECP256R1()))})  # copied elsewhere: another browser's key
+    assert status == 401
+    status, _ = await api.call("POST", SESSION, json={
+        **refresh, **_proof(device, ts=proof["ts"] - 3600)})  # an old proof
+    assert status == 401
+    status, _ = await api.call("POST", SESSION, json={
+        **refresh, "device_id": uuid.uuid4().hex, **_proof(device, ts=proof["ts"] + 2)})
+    assert status == 401
+    status, answer = await api.call("POST", SESSION, json=refresh)  # no proof at all
+    assert status == 400 and answer["error"]["field"] == "ts"
+    status, session = await api.call("POST", SESSION, json={
+        **refresh, **_proof(device, ts=proof["ts"] + 3)})
+    assert status == 200
     # signing out revokes it (and the bearer token)
     status, _ = await api.call("DELETE", DEVICES + "/current", session["token"],
                                headers={"X-Esafety-Device": device})
     assert status == 200
     status, _ = await api.call("POST", SESSION, json={
-        "device_id": device, "refresh_token": grant["refresh_token"]})
+        "device_id": device, "refresh_token": grant["refresh_token"],
+        **_proof(device, ts=int(time.time()) + 10)})
     assert status == 401
     status, _ = await api.call("GET", RULES, session["token"])
     assert status == 401
@@ -259,7 +298,7 @@ async def test_a_disabled_account_cannot_refresh_its_install(make_api: ApiFactor
     status, body = await api.call("POST", "/api/v1/users/learner1/disable", admin)
     assert status == 200, body
     status, _ = await api.call("POST", SESSION, json={
-        "device_id": device, "refresh_token": grant["refresh_token"]})
+        "device_id": device, "refresh_token": grant["refresh_token"], **_proof(device)})
     assert status == 401
 
 

@@ -49,15 +49,16 @@ export function unsignedRulesRequest(base, since) {
 }
 
 /** Register this install after sign-in: a refresh token, the hit key and the probe key. */
-export function deviceRequest(base, token, deviceId) {
+export function deviceRequest(base, token, deviceId, publicKey) {
   return request(base, "/api/v1/extension/devices", { token, method: "POST",
-    body: { device_id: deviceId } });
+    body: { device_id: deviceId, public_key: publicKey } });
 }
 
-/** A new bearer token for this install (after a browser restart, or when one expires). */
-export function sessionRequest(base, deviceId, refreshToken) {
+/** A new bearer token for this install (after a browser restart, or when one expires),
+ * proven with the install's device key (see device_key.js). */
+export function sessionRequest(base, deviceId, refreshToken, proof) {
   return request(base, "/api/v1/extension/session", { method: "POST",
-    body: { device_id: deviceId, refresh_token: refreshToken } });
+    body: { device_id: deviceId, refresh_token: refreshToken, ts: proof.ts, sig: proof.sig } });
 }
 
 /** Sign this install out: its refresh token stops working. */

@@ -22,9 +22,9 @@ test("requests carry the bearer token, JSON bodies and never cookies", () => {
   assert.equal(login.init.headers.Authorization, undefined);
   const hits = JSON.parse(api.hitsRequest(BASE, "t", "dev1", { batchId: "b1", hits: [{ id: "i", ts: 1, url: "u", category: "c", navToken: "n", extra: 1 }] }).init.body);
   assert.deepEqual(hits, { batch_id: "b1", device_id: "dev1", hits: [{ id: "i", ts: 1, url: "u", category: "c", nav_token: "n" }] });
-  const session = api.sessionRequest(BASE, "dev1", "refresh");
+  const session = api.sessionRequest(BASE, "dev1", "refresh", { ts: 5, sig: "ab" });
   assert.equal(session.init.headers.Authorization, undefined);
-  assert.deepEqual(JSON.parse(session.init.body), { device_id: "dev1", refresh_token: "refresh" });
+  assert.deepEqual(JSON.parse(session.init.body), { device_id: "dev1", refresh_token: "refresh", ts: 5, sig: "ab" });
   assert.equal(api.unsignedRulesRequest(BASE, null).init.headers.Authorization, undefined);
   assert.equal(api.forgetDeviceRequest(BASE, "t", "dev1").init.headers["X-Esafety-Device"], "dev1");
   assert.equal(api.errorMessage(400, { error: { message: "bad" } }), "bad");
