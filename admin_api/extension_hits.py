@@ -1,15 +1,19 @@
 """Off-network blocks reported by the browser extension, validated and turned into hits.
 
-The extension cannot be trusted blindly (a learner can forge its requests), so only what the
-extension alone knows is taken from it: the hit id it showed on its block page, when the
-block happened and the address. Who and which group come from the bearer token; the
-category, rule and severity come from the server's own decision for that address at that
-time (the client's category is used only when the decision has since changed, and only if
-it names a real category). The site is always ``off-network``.
+The extension cannot be trusted blindly (a learner can forge its requests, and any web page
+could once open its block page), so only what the extension alone knows is taken from it:
+the hit id it showed on its block page, when the block happened and the address, each
+signed with the navigation token the install minted with its hit key
+(:func:`store.extension_devices.navigation_token`). Who and which group come from the bearer
+token; the category, rule, severity and safeguarding alert come only from the server's own
+decision for that address at that time. A block the server would not make itself (an
+out-of-date rule set, or the strictest rules used before sign-in) is logged with no category
+and raises no alert. The site is always ``off-network``.
 """
 
 from __future__ import annotations
 
+import hmac
 import re
 import time
 from collections.abc import Mapping
@@ -23,6 +27,7 @@ from admin_api.request_input import HIT_REFERENCE
 from categories.decision import Decision
 from categories.policy import Policy
 from categories.urlnorm import URLError, canonical_url
+from store.extension_devices import DEVICE_ID, navigation_token
 from store.records import HitRecord, UserRecord, day_of, hit_id_day
 
 OFF_NETWORK_SITE = "off-network"
@@ -31,8 +36,9 @@ MAX_AGE_SECONDS = 14 * 86400
 """Older queued hits are refused: the exactly-once marker of a batch lasts 14 days."""
 CLOCK_SKEW_SECONDS = 300
 BATCH_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
-_HIT_FIELDS = frozenset({"id", "ts", "url", "category"})
+_HIT_FIELDS = frozenset({"id", "ts", "url", "category", "nav_token"})
 _CATEGORY = re.compile(r"[a-z][a-z0-9_]{0,40}")
+_NAV_TOKEN = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,22 @@ class ReportedHit:
     ts: float
     url: str
     category: str
+    """What the extension's rule said; informational only, never logged as the category."""
+    nav_token: str
+
+
+def device_id_of(body: Mapping[str, Any]) -> str:
+    value = body.get("device_id")
+    if not isinstance(value, str) or not DEVICE_ID.fullmatch(value):
+        raise bad_input("device_id must be this install's id (16-64 letters, digits, - or _)",
+                        "device_id")
+    return value
+
+
+def unsigned_hits(hits: list[ReportedHit], hit_key: bytes) -> list[str]:
+    """The ids of hits whose navigation token was not made with ``hit_key``."""
+    return [hit.id for hit in hits if not hmac.compare_digest(
+        hit.nav_token, navigation_token(hit_key, hit.id, hit.ts, hit.url))]
 
 
 def batch_id_of(body: Mapping[str, Any]) -> str:
@@ -86,7 +108,11 @@ def reported_hits(body: Mapping[str, Any], now: float | None = None) -> list[Rep
         category = item.get("category", "")
         if not isinstance(category, str) or (category and not _CATEGORY.fullmatch(category)):
             raise bad_input(f"{where}.category must be a category id", f"{where}.category")
-        out.append(ReportedHit(hit_id, float(ts), url, category))
+        nav_token = item.get("nav_token")
+        if not isinstance(nav_token, str) or not _NAV_TOKEN.fullmatch(nav_token):
+            raise bad_input(f"{where}.nav_token must be the install's token for this block",
+                            f"{where}.nav_token")
+        out.append(ReportedHit(hit_id, float(ts), url, category, nav_token))
     return out
 
 
@@ -113,9 +139,8 @@ def to_hit_record(hit: ReportedHit, user: UserRecord, policy: Policy, tz: ZoneIn
         source, severity = decision.source or "", decision.severity or ""
         alert = decision.safeguarding_alert
     else:
-        known = hit.category in policy.categories or hit.category == "override"
         category, rule, source, severity, alert = (
-            hit.category if known else "", "off-network", "browser extension", "", False)
+            "", "off-network", "browser extension", "", False)
     day = hit_id_day(hit.id)
     assert day is not None
     return day, HitRecord(

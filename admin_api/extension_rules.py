@@ -9,9 +9,21 @@ extension expands each host rule into two Chrome rules (a redirect to its block 
 page loads, a plain block for everything else), so the whole set stays far inside Chrome's
 limits (30,000 dynamic rules, 5,000 of them "unsafe" redirects).
 
-Priorities copy the policy's precedence (see :mod:`categories.policy`): illegal lists, then
-overrides (user over group over everyone, then the longer target, then block over allow),
-then allow categories, then block categories by severity, then the profile's defaults.
+Priorities copy the policy's precedence (see :mod:`categories.policy`): illegal lists always
+win; then overrides (user over group over everyone, then the longer target, then block over
+allow); then, between allow-list and block entries, the most specific match wins (a URL
+prefix over any host entry, a longer domain over a shorter one) and a tie blocks (block
+entries rank above allow entries of the same length, the more severe category first); then
+the profile's defaults. So host rules are split by category *and* by the number of labels
+in their domains.
+
+Curated and listed URL prefixes (``host/path``) become ``url-prefix`` rules: a handful of
+prefixes per rule, which the extension compiles into one RE2 ``regexFilter``, so a listed
+page is refused before the request leaves the browser. Chrome allows 1,000 regex rules, so
+at most :data:`MAX_URL_RULES` such rules are sent (the most severe categories first). The
+hosts of any prefixes left out get a ``check`` rule: Chrome holds page loads of those hosts
+until the extension has asked the backend about the full address (nothing reaches the site
+first); ``unexpressed_prefixes`` counts them.
 
 Each rule has a stable id and a content digest. The rule set's version is a digest of those,
 and :class:`RulesetHistory` remembers recent versions so a client that sends ``since`` gets
@@ -42,13 +54,26 @@ each rule (and each update message) a manageable size."""
 REFRESH_SECONDS = 300
 """How often the extension asks again (cheap: an unchanged set answers ``unchanged``)."""
 
-PRIORITY_BLOCK_BASE = 10
-"""Block categories: 10 + severity rank (1-4), so the most severe category wins."""
+PRIORITY_ENTRY_BASE = 30
+"""Host entries: 30 + 10 x labels (at most 20), + 5 + severity rank (1-4) for block entries,
+so a longer domain wins, and at the same length a block entry (the most severe first)."""
+MAX_LABELS_RANKED = 20
+PRIORITY_URL_PREFIX = PRIORITY_ENTRY_BASE + 10 * (MAX_LABELS_RANKED + 1)
+"""URL prefixes: above every host entry; + 5 + severity rank for block entries."""
 PRIORITY_CATCH_ALL = 1
 PRIORITY_IP_LITERAL = 5
-PRIORITY_ALLOW_CATEGORY = 20
 PRIORITY_OVERRIDE_BASE = 1000
 PRIORITY_ILLEGAL = 5000
+PREFIXES_PER_RULE = 4
+"""URL prefixes per url-prefix rule (one case-sensitive regexFilter each, within RE2's 2 KB
+program limit; the extension turns any rule Chrome still refuses into a check rule)."""
+MAX_PREFIX_LENGTH = 200
+MAX_URL_RULES = 400
+"""url-prefix rules per set: each becomes two regex rules, and Chrome allows 1,000."""
+_CHECK_ID_BASE = 800_000
+"""``check`` rules: 800,000 + 100 x category ordinal + chunk (below the overrides)."""
+_URL_IDS_FROM = 50
+"""Within a category's 100 ids: 0-49 domain rules, 50-99 url-prefix rules."""
 _SCOPE_RANK = {OverrideScope.USER: 3, OverrideScope.GROUP: 2, OverrideScope.EVERYONE: 1}
 
 # Stable rule ids: categories get 100 ids each (by sorted category id), overrides and the
@@ -61,7 +86,8 @@ _OVERRIDE_ID_BASE = 900_000
 
 @dataclass(frozen=True)
 class HostRule:
-    """One compact rule: ``block`` (shows the block page) or ``allow`` for ``domains``
+    """One compact rule: ``block`` (shows the block page), ``allow``, or ``check`` (page
+    loads wait for the backend's decision on the full address) for ``domains``
     (each covers its subdomains). ``match`` is ``domains``, ``ip-literal`` or ``everything``."""
 
     id: int
@@ -72,11 +98,17 @@ class HostRule:
     reason: str
     domains: tuple[str, ...] = ()
     match: str = "domains"
+    prefixes: tuple[str, ...] = ()
+    """``url-prefix`` rules only: ``host/path`` entries (each covers subdomains and the paths
+    below, as on the proxy)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "action": self.action, "priority": self.priority,
-                "category": self.category, "title": self.title, "reason": self.reason,
-                "match": self.match, "domains": list(self.domains)}
+        out = {"id": self.id, "action": self.action, "priority": self.priority,
+               "category": self.category, "title": self.title, "reason": self.reason,
+               "match": self.match, "domains": list(self.domains)}
+        if self.match == "url-prefix":
+            out["prefixes"] = list(self.prefixes)
+        return out
 
     def digest(self) -> str:
         raw = json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True)
@@ -89,6 +121,8 @@ class Ruleset:
     rules: tuple[HostRule, ...]
     refresh_after: int
     """Seconds until the set should be fetched again (sooner when a window or override ends)."""
+    unexpressed_prefixes: int = 0
+    """URL prefixes left out for Chrome's regex limit (the backend check covers them)."""
 
     @property
     def digests(self) -> dict[int, str]:
@@ -139,19 +173,46 @@ def category_hosts(policy: Policy) -> dict[str, tuple[str, ...]]:
             for category_id, hosts in found.items()}
 
 
+def category_url_prefixes(policy: Policy) -> dict[str, tuple[str, ...]]:
+    """Every category's listed URL prefixes as ``host/path``, sorted (IPv6 hosts left out)."""
+    found: dict[str, set[str]] = {}
+    for index, feeds in _index_feeds(policy):
+        urls = index._urls  # the index has no public walk over its URL entries
+        for key, kid in urls.iteritems():
+            slash = key.find("/")
+            if slash <= 1:
+                continue
+            host, path = key[:slash][-2::-1], key[slash:]
+            if ":" in host or len(host) + len(path) > MAX_PREFIX_LENGTH:
+                continue
+            payload = index._payload(
+                kid, index._url_combo, index._url_line, index._url_extras)
+            for list_id, _line in payload:
+                for category in feeds[list_id]:
+                    found.setdefault(category.id, set()).add(host + path)
+    return {category_id: tuple(sorted(prefixes)) for category_id, prefixes in found.items()}
+
+
+@dataclass(frozen=True)
+class CategoryEntries:
+    hosts: dict[str, tuple[str, ...]]
+    prefixes: dict[str, tuple[str, ...]]
+
+
 class CategoryHostsCache:
-    """:func:`category_hosts` computed once per loaded base policy (it walks the snapshot)."""
+    """:func:`category_hosts` and :func:`category_url_prefixes`, computed once per loaded
+    base policy (they walk the snapshot)."""
 
     def __init__(self) -> None:
-        self._by_policy: weakref.WeakKeyDictionary[Policy, dict[str, tuple[str, ...]]] = (
+        self._by_policy: weakref.WeakKeyDictionary[Policy, CategoryEntries] = (
             weakref.WeakKeyDictionary())
         self._lock = threading.Lock()
 
-    def get(self, base: Policy) -> dict[str, tuple[str, ...]]:
+    def get(self, base: Policy) -> CategoryEntries:
         with self._lock:
             cached = self._by_policy.get(base)
             if cached is None:
-                cached = category_hosts(base)
+                cached = CategoryEntries(category_hosts(base), category_url_prefixes(base))
                 self._by_policy[base] = cached
             return cached
 
@@ -229,27 +290,79 @@ def _override_rules(overrides: Iterable[Override], user: str, group: str, now: f
     return rules, next_expiry
 
 
+def _labels(domain: str) -> int:
+    return min(domain.count(".") + 1, MAX_LABELS_RANKED)
+
+
 def build_ruleset(policy: Policy, hosts: dict[str, tuple[str, ...]], *, user: str, group: str,
-                  at: datetime | None = None) -> Ruleset:
+                  at: datetime | None = None,
+                  prefixes: dict[str, tuple[str, ...]] | None = None) -> Ruleset:
     """The rule set for ``user`` in ``group`` at ``at`` (now by default)."""
     at = at or datetime.now(UTC)
     rules: list[HostRule] = []
+    url_rules: list[tuple[int, HostRule]] = []
+    unexpressed = 0
+    left_out: dict[str, tuple[int, int, set[str]]] = {}  # category -> (ordinal, priority, hosts)
+
+    def leave_out(ordinal: int, rule: HostRule, prefixes: tuple[str, ...]) -> None:
+        if rule.action != "block":
+            return  # an allow prefix left out: its host's block rules still hold (closed)
+        entry = left_out.setdefault(rule.category, (ordinal, rule.priority, set()))
+        entry[2].update(prefix.split("/", 1)[0] for prefix in prefixes)
+
     for ordinal, category_id in enumerate(sorted(policy.categories)):
         category = policy.categories[category_id]
         domains = hosts.get(category_id, ())
-        if not domains:
+        listed = (prefixes or {}).get(category_id, ())
+        if not domains and not listed:
             continue
         if category.kind is CategoryKind.ALLOW:
-            action, priority = "allow", PRIORITY_ALLOW_CATEGORY
+            action, bonus = "allow", 0
         elif _blocks_for(category, policy, group, at):
-            action = "block"
-            priority = (PRIORITY_ILLEGAL if category.illegal
-                        else PRIORITY_BLOCK_BASE + category.severity.rank)
+            action, bonus = "block", 5 + category.severity.rank
         else:
             continue
-        for chunk_number, chunk in enumerate(_chunks(domains)[:_IDS_PER_CATEGORY]):
+        first_id = 1000 + ordinal * _IDS_PER_CATEGORY
+        by_labels: dict[int, list[str]] = {}
+        for domain in domains:
+            by_labels.setdefault(_labels(domain), []).append(domain)
+        chunk_number = 0
+        for labels in sorted(by_labels):
+            priority = (PRIORITY_ILLEGAL if category.illegal
+                        else PRIORITY_ENTRY_BASE + 10 * labels + bonus)
+            for chunk in _chunks(tuple(by_labels[labels])):
+                if chunk_number >= _URL_IDS_FROM:
+                    break
+                rules.append(HostRule(
+                    id=first_id + chunk_number, action=action, priority=priority,
+                    category=category.id, title=category.title, reason=category.reason,
+                    domains=chunk))
+                chunk_number += 1
+        url_priority = PRIORITY_ILLEGAL if category.illegal else PRIORITY_URL_PREFIX + bonus
+        for n in range(0, len(listed), PREFIXES_PER_RULE):
+            number = n // PREFIXES_PER_RULE
+            if _URL_IDS_FROM + number >= _IDS_PER_CATEGORY:
+                unexpressed += len(listed) - n
+                leave_out(ordinal, HostRule(id=0, action=action, priority=url_priority,
+                                            category=category.id, title="", reason=""),
+                          listed[n:])
+                break
+            url_rules.append((url_priority, HostRule(
+                id=first_id + _URL_IDS_FROM + number, action=action, priority=url_priority,
+                category=category.id, title=category.title, reason=category.reason,
+                match="url-prefix", prefixes=listed[n:n + PREFIXES_PER_RULE])))
+    # Chrome's regex budget: the most severe (highest priority) categories first
+    url_rules.sort(key=lambda pr: (-pr[0], pr[1].id))
+    ordinals = {c: n for n, c in enumerate(sorted(policy.categories))}
+    for _priority, rule in url_rules[MAX_URL_RULES:]:
+        unexpressed += len(rule.prefixes)
+        leave_out(ordinals[rule.category], rule, rule.prefixes)
+    rules.extend(rule for _priority, rule in url_rules[:MAX_URL_RULES])
+    for category_id, (ordinal, priority, check_hosts) in sorted(left_out.items()):
+        category = policy.categories[category_id]
+        for chunk_number, chunk in enumerate(_chunks(tuple(sorted(check_hosts)))[:100]):
             rules.append(HostRule(
-                id=1000 + ordinal * _IDS_PER_CATEGORY + chunk_number, action=action,
+                id=_CHECK_ID_BASE + ordinal * _IDS_PER_CATEGORY + chunk_number, action="check",
                 priority=priority, category=category.id, title=category.title,
                 reason=category.reason, domains=chunk))
     overrides, next_expiry = _override_rules(policy.overrides, user, group, at.timestamp())
@@ -270,7 +383,7 @@ def build_ruleset(policy: Policy, hosts: dict[str, tuple[str, ...]], *, user: st
     if next_expiry is not None:
         refresh = max(1, min(refresh, int(next_expiry - at.timestamp()) + 1))
     return Ruleset(group=group, rules=tuple(sorted(rules, key=lambda r: r.id)),
-                   refresh_after=refresh)
+                   refresh_after=refresh, unexpressed_prefixes=unexpressed)
 
 
 # -- versions and deltas ---------------------------------------------------------------------
@@ -300,7 +413,8 @@ def delta_payload(ruleset: Ruleset, since: str | None, history: RulesetHistory
     """The response body: ``unchanged``, a delta from a remembered ``since``, or everything."""
     version = ruleset.version
     base = {"version": version, "group": ruleset.group, "refresh_after": ruleset.refresh_after,
-            "limits": {"max_domains_per_rule": MAX_DOMAINS_PER_RULE}}
+            "limits": {"max_domains_per_rule": MAX_DOMAINS_PER_RULE},
+            "unexpressed_prefixes": ruleset.unexpressed_prefixes}
     if since is not None and since == version:
         return {**base, "unchanged": True, "full": False, "rules": [], "remove": []}
     history.remember(ruleset)
@@ -312,3 +426,45 @@ def delta_payload(ruleset: Ruleset, since: str | None, history: RulesetHistory
     changed = [r.to_dict() for r in ruleset.rules if before.get(r.id) != now[r.id]]
     removed = sorted(set(before) - set(now))
     return {**base, "unchanged": False, "full": False, "rules": changed, "remove": removed}
+
+
+# -- the Chrome rules a host rule becomes (the extension's lib/dnr_rules.js does the same) --
+
+SUBRESOURCES = ("sub_frame", "stylesheet", "script", "image", "font", "object",
+                "xmlhttprequest", "ping", "media", "websocket", "webtransport", "other")
+IP_LITERAL_REGEX = ("^[a-z][a-z0-9+.-]*://(\\[[0-9a-fA-F:.]+\\]|[0-9]+(\\.[0-9]+){3})"
+                    "(:[0-9]+)?(/|$)")
+_REGEX_SPECIAL = frozenset(".*+?^${}()|[]\\/")
+
+
+def _regex_escape(text: str) -> str:
+    return "".join("\\" + c if c in _REGEX_SPECIAL else c for c in text)
+
+
+def url_prefix_regex(prefixes: tuple[str, ...]) -> str:
+    """One RE2 pattern for ``host/path`` prefixes: the host or a subdomain of it, any port,
+    then the path, ending at a boundary (as the proxy's URL entries match)."""
+    parts = []
+    for prefix in prefixes:
+        host, _, path = prefix.partition("/")
+        parts.append(f"{_regex_escape(host)}\\.?(:[0-9]+)?/{_regex_escape(path)}")
+    return ("^https?://([^/?#@]*\\.)?(" + "|".join(parts) + ")([/?&;#]|$)")
+
+
+def chrome_rules(rule: HostRule) -> list[dict[str, Any]]:
+    """The two Chrome rules (ids 2n: page loads, 2n+1: everything else) for a host rule."""
+    condition: dict[str, Any] = {}
+    if rule.match == "domains":
+        condition["requestDomains"] = list(rule.domains)
+    elif rule.match == "ip-literal":
+        condition["regexFilter"] = IP_LITERAL_REGEX
+    elif rule.match == "url-prefix":
+        condition["regexFilter"] = url_prefix_regex(rule.prefixes)
+        condition["isUrlFilterCaseSensitive"] = True  # paths are; hosts come lowercased
+    action = {"type": "allow" if rule.action == "allow" else "block"}
+    page = {"id": rule.id * 2, "priority": rule.priority, "action": action,
+            "condition": {**condition, "resourceTypes": ["main_frame"]}}
+    if rule.action == "check":
+        return [page]  # page loads wait for the extension's check; the rest go on
+    return [page, {"id": rule.id * 2 + 1, "priority": rule.priority, "action": action,
+                   "condition": {**condition, "resourceTypes": list(SUBRESOURCES)}}]

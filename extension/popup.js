@@ -12,9 +12,11 @@ function describeNetwork(status) {
     return `On the centre network${who}.`;
   }
   if (status.network === "off") {
-    return status.offNetworkFiltering
-      ? "Away from the centre network: this browser keeps filtering for you."
-      : "Away from the centre network.";
+    if (!status.offNetworkFiltering) return "Not on the centre network.";
+    return status.user
+      ? "Not on the centre network: this browser filters for you, as the centre's filter would."
+      : "Not on the centre network: this browser blocks what the centre's filter blocks for "
+        + "everyone. Sign in to use your own filtering group.";
   }
   return "Checking the network…";
 }
@@ -34,7 +36,8 @@ async function showRequests() {
     const item = document.createElement("li");
     item.dataset.requestId = request.id;
     item.dataset.status = request.status;
-    const when = request.created_at ? new Date(request.created_at * 1000).toLocaleString() : "";
+    const when = request.created_at ? new Date(request.created_at * 1000).toLocaleString("en-GB",
+      { dateStyle: "long", timeStyle: "short" }) : "";
     item.textContent = `${request.url}: ${OUTCOMES[request.status] ?? request.status}`
       + (request.note ? ` (${request.note})` : "") + (when ? `, asked ${when}` : "");
     list.append(item);
@@ -53,8 +56,12 @@ async function refresh() {
     $("user-name").textContent = status.user.display_name || status.user.name;
     $("user-group").textContent = `Filtering group: ${status.user.group}`;
     await showRequests();
-  } else if (status.configured) {
-    $("username").focus();
+  } else {
+    // nobody signed in: nothing of the last user stays on the page
+    $("user-name").textContent = "";
+    $("user-group").textContent = "";
+    $("requests").replaceChildren();
+    if (status.configured) $("username").focus();
   }
 }
 
@@ -70,6 +77,11 @@ $("sign-in").addEventListener("submit", async (event) => {
   if (!answer.ok) {
     $("sign-in-problem").textContent = answer.message;
     $("sign-in-problem").hidden = false;
+    return;
+  }
+  const next = new URLSearchParams(location.search).get("next") ?? "";
+  if (/^https?:\/\//i.test(next)) {
+    location.href = next; // back to the page that asked for a sign-in
     return;
   }
   await refresh();

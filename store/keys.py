@@ -163,3 +163,12 @@ class Keys:
 
     def proxy_instance(self, instance: str) -> str:
         return self._k("proxy", instance)
+
+    # browser extension devices (added for the extension's device sign-in; keep at the end)
+    def extension_device(self, device_id: str) -> str:
+        """hash: a signed-in extension install (user, refresh-token digest, hit key)."""
+        return self._k("extdevice", device_id)
+
+    def extension_devices(self, user: str) -> str:
+        """set: the device ids of a user's extension installs, for revocation."""
+        return self._k("extdevices", user)

@@ -1,18 +1,22 @@
 """Real components for the extension's browser tests: the admin API as a subprocess (so it
 can be stopped and started again), Debian's Chromium with the unpacked extension (through
-Playwright), and small API clients."""
+Playwright), a loopback origin that records every request it receives, and small API
+clients."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,33 @@ from tests.proxy_harness import REPO, free_port, stop_process, wait_until_health
 
 EXTENSION = REPO / "extension"
 CHROMIUM = "/usr/bin/chromium"
+MANAGED_POLICY_DIR = Path("/etc/chromium/policies/managed")
+"""The only place Chromium on Linux reads managed (mandatory) policy from."""
+
+
+def unpacked_extension_id(path: Path) -> str:
+    """The id Chromium gives an extension loaded unpacked from ``path``."""
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:32]
+    return "".join(chr(ord("a") + int(c, 16)) for c in digest)
+
+
+@contextmanager
+def managed_policy(policy: dict[str, Any]) -> Iterator[Path]:
+    """Chromium's managed policy for the duration of the block: the file (and any folder
+    made for it) is removed afterwards, even on failure."""
+    made = [d for d in (MANAGED_POLICY_DIR.parent, MANAGED_POLICY_DIR) if not d.exists()]
+    MANAGED_POLICY_DIR.mkdir(parents=True, exist_ok=True)
+    path = MANAGED_POLICY_DIR / f"esafety-test-{os.getpid()}.json"
+    path.write_text(json.dumps(policy))
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+        for directory in reversed(made):
+            try:
+                directory.rmdir()
+            except OSError:
+                pass  # something else was put there meanwhile: leave it
 
 
 @dataclass
@@ -100,6 +131,12 @@ class ExtensionBrowser:
     def status(self) -> dict[str, Any]:
         return dict(self.worker.evaluate("() => esafetyStatus()"))
 
+    def memory(self) -> dict[str, float]:
+        """The service worker's JS heap (MB), from Chrome's own performance.memory."""
+        used = self.worker.evaluate("() => performance.memory ? performance.memory.usedJSHeapSize"
+                                    " : 0")
+        return {"sw_heap_mb": round(float(used) / 1e6, 2)}
+
     def sign_in(self, name: str, password: str) -> Page:
         """Sign in through the popup page, opened in a tab, as a learner would."""
         page = self.context.new_page()
@@ -129,3 +166,51 @@ def extension_browser(playwright: Playwright, user_data_dir: Path, *extra_args: 
         yield ExtensionBrowser(context, worker)
     finally:
         context.close()
+
+
+Answer = Callable[[str, str, dict[str, str]], tuple[int, dict[str, str], bytes]]
+
+
+def _echo(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    body = json.dumps({"method": method, "path": path, "host": headers.get("host", "")})
+    return 200, {"Content-Type": "application/json"}, body.encode()
+
+
+class RecordingOrigin:
+    """A loopback HTTP server that logs every request it receives as ``(host, path)``: a
+    leak shows up here, where it would happen. ``answer`` makes the response (an echo by
+    default)."""
+
+    def __init__(self, answer: Answer = _echo) -> None:
+        self.requests: list[tuple[str, str]] = []
+        origin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _serve(self) -> None:
+                host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
+                origin.requests.append((host, self.path))
+                status, headers, body = answer(self.command, self.path,
+                                               {k.lower(): v for k, v in self.headers.items()})
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_HEAD = _serve
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def hosts(self) -> set[str]:
+        return {host for host, _path in self.requests}
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,8 +1,8 @@
 // Requests to the esafety admin API, built as {url, init} for fetch(). The bearer token
 // goes in the Authorization header; cookies are never sent (credentials: "omit").
 
-function request(base, path, { token = null, method = "GET", body = undefined } = {}) {
-  const headers = { Accept: "application/json" };
+function request(base, path, { token = null, method = "GET", body = undefined, headers: extra = {} } = {}) {
+  const headers = { Accept: "application/json", ...extra };
   if (token) headers.Authorization = `Bearer ${token}`;
   const init = { method, headers, credentials: "omit", cache: "no-store" };
   if (body !== undefined) {
@@ -42,17 +42,43 @@ export function rulesRequest(base, token, since) {
   return request(base, `/api/v1/extension/rules${query}`, { token });
 }
 
+/** The strictest profile's rules, for a browser nobody valid is signed in to. */
+export function unsignedRulesRequest(base, since) {
+  const query = since ? `?since=${encodeURIComponent(since)}` : "";
+  return request(base, `/api/v1/extension/unsigned-rules${query}`);
+}
+
+/** Register this install after sign-in: a refresh token, the hit key and the probe key. */
+export function deviceRequest(base, token, deviceId, publicKey) {
+  return request(base, "/api/v1/extension/devices", { token, method: "POST",
+    body: { device_id: deviceId, public_key: publicKey } });
+}
+
+/** A new bearer token for this install (after a browser restart, or when one expires),
+ * proven with the install's device key (see device_key.js). */
+export function sessionRequest(base, deviceId, refreshToken, proof) {
+  return request(base, "/api/v1/extension/session", { method: "POST",
+    body: { device_id: deviceId, refresh_token: refreshToken, ts: proof.ts, sig: proof.sig } });
+}
+
+/** Sign this install out: its refresh token stops working. */
+export function forgetDeviceRequest(base, token, deviceId) {
+  return request(base, "/api/v1/extension/devices/current", { token, method: "DELETE",
+    headers: { "X-Esafety-Device": deviceId } });
+}
+
 export function checkRequest(base, token, url, { recent = false } = {}) {
   const query = new URLSearchParams({ url });
   if (recent) query.set("recent", "true");
   return request(base, `/api/v1/extension/check?${query}`, { token });
 }
 
-export function hitsRequest(base, token, batch) {
+export function hitsRequest(base, token, deviceId, batch) {
   return request(base, "/api/v1/extension/hits", {
     token, method: "POST",
-    body: { batch_id: batch.batchId,
-      hits: batch.hits.map((h) => ({ id: h.id, ts: h.ts, url: h.url, category: h.category })) },
+    body: { batch_id: batch.batchId, device_id: deviceId,
+      hits: batch.hits.map((h) => ({ id: h.id, ts: h.ts, url: h.url, category: h.category,
+        nav_token: h.navToken })) },
   });
 }
 

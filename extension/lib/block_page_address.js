@@ -1,32 +1,18 @@
-// The extension's block page address: what was blocked, how, and the reference.
-// Built by the service worker and the off-network redirect rules, read by block.js.
+// The extension's block page address. The service worker alone opens the page, with a
+// one-time ticket (see block_tickets.js); everything shown comes from the worker.
 
-export const VIAS = Object.freeze(["proxy", "tunnel", "rules", "check"]);
-const MAX_URL = 2000;
+import { isTicket } from "./block_tickets.js";
 
-export function blockPageUrl(base, { url, via, hitId = "", category = "" }) {
-  const params = new URLSearchParams({ via });
-  if (hitId) params.set("hit", hitId);
-  if (category) params.set("category", category);
-  return `${base}?${params}#${String(url).slice(0, MAX_URL)}`;
+export function blockPageUrl(base, ticket) {
+  return `${base}?${new URLSearchParams({ t: ticket })}`;
 }
 
-/** Parse a block page location; unknown or malformed values come back empty. */
+/** The ticket in a block page location, or "" when missing or malformed. */
 export function readBlockPageUrl(href) {
-  let parsed;
   try {
-    parsed = new URL(href);
+    const ticket = new URL(href).searchParams.get("t") ?? "";
+    return isTicket(ticket) ? ticket : "";
   } catch {
-    return null;
+    return "";
   }
-  const via = parsed.searchParams.get("via") ?? "";
-  const hitId = parsed.searchParams.get("hit") ?? "";
-  const category = parsed.searchParams.get("category") ?? "";
-  const url = parsed.hash.slice(1);
-  return {
-    via: VIAS.includes(via) ? via : "",
-    hitId: /^[0-9]{8}-[0-9A-Za-z]{8}$/.test(hitId) ? hitId.toUpperCase() : "",
-    category: /^[a-z0-9_-]{1,41}$/.test(category) ? category : "",
-    url: /^https?:\/\//i.test(url) && url.length <= MAX_URL ? url : "",
-  };
 }

@@ -1,14 +1,12 @@
 // Messages between the extension's pages and its service worker, checked on arrival.
 // Only the extension's own popup and block page may send them; each type has a fixed shape.
+// The block page names what it shows only by the one-time ticket the worker opened it with.
 
 const USER_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
-const HIT_ID = /^[0-9]{8}-[0-9A-Za-z]{8}$/;
+const TICKET = /^[0-9a-f]{32}$/;
 
 const text = (max, { required = true } = {}) => (v) => (typeof v === "string"
   && v.length <= max && (!required || v.trim().length > 0) ? null : `must be text up to ${max}`);
-const webUrl = (v) => (typeof v === "string" && v.length <= 2000 && /^https?:\/\//i.test(v)
-  ? null : "must be an http(s) address");
-const optional = (check) => (v) => (v === undefined || v === "" ? null : check(v));
 const matches = (re, what) => (v) => (typeof v === "string" && re.test(v) ? null : what);
 
 // type -> {field: check}; the sender page each type may come from.
@@ -18,16 +16,11 @@ export const SHAPES = Object.freeze({
     username: matches(USER_NAME, "must be a user name"), password: text(1024) } },
   signOut: { from: ["popup.html"], fields: {} },
   myRequests: { from: ["popup.html"], fields: {} },
-  explainBlock: { from: ["block.html"], fields: {
-    url: optional(webUrl), hitId: optional(matches(HIT_ID, "must be a block reference")),
-    category: optional(matches(/^[a-z0-9_-]{1,41}$/, "must be a category id")),
-    via: matches(/^(proxy|tunnel|rules|check)$/, "must be how it was blocked") } },
+  explainBlock: { from: ["block.html"], fields: { ticket: matches(TICKET, "must be a block ticket") } },
   reportAccident: { from: ["block.html"], fields: {
-    url: optional(webUrl), hitId: optional(matches(HIT_ID, "must be a block reference")),
-    whatHappened: text(2000) } },
+    ticket: matches(TICKET, "must be a block ticket"), whatHappened: text(2000) } },
   askReview: { from: ["block.html"], fields: {
-    url: webUrl, hitId: optional(matches(HIT_ID, "must be a block reference")),
-    reason: text(1000) } },
+    ticket: matches(TICKET, "must be a block ticket"), reason: text(1000) } },
 });
 
 /**

@@ -8,7 +8,11 @@ export const DEFAULTS = Object.freeze({
   offNetworkFiltering: true,
   proxyRealm: "esafety",
   probeUrl: "http://esafety-proxy.invalid/status",
+  probeKey: "",
+  offNetworkUnsigned: "",
 });
+
+export const OFFNETWORK_UNSIGNED = Object.freeze(["block_prohibited", "block_all"]);
 
 const CENTRE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,40}$/;
 
@@ -43,6 +47,12 @@ export function resolveSettings(managed, local) {
     }
     if (typeof given.proxyRealm === "string" && /^[\w .-]{1,64}$/.test(given.proxyRealm)) {
       out.proxyRealm = given.proxyRealm;
+    }
+    if (typeof given.probeKey === "string" && /^[0-9a-f]{64}$/.test(given.probeKey)) {
+      out.probeKey = given.probeKey;
+    }
+    if (OFFNETWORK_UNSIGNED.includes(given.offNetworkUnsigned)) {
+      out.offNetworkUnsigned = given.offNetworkUnsigned;
     }
   }
   return Object.freeze(out);

@@ -20,8 +20,13 @@ test("requests carry the bearer token, JSON bodies and never cookies", () => {
   assert.equal(api.rulesRequest(BASE, "t", "abc").url, `${BASE}/api/v1/extension/rules?since=abc`);
   const login = api.loginRequest(BASE, "l1", "pw");
   assert.equal(login.init.headers.Authorization, undefined);
-  const hits = JSON.parse(api.hitsRequest(BASE, "t", { batchId: "b1", hits: [{ id: "i", ts: 1, url: "u", category: "c", extra: 1 }] }).init.body);
-  assert.deepEqual(hits, { batch_id: "b1", hits: [{ id: "i", ts: 1, url: "u", category: "c" }] });
+  const hits = JSON.parse(api.hitsRequest(BASE, "t", "dev1", { batchId: "b1", hits: [{ id: "i", ts: 1, url: "u", category: "c", navToken: "n", extra: 1 }] }).init.body);
+  assert.deepEqual(hits, { batch_id: "b1", device_id: "dev1", hits: [{ id: "i", ts: 1, url: "u", category: "c", nav_token: "n" }] });
+  const session = api.sessionRequest(BASE, "dev1", "refresh", { ts: 5, sig: "ab" });
+  assert.equal(session.init.headers.Authorization, undefined);
+  assert.deepEqual(JSON.parse(session.init.body), { device_id: "dev1", refresh_token: "refresh", ts: 5, sig: "ab" });
+  assert.equal(api.unsignedRulesRequest(BASE, null).init.headers.Authorization, undefined);
+  assert.equal(api.forgetDeviceRequest(BASE, "t", "dev1").init.headers["X-Esafety-Device"], "dev1");
   assert.equal(api.errorMessage(400, { error: { message: "bad" } }), "bad");
 });
 
@@ -39,11 +44,45 @@ test("new hit ids look like the proxy's and carry the local day", () => {
   assert.ok(isHitId(newHitId(new Date(), (n) => crypto.getRandomValues(new Uint8Array(n)))));
 });
 
-test("the block page address round-trips and drops anything malformed", () => {
-  const href = blockPageUrl("chrome-extension://id/block.html", { url: "https://x.example/a?b=1#c", via: "proxy", hitId: "20261122-7KQ2X9AB", category: "gambling" });
-  assert.deepEqual(readBlockPageUrl(href), { via: "proxy", hitId: "20261122-7KQ2X9AB", category: "gambling", url: "https://x.example/a?b=1#c" });
-  assert.deepEqual(readBlockPageUrl("chrome-extension://id/block.html?via=evil&hit=x&category=%3Cb%3E#javascript:alert(1)"),
-    { via: "", hitId: "", category: "", url: "" });
+test("the block page address carries only a ticket, and tickets are one per block", async () => {
+  const { addTicket, ticketEntry, MAX_TICKETS, TICKET_TTL_MS } = await import("../lib/block_tickets.js");
+  const ticket = "0123456789abcdef0123456789abcdef";
+  const href = blockPageUrl("chrome-extension://id/block.html", ticket);
+  assert.equal(readBlockPageUrl(href), ticket);
+  // the old address form (anyone could write it) names nothing
+  assert.equal(readBlockPageUrl("chrome-extension://id/block.html?via=rules#https://x.example/"), "");
+  let tickets = addTicket({}, ticket, { url: "https://x.example/" }, 1000);
+  assert.equal(ticketEntry(tickets, ticket, 2000).url, "https://x.example/");
+  assert.equal(ticketEntry(tickets, "f".repeat(32), 2000), null);
+  assert.equal(ticketEntry(tickets, ticket, 1000 + TICKET_TTL_MS), null);
+  for (let i = 0; i < MAX_TICKETS + 5; i += 1) tickets = addTicket(tickets, i.toString(16).padStart(32, "0"), {}, 2000 + i);
+  assert.equal(Object.keys(tickets).length, MAX_TICKETS);
+});
+
+test("the probe answer counts only when signed for this nonce, recently", async () => {
+  const { probeIsGenuine, navigationToken } = await import("../lib/signatures.js");
+  const hex = (b) => [...new Uint8Array(b)].map((x) => x.toString(16).padStart(2, "0")).join("");
+  const pair = await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign", "verify"]);
+  const other = await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign", "verify"]);
+  const key = hex(await crypto.subtle.exportKey("raw", pair.publicKey));
+  const otherKey = hex(await crypto.subtle.exportKey("raw", other.publicKey));
+  const nonce = "ab".repeat(16);
+  const ts = 1764600000;
+  const sign = async (k, n, centre) => hex(await crypto.subtle.sign({ name: "Ed25519" }, k,
+    new TextEncoder().encode(`esafety-probe-v1\n${n}\n${centre}\n${ts}`)));
+  const answer = { proxy: "esafety", centre: "main", nonce, ts, sig: await sign(pair.privateKey, nonce, "main") };
+  const now = ts * 1000;
+  assert.equal(await probeIsGenuine(key, nonce, answer, { now }), true);
+  assert.equal(await probeIsGenuine(key, nonce, answer, { now, centreId: "main" }), true);
+  assert.equal(await probeIsGenuine(key, nonce, answer, { now, centreId: "north" }), false);
+  assert.equal(await probeIsGenuine(key, "cd".repeat(16), answer, { now }), false); // replayed
+  assert.equal(await probeIsGenuine(key, nonce, answer, { now: now + 600000 }), false); // stale
+  assert.equal(await probeIsGenuine(otherKey, nonce, answer, { now }), false); // another key
+  assert.equal(await probeIsGenuine(key, nonce, { ...answer, centre: "x" }, { now }), false);
+  assert.equal(await probeIsGenuine("", nonce, { proxy: "esafety" }, { now }), false); // no key
+  assert.equal(await probeIsGenuine(key, nonce, { ...answer, proxy: "other" }, { now }), false);
+  assert.equal(await probeIsGenuine(key, nonce, { ...answer, sig: "00".repeat(64) }, { now }), false);
+  assert.match(await navigationToken("11".repeat(32), "20261122-7KQ2X9AB", 1.5, "https://x.example/"), /^[0-9a-f]{64}$/);
 });
 
 test("managed settings win over the local fallback, and bad values are ignored", () => {
