@@ -285,8 +285,37 @@ def build_document() -> dict[str, Any]:
                      "required": ["id", "ts", "url"],
                      "properties": {"id": HIT_ID, "ts": {"type": "number"},
                                     "url": {"type": "string", "maxLength": 2000},
-                                    "category": {"type": "string", "maxLength": 41}}}}},
-                ["batch_id", "hits"]))},
+                                    "category": {"type": "string", "maxLength": 41},
+                                    "nav_token": {"type": "string",
+                                                  "pattern": "^[0-9a-f]{64}$"}}}},
+                 "device_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{16,64}$"}},
+                ["batch_id", "device_id", "hits"]))},
+        "/api/v1/extension/unsigned-rules": {"get": _op(
+            routes_extension.extension_unsigned_rules, "The strictest profile's off-network "
+            "rules, for a browser nobody is signed in to (no sign-in needed), with the "
+            "offnetwork_unsigned setting", "extension",
+            parameters=[_q("since", "version from an earlier answer",
+                           {"type": "string", "pattern": "^[0-9a-f]{20}$"})])},
+        "/api/v1/extension/devices": {"post": _op(
+            routes_extension.extension_register_device, "Register this extension install "
+            "after sign-in: a refresh token, the hit key and the probe key", "extension",
+            ok=201, body=_body({"device_id": {"type": "string",
+                                              "pattern": "^[A-Za-z0-9_-]{16,64}$"},
+                                "public_key": {"type": "string",
+                                               "pattern": "^04[0-9a-f]{128}$"}},
+                               ["device_id", "public_key"]))},
+        "/api/v1/extension/devices/current": {"delete": _op(
+            routes_extension.extension_forget_device, "Sign this install out (the "
+            "X-Esafety-Device header names it); its refresh token stops working",
+            "extension")},
+        "/api/v1/extension/session": {"post": _op(
+            routes_extension.extension_session, "A new bearer token for a registered "
+            "install, from its device id and refresh token (no sign-in needed)", "extension",
+            body=_body({"device_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{16,64}$"},
+                        "refresh_token": {"type": "string", "maxLength": 200},
+                        "ts": {"type": "integer"},
+                        "sig": {"type": "string", "maxLength": 200}},
+                       ["device_id", "refresh_token", "ts", "sig"]))},
     }
     return {
         "openapi": "3.0.3",

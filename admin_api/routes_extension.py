@@ -85,8 +85,8 @@ _UNSIGNED: weakref.WeakKeyDictionary[
 
 
 def offnetwork_unsigned(state: AdminState) -> str:
-    """The ``offnetwork_unsigned`` setting (``block_prohibited`` when not configured)."""
-    value = getattr(state.settings.config, "offnetwork_unsigned", "block_prohibited")
+    """The config's ``extension.offnetwork_unsigned`` (validated there)."""
+    value = state.settings.config.offnetwork_unsigned
     return value if value in OFFNETWORK_UNSIGNED else "block_prohibited"
 
 

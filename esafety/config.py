@@ -149,6 +149,16 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "prevent_watch_terms": {"type": "array", "items": {"type": "string"}},
             },
         },
+        "extension": {
+            "type": "object", "additionalProperties": False,
+            "properties": {
+                "offnetwork_unsigned": {
+                    "enum": ["block_prohibited", "block_all"],
+                    "description": "off the centre network with nobody signed in: block the "
+                                   "prohibited categories (block_prohibited) or every page "
+                                   "until someone signs in (block_all)"},
+            },
+        },
         "upstream": {
             "type": "object", "additionalProperties": False,
             "properties": {
@@ -290,6 +300,8 @@ class Config:
     alerts: dict[str, Any] = field(default_factory=dict)
     list_sources: tuple[ListSource, ...] = ()
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
+    offnetwork_unsigned: str = "block_prohibited"
+    """What the browser extension blocks off the centre network with nobody signed in."""
 
 
 def _on_off(value: object, default: str) -> str:
@@ -414,4 +426,6 @@ def load_config(path: Path | None) -> Config:
         list_sources=tuple(ListSource(s["name"], s["url"], s.get("format"), s.get("list"))
                            for s in (data.get("lists") or {}).get("sources", [])),
         upstream=upstream,
+        offnetwork_unsigned=(data.get("extension") or {}).get("offnetwork_unsigned",
+                                                              "block_prohibited"),
     )

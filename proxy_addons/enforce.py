@@ -27,6 +27,7 @@ from proxy_addons.block_page import block_headers, connect_refusal, render_block
 from proxy_addons.hitlog import HitQueue
 from proxy_addons.identify import Identify, Identity, identity_of
 from proxy_addons.policy_sync import PolicySync
+from proxy_addons.probe_signature import ProbeError, sign_probe
 from proxy_addons.tunnel_plan import ONBOARDING_HOST, TunnelAction, TunnelPlan, TunnelPlanner
 from store.records import HitRecord, day_of, new_hit_id
 
@@ -66,8 +67,11 @@ def looks_like_doh(flow: http.HTTPFlow) -> bool:
 
 class Enforce:
     def __init__(self, config: Config, identify: Identify, policy_sync: PolicySync,
-                 hits: HitQueue, clock: Callable[[], datetime] | None = None) -> None:
+                 hits: HitQueue, clock: Callable[[], datetime] | None = None,
+                 probe_key: bytes | None = None) -> None:
         self.config = config
+        self.probe_key = probe_key
+        """The private key that signs probe answers (see :mod:`store.probe_key`)."""
         self.identify = identify
         self.policy_sync = policy_sync
         self.hits = hits
@@ -206,6 +210,12 @@ class Enforce:
         body = {"proxy": "esafety", "centre": self.config.centre_id, "site": identity.site,
                 "user": identity.user, "group": identity.group,
                 "identified_by": identity.source}
+        nonce = flow.request.query.get("nonce", "")
+        if self.probe_key is not None and nonce:
+            try:
+                body = sign_probe(self.probe_key, nonce, body)
+            except ProbeError:
+                pass  # answered unsigned: the extension counts it as off-network
         flow.response = http.Response.make(
             200, json.dumps(body).encode(),
             {"Content-Type": "application/json", "Cache-Control": "no-store",

@@ -41,6 +41,7 @@ from proxy_addons.upstream_guard import UpstreamGuard, redis_ports
 from store.connection import connect
 from store.hits import HitWriter
 from store.keys import Keys
+from store.probe_key import load_or_create_probe_key
 
 log = logging.getLogger("esafety.proxy")
 
@@ -113,7 +114,8 @@ async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
                     worker_id=f"{os.uname().nodename}-{settings.worker}")
     identify = Identify(config, redis, keys)
     policy_sync = PolicySync(instance, redis, keys)
-    enforce = Enforce(config, identify, policy_sync, hits)
+    enforce = Enforce(config, identify, policy_sync, hits,
+                      probe_key=load_or_create_probe_key(data_dir))
     guard = UpstreamGuard(config.upstream, enforce, own_ports(instance, settings))
     service = ProxyService(policy_sync, hits, enforce, identify, status, settings.worker)
     service.redis_url = instance.redis_url

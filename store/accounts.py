@@ -29,6 +29,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from store.extension_devices import revoke_user_devices
 from store.keys import Keys
 from store.records import ROLES, UserRecord
 
@@ -215,6 +216,9 @@ async def revoke_token(redis: Redis, keys: Keys, token: str) -> None:
 
 
 async def revoke_all_tokens(redis: Redis, keys: Keys, name: str) -> int:
+    """End every sign-in of ``name``: bearer tokens, browser sessions, and the browser
+    extension's installs (their refresh tokens); returns how many tokens and installs."""
+    installs = await revoke_user_devices(redis, keys, name)
     digests = await redis.smembers(keys.user_tokens(name))
     async with redis.pipeline(transaction=True) as pipe:
         for digest in digests:
@@ -223,4 +227,4 @@ async def revoke_all_tokens(redis: Redis, keys: Keys, name: str) -> int:
         _bump(pipe, keys, name)
         results = await pipe.execute()
     await _announce(redis, keys, int(results[-1]))
-    return len(digests)
+    return len(digests) + installs

@@ -38,14 +38,19 @@ def load_or_create_probe_key(data_dir: Path) -> bytes:
         data_dir.mkdir(parents=True, exist_ok=True)
         fresh = Ed25519PrivateKey.generate().private_bytes(
             Encoding.Raw, PrivateFormat.Raw, NoEncryption()).hex()
+        # Written whole to a private file, then linked into place: a process that starts at the
+        # same moment (another worker, the admin) reads either no key or the whole key.
+        partial = path.with_name(f".{PROBE_KEY_FILE}.{os.getpid()}")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(fresh + "\n")
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.link(partial, path)
+            text = fresh
         except FileExistsError:
             text = path.read_text().strip()  # another process made it first
-        else:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(fresh + "\n")
-            text = fresh
+        finally:
+            partial.unlink()
     key = bytes.fromhex(text)
     if len(key) != 32:
         raise ValueError(f"{path} must hold a 32-byte key in hex")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.hashes import SHA256
@@ -19,7 +21,9 @@ from admin_api.extension_rules import (
     chrome_rules,
 )
 from categories.profiles import GroupProfile
+from categories.validated_yaml import ValidationFailed
 from esafety.cli import import_path
+from esafety.config import load_config
 from store.extension_devices import navigation_token
 from store.probe_key import probe_key_path, public_probe_key
 from store.records import new_hit_id
@@ -369,3 +373,33 @@ async def test_the_rule_set_for_the_list_snapshot_fits_chromes_limits(
     regex_rules = [r for r in ruleset.rules if r.match in ("url-prefix", "ip-literal")]
     assert 2 * len(regex_rules) <= 990
 
+
+
+async def test_the_configured_offnetwork_policy_reaches_unsigned_installs(
+        make_api: ApiFactory, tmp_path: Path) -> None:
+    """`extension.offnetwork_unsigned: block_all` in the config is what an install with nobody
+    signed in is told; a value the schema does not know is a config error naming the key."""
+    config_file = tmp_path / "esafety.yaml"
+    config_file.write_text("extension:\n  offnetwork_unsigned: block_all\n")
+    assert load_config(config_file).offnetwork_unsigned == "block_all"
+    api = await make_api(profiles=PROFILES, run_workers=False, offnetwork_unsigned="block_all")
+    status, body = await api.call("GET", UNSIGNED_RULES)
+    assert status == 200 and body["offnetwork_unsigned"] == "block_all"
+    config_file.write_text("extension:\n  offnetwork_unsigned: allow_everything\n")
+    with pytest.raises(ValidationFailed) as failed:
+        load_config(config_file)
+    assert "extension.offnetwork_unsigned" in str(failed.value)
+
+
+async def test_revoking_a_users_tokens_ends_their_installs_sign_in(make_api: ApiFactory) -> None:
+    """IT's "end all sessions" reaches the extension too: the install's refresh token stops
+    working, so a lost laptop keeps only the unsigned (strictest) rules."""
+    api = await _api(make_api)
+    learner = await api.user("learner1", "learner")
+    admin = await api.user("admin1", "admin")
+    device, _key, grant = await _device(api, learner)
+    status, body = await api.call("POST", "/api/v1/users/learner1/revoke-tokens", admin)
+    assert status == 200, body
+    status, _ = await api.call("POST", SESSION, json={
+        "device_id": device, "refresh_token": grant["refresh_token"], **_proof(device)})
+    assert status == 401
