@@ -20,11 +20,12 @@ import ipaddress
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from mitmproxy import http
+from mitmproxy import connection, http
 from mitmproxy.proxy import server_hooks
 
 from categories.decision import Action, Decision, Rule
@@ -162,6 +163,9 @@ class UpstreamGuard:
         self.own_ports: set[int] = set(own_ports)
         self.resolver: Resolver = system_resolver
         self._cache: dict[tuple[str, int], tuple[float, list[tuple[str, int]]]] = {}
+        self._names: MutableMapping[connection.Server, tuple[str, int]] = (
+            weakref.WeakKeyDictionary())
+        """Pinned connections, by the name they were asked for (see ``server_connected``)."""
         self.refused = 0
 
     # -- the check -----------------------------------------------------------------------------
@@ -233,7 +237,22 @@ class UpstreamGuard:
             return
         if server.sni is None and ip_literal(host) is None:
             server.sni = data.client.sni or verdict.host
-        server.address = verdict.address
+        if verdict.address != server.address:
+            self._names[server] = server.address
+            server.address = verdict.address
+
+    def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
+        """Once connected to the checked address, the connection is known by its name again.
+
+        mitmproxy reuses an open upstream connection for the next request only when the
+        connection's ``address`` equals the request's ``(host, port)``; a connection left
+        under its pinned IP would never be reused, and every keep-alive request would open a
+        new one (and stall). Renaming an open connection is refused by ``Server.__setattr__``,
+        which guards against redirecting it; this only gives back the name whose resolution
+        was checked and connected to, so it goes round that guard deliberately."""
+        name = self._names.pop(data.server, None)
+        if name is not None:
+            object.__setattr__(data.server, "address", name)
 
     async def http_connect(self, flow: http.HTTPFlow) -> None:
         """A CONNECT to a refused destination gets its 403 at CONNECT time."""

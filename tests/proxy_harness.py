@@ -82,6 +82,8 @@ class SeenRequest:
     host: str
     path_qs: str
     headers: dict[str, str]
+    peer_port: int = 0
+    """The source port of the connection it came on: one value per upstream connection."""
 
     def mentions(self, text: str) -> bool:
         text = text.lower()
@@ -93,9 +95,10 @@ SEEN = web.AppKey("seen", list[SeenRequest])
 
 async def _echo(request: web.Request) -> web.Response:
     body = await request.read()
+    peer = request.transport.get_extra_info("peername") if request.transport else None
     request.app[SEEN].append(SeenRequest(
         "https" if request.secure else "http", request.method, request.host,
-        request.path_qs, dict(request.headers)))
+        request.path_qs, dict(request.headers), int(peer[1]) if peer else 0))
     return web.json_response({
         "method": request.method,
         "host": request.host,

@@ -7,8 +7,10 @@ byte, and raw-socket clients. A leak is asserted where it would happen: at the o
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -507,3 +509,22 @@ def test_proxy_and_forwarding_headers_never_reach_the_origin(proxy: ProxyProcess
     received = {name.lower() for name in seen.headers}
     assert received.isdisjoint(name.lower() for name in PROXY_HEADERS), received
     assert "a secret password" not in str(seen.headers)
+
+
+def test_keep_alive_requests_share_one_checked_upstream_connection(
+        proxy: ProxyProcess, origins: Origins) -> None:
+    """Pinning each upstream connection to its checked address must not cost keep-alive: ten
+    plain-HTTP requests on one client connection reach the origin on one upstream connection
+    (before the fix, every request opened a new one and keep-alive stalled at 20 requests/s)."""
+    marker = _marker()
+    urls = [f"http://allowed.test/{marker}/{i}" for i in range(10)]
+    done = subprocess.run(
+        ["curl", "-sS", "--max-time", "30", "-x", proxy.proxy_url, "--noproxy", "",
+         "--cacert", str(proxy.ca_cert), "-w", "%{http_code} ",
+         *(arg for url in urls for arg in ("-o", "/dev/null", url))],
+        capture_output=True, text=True, timeout=60,
+        env={k: v for k, v in os.environ.items() if "proxy" not in k.lower()})
+    assert done.stdout.split() == ["200"] * 10, done.stdout + done.stderr
+    seen = origins.saw(marker)
+    assert len(seen) == 10
+    assert len({request.peer_port for request in seen}) == 1, [r.peer_port for r in seen]
