@@ -315,7 +315,7 @@ class FrontListener:
 
         try:
             sock = self.sock or bind_listener(self.host, self.port)
-            self._server = await asyncio.start_server(self.handler, sock=sock,
+            self._server = await asyncio.start_server(self._accepted, sock=sock,
                                                       limit=HEAD_LIMIT)
         except (ListenError, OSError) as exc:
             self.failed = (str(exc) if isinstance(exc, ListenError) else
@@ -328,6 +328,18 @@ class FrontListener:
         where = self._server.sockets[0].getsockname() if self._server.sockets else ()
         log.info("filtering proxy listening at %s", describe(str(where[0]), int(where[1]))
                  if where else describe(self.host, self.port))
+
+    async def _accepted(self, reader: asyncio.StreamReader,
+                        writer: asyncio.StreamWriter) -> None:
+        """Every connection without Nagle's algorithm. asyncio only switches it off for
+        sockets made with ``IPPROTO_TCP``, and a listening socket from ``socket.create_server``
+        or a supervisor's descriptor need not be one; with Nagle on, each small response
+        waited for the client's delayed ACK (about 40 ms a request on keep-alive)."""
+        sock = writer.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        await self.handler(reader, writer)
 
     async def done(self) -> None:
         if self._server is not None:

@@ -163,6 +163,7 @@ class UpstreamGuard:
         self.own_ports: set[int] = set(own_ports)
         self.resolver: Resolver = system_resolver
         self._cache: dict[tuple[str, int], tuple[float, list[tuple[str, int]]]] = {}
+        self._verdicts: dict[tuple[str, int], tuple[float, Destination | Refusal]] = {}
         self._names: MutableMapping[connection.Server, tuple[str, int]] = (
             weakref.WeakKeyDictionary())
         """Pinned connections, by the name they were asked for (see ``server_connected``)."""
@@ -190,7 +191,22 @@ class UpstreamGuard:
         return not any(a.allows(address, port) for a in self.settings.allow_internal)
 
     async def check(self, host: str, port: int) -> Destination | Refusal:
-        """Resolve ``host`` once and check every address it gives."""
+        """Resolve ``host`` once and check every address it gives. A verdict is remembered
+        as long as the resolution it rests on (plain-HTTP keep-alive asks on every request)."""
+        key = (host, port)
+        remembered = self._verdicts.get(key)
+        if remembered is not None and remembered[0] > time.monotonic():
+            verdict = remembered[1]
+            if isinstance(verdict, Refusal) and verdict.decision is not None:
+                self.refused += 1
+            return verdict
+        verdict = await self._check(host, port)
+        if len(self._verdicts) >= CACHE_LIMIT:
+            self._verdicts.clear()
+        self._verdicts[key] = (time.monotonic() + CACHE_SECONDS, verdict)
+        return verdict
+
+    async def _check(self, host: str, port: int) -> Destination | Refusal:
         name = host.strip("[]").rstrip(".").lower()
         if name == ONBOARDING_HOST:
             return self._refuse(name, ONBOARDING_REASON)
