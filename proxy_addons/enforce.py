@@ -218,8 +218,9 @@ class Enforce:
                 pass  # answered unsigned: the extension counts it as off-network
         flow.response = http.Response.make(
             200, json.dumps(body).encode(),
-            {"Content-Type": "application/json", "Cache-Control": "no-store",
-             "Access-Control-Allow-Origin": "*"})
+            # No CORS header: the extension reads it with its host permission, and no web page
+            # may learn who is browsing.
+            {"Content-Type": "application/json", "Cache-Control": "no-store"})
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None or flow.request.method == "CONNECT":

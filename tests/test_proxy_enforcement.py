@@ -319,5 +319,8 @@ def test_the_proxy_answers_its_probe_with_who_is_browsing(proxy: ProxyProcess) -
     assert result.status == 200
     assert result.json() == {"proxy": "esafety", "centre": "test-centre", "site": "test-wifi",
                              "user": "learner1", "group": "learner", "identified_by": "auth"}
+    # A web page's script may fetch it through the proxy, but the browser shows it nothing:
+    # no CORS grant, so no site can learn the learner's name.
+    assert "access-control-allow-origin" not in result.headers.lower()
     anonymous = curl(proxy, "http://esafety-proxy.invalid/status").json()
     assert anonymous["user"] is None and anonymous["identified_by"] == "network"
