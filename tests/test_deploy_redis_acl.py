@@ -20,6 +20,8 @@ from urllib.parse import quote
 import pytest
 import redis as sync_redis
 import yaml
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from categories.overrides import Override, OverrideScope
 from esafety.embedded_redis import EmbeddedRedis, find_redis_server
@@ -35,6 +37,9 @@ from tests.test_deploy_workers import _status_pair
 from tests.test_service_up import _descendants
 
 PRIVATE_FILES = ("admin.password", "proxy.password", "users.acl", "redis.conf", "redis.log")
+
+NO_RETRY = Retry(NoBackoff(), 0)
+"""A refused sign-in is final: redis-py would otherwise retry it with back-off (4 s a try)."""
 
 
 def _passwords(directory: Path) -> list[str]:
@@ -57,7 +62,7 @@ def test_the_embedded_redis_refuses_anonymous_clients_and_keeps_its_secrets_priv
             for name in ("users.acl", "redis.conf", "redis.log"):
                 assert password not in (directory / name).read_text()
         # Anyone who can reach the port, without the password, can do nothing.
-        anonymous = sync_redis.Redis(port=server.port, socket_timeout=5)
+        anonymous = sync_redis.Redis(port=server.port, socket_timeout=5, retry=NO_RETRY)
         for command in (("SET", "esafety:overrides", "x"), ("HSET", "esafety:user:me", "role",
                         "admin"), ("GET", "esafety:policy:version"), ("KEYS", "*"),
                         ("ACL", "SETUSER", "me", "on", "nopass", "+@all", "~*"),
@@ -65,10 +70,11 @@ def test_the_embedded_redis_refuses_anonymous_clients_and_keeps_its_secrets_priv
             with pytest.raises(sync_redis.AuthenticationError):
                 anonymous.execute_command(*command)
         with pytest.raises(sync_redis.AuthenticationError):
-            sync_redis.Redis(port=server.port, username="default", password="").ping()
+            sync_redis.Redis(port=server.port, username="default", password="",
+                             retry=NO_RETRY).ping()
         with pytest.raises(sync_redis.AuthenticationError):
             sync_redis.Redis(port=server.port, username=redis_acl.ADMIN_USER,
-                             password="guessed").ping()
+                             password="guessed", retry=NO_RETRY).ping()
         admin = sync_redis.Redis.from_url(server.url, decode_responses=True)
         admin.set("esafety:policy:version", "7")
         with pytest.raises(sync_redis.exceptions.NoPermissionError):
