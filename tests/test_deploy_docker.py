@@ -18,6 +18,8 @@ import jsonschema
 import pytest
 import redis as sync_redis
 import yaml
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from esafety.redis_commands import acl_template
 from store import redis_acl
@@ -194,7 +196,8 @@ def test_compose_redis_start_script_locks_a_real_redis(tmp_path: Path) -> None:
         assert (tmp_path / "conf" / "users.acl").stat().st_mode & 0o777 == 0o600
         cmdline = Path(f"/proc/{server.pid}/cmdline").read_bytes().decode()
         assert admin_password not in cmdline and proxy_password not in cmdline
-        anonymous = sync_redis.Redis(port=port, socket_timeout=5)
+        anonymous = sync_redis.Redis(port=port, socket_timeout=5,
+                                     retry=Retry(NoBackoff(), 0))  # refused is final
         with pytest.raises(sync_redis.AuthenticationError):
             anonymous.set("esafety:overrides", "allow everything")
         proxy_file = secrets / "redis_proxy_password"
