@@ -10,11 +10,12 @@ import socket
 import stat
 import time
 from dataclasses import replace
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from admin_api.housekeeping import apply_retention
 from admin_api.pseudonymiser import KEY_FILE
-from tests.api_harness import Api, ApiFactory, hit, import_list
+from tests.api_harness import TZ, Api, ApiFactory, hit, import_list
 
 DAY = 86400.0
 
@@ -44,7 +45,7 @@ async def test_filters_and_cursor_pages(api: Api) -> None:
                                  for h in body["items"])
     _, body = await api.call("GET", "/api/v1/hits?group=staff", manager)
     assert [h["host"] for h in body["items"]] == ["old.example"]
-    since = time.strftime("%Y-%m-%d", time.localtime(now - 2 * DAY))
+    since = datetime.fromtimestamp(now - 2 * DAY, TZ).strftime("%Y-%m-%d")  # the centre's day
     _, body = await api.call("GET", f"/api/v1/hits?from={since}", manager)
     assert len(body["items"]) == 25
     _, body = await api.call("GET", "/api/v1/hits?q=SITE12", manager)
@@ -145,7 +146,8 @@ async def test_quarterly_report_is_accessible_printable_html(api: Api) -> None:
     status, _ = await api.call("POST", "/api/v1/unblock-requests", learner,
                                json={"url": "casino.example", "reason": "project"})
     assert status == 201
-    quarter = f"{time.localtime().tm_year}Q{(time.localtime().tm_mon - 1) // 3 + 1}"
+    today = datetime.now(TZ)  # the centre's calendar, not the machine's
+    quarter = f"{today.year}Q{(today.month - 1) // 3 + 1}"
     async with api.client.get(f"/api/v1/reports/quarterly?quarter={quarter}",
                               headers=api.auth(manager)) as resp:
         assert resp.status == 200 and resp.content_type == "text/html"

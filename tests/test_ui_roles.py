@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import datetime
 
 import pytest
 from playwright.sync_api import Browser, expect
 
 from tests.ui_harness import (
+    TZ,
     WAIT_MS,
     TabFactory,
     UiStack,
@@ -128,7 +130,8 @@ def test_every_page_loads_cleanly_with_a_label_on_every_control(stack: UiStack,
                                                                 new_tab: TabFactory) -> None:
     seeded = _seed_for_every_page(stack)
     stack.add_user("page-admin", "admin")
-    quarter = f"{time.localtime().tm_year}Q{(time.localtime().tm_mon - 1) // 3 + 1}"
+    today = datetime.now(TZ)  # the centre's calendar, not the machine's
+    quarter = f"{today.year}Q{(today.month - 1) // 3 + 1}"
     pages = {
         "unblock-queue": "/unblock-requests",
         "unblock-request": f"/unblock-requests/{seeded['request']}",
