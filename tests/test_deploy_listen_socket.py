@@ -15,7 +15,13 @@ import yaml
 
 from store.keys import Keys
 from tests.proxy_harness import PROXY_LISTS, curl_plain, free_port, write_config
-from tests.test_deploy_workers import RecordingOrigin, _children, _healthy, _status_pair
+from tests.test_deploy_workers import (
+    RecordingOrigin,
+    _children,
+    _healthy,
+    _status_pair,
+    _wait_healthy,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -34,16 +40,6 @@ def _proxy(config: Path, data: Path, port: int, status: int, redis_url: str,
          "--status-listen", f"127.0.0.1:{status}",
          "--script", str(REPO / "tests" / "addons" / "host_map.py")],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def _wait_healthy(process: subprocess.Popen[bytes], *status_ports: int) -> None:
-    deadline = time.monotonic() + 45
-    while time.monotonic() < deadline:
-        if all(_healthy(p) for p in status_ports):
-            return
-        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
-        time.sleep(0.2)
-    raise AssertionError("not healthy in time")
 
 
 def test_a_second_proxy_on_the_same_port_fails_and_the_first_keeps_every_request(

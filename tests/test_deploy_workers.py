@@ -79,6 +79,17 @@ def _healthy(port: int) -> bool:
         return False
 
 
+def _wait_healthy(process: subprocess.Popen[bytes], *status_ports: int) -> None:
+    """Until every status port answers; fails at once with the process's errors if it exits."""
+    deadline = time.monotonic() + 45
+    while time.monotonic() < deadline:
+        if all(_healthy(p) for p in status_ports):
+            return
+        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+        time.sleep(0.2)
+    raise AssertionError("not healthy in time")
+
+
 def _hit_ids(url: str, keys: Keys) -> list[str]:
     client = sync_redis.Redis.from_url(url, decode_responses=True)
     try:
@@ -299,11 +310,7 @@ def test_every_worker_applies_an_override_whichever_way_redis_is_named(
          "--script", str(REPO / "tests" / "addons" / "host_map.py")],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 40
-        while not (_healthy(status) and _healthy(status + 1)) and time.monotonic() < deadline:
-            assert supervisor.poll() is None, supervisor.stderr.read().decode() if supervisor.stderr else ""
-            time.sleep(0.2)
-        assert _healthy(status) and _healthy(status + 1)
+        _wait_healthy(supervisor, status, status + 1)
         # The control: an unlisted site is served, so the origin route works.
         assert curl_plain(f"http://127.0.0.1:{port}", "http://allowed-site.test/ok")[0] == 200
         assert "allowed-site.test" in origin.hosts()
@@ -341,11 +348,7 @@ def test_workers_start_from_any_working_directory(tmp_path: Path, redis_url: str
          "--script", str(REPO / "tests" / "addons" / "host_map.py")],
         cwd=elsewhere, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 40
-        while not (_healthy(status) and _healthy(status + 1)) and time.monotonic() < deadline:
-            assert supervisor.poll() is None, supervisor.stderr.read().decode() if supervisor.stderr else ""
-            time.sleep(0.2)
-        assert _healthy(status) and _healthy(status + 1)
+        _wait_healthy(supervisor, status, status + 1)
         workers = _children(supervisor.pid)
         assert len(workers) == 2
         time.sleep(2)
@@ -380,11 +383,7 @@ def test_every_worker_gets_the_mitmproxy_options_and_no_fast_path(
          "--mitm-option", "body_size_limit=5"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 40
-        while not (_healthy(status) and _healthy(status + 1)) and time.monotonic() < deadline:
-            assert supervisor.poll() is None, supervisor.stderr.read().decode() if supervisor.stderr else ""
-            time.sleep(0.2)
-        assert _healthy(status) and _healthy(status + 1)
+        _wait_healthy(supervisor, status, status + 1)
         answers = _until_both_workers_served(status, port, "http://allowed-site.test/", 30)
         assert len(origin.seen) == len(answers)  # the origin answered every request...
         assert all(code == 502 and "body_size_limit" in body for code, body in answers), \
