@@ -4,8 +4,8 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-UI_PACKAGES := admin_api/ui_packages
-UI_VENDOR := admin_api/static/vendor
+UI_PACKAGES := admin_api/web/ui_packages
+UI_VENDOR := admin_api/web/static/vendor
 
 .PHONY: run test lint typecheck pytest bench system-deps ui-vendor clean
 
@@ -75,7 +75,7 @@ bench-proxy: $(STAMP) system-deps
 .PHONY: soak
 soak: $(STAMP) system-deps
 	ESAFETY_OUTAGE_SECONDS=60 $(BIN)/pytest -q -p no:cacheprovider \
-	  tests/test_security_outages.py tests/test_deploy_workers.py -k "under_load or killing"
+	  tests/security/test_security_outages.py tests/deployment/test_deploy_workers.py -k "under_load or killing"
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache artifacts $(UI_VENDOR) $(UI_PACKAGES)/node_modules

@@ -16,19 +16,20 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from admin_api import housekeeping
-from admin_api.alert_consumer import AlertConsumer
-from admin_api.alert_delivery import AlertDelivery
 from admin_api.context import METRICS, SETTINGS, STATE, AdminSettings, AdminState
 from admin_api.errors import error_middleware
-from admin_api.log_feeder import LogFeeder
 from admin_api.log_store import LogStore
 from admin_api.openapi import openapi_document
 from admin_api.policy_view import PolicyView
 from admin_api.pseudonymiser import Pseudonymiser
 from admin_api.request_metrics import RequestMetrics
+from admin_api.routes import RESOURCES
 from admin_api.security_headers import add_security_headers
 from admin_api.sessions import authentication_middleware
+from admin_api.workers import housekeeping
+from admin_api.workers.alert_consumer import AlertConsumer
+from admin_api.workers.alert_delivery import AlertDelivery
+from admin_api.workers.log_feeder import LogFeeder
 from store.connection import connect
 
 log = logging.getLogger(__name__)
@@ -98,23 +99,6 @@ async def _stopped(tasks: list[asyncio.Task[None]]) -> None:
 
 
 def build_app(settings: AdminSettings) -> web.Application:
-    from admin_api import (
-        routes_alerts,
-        routes_audit,
-        routes_auth,
-        routes_categories,
-        routes_extension,
-        routes_health,
-        routes_hits,
-        routes_overrides,
-        routes_proxy_config,
-        routes_reports,
-        routes_summary,
-        routes_ui,
-        routes_unblock_requests,
-        routes_users,
-    )
-
     metrics = RequestMetrics()
     app = web.Application(
         middlewares=[metrics.middleware(), error_middleware, authentication_middleware],
@@ -124,8 +108,6 @@ def build_app(settings: AdminSettings) -> web.Application:
     app.cleanup_ctx.append(admin_resources)
     app.on_response_prepare.append(add_security_headers)
     app.router.add_get("/api/v1/openapi.json", openapi_document)
-    for module in (routes_health, routes_proxy_config, routes_auth, routes_users, routes_unblock_requests,
-                   routes_overrides, routes_summary, routes_reports, routes_hits, routes_alerts,
-                   routes_audit, routes_categories, routes_extension, routes_ui):
+    for module in RESOURCES:
         app.add_routes(module.routes)
     return app

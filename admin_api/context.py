@@ -13,14 +13,14 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from redis.asyncio import Redis
 
-from admin_api.alert_consumer import AlertConsumer
-from admin_api.log_feeder import LogFeeder
 from admin_api.log_store import LogStore
 from admin_api.policy_view import PolicyView
 from admin_api.pseudonymiser import Pseudonymiser
 from admin_api.request_metrics import RequestMetrics
-from esafety.config import Config
-from esafety.instance import Instance
+from admin_api.workers.alert_consumer import AlertConsumer
+from admin_api.workers.log_feeder import LogFeeder
+from deployment.config import Config
+from deployment.instance import Instance
 from store.keys import Keys
 from store.login_limits import LoginLimits
 from store.records import UserRecord

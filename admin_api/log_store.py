@@ -3,7 +3,7 @@
 Redis is the bus and the live state, but it cannot answer "this user's blocks last month"
 over millions of stream entries without reading them all (see docs/architecture.md for the
 measurement). Each admin process therefore keeps its own indexed copy of the ``hits`` stream
-here; :mod:`admin_api.log_feeder` appends to it in batches and applies retention.
+here; :mod:`admin_api.workers.log_feeder` appends to it in batches and applies retention.
 
 Queries run in worker threads (``asyncio.to_thread``), each on its own read connection; WAL
 mode lets them read while the feeder writes. Queries page by a cursor of ``(ts, rowid)``,

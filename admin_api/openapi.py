@@ -1,6 +1,6 @@
 """The OpenAPI 3.0 document served at ``/api/v1/openapi.json``.
 
-Written by hand, one entry per route; ``tests/test_api_openapi.py`` checks that every route in
+Written by hand, one entry per route; ``tests/admin_api/test_api_openapi.py`` checks that every route in
 the app's router is documented (with the roles its handler really admits, in ``x-roles``)
 and that nothing documented is missing from the router.
 """
@@ -12,7 +12,49 @@ from typing import Any
 from aiohttp import web
 
 from admin_api import roles
-from esafety import __version__
+from admin_api.routes import (
+    accident_reports as routes_reports,
+)
+from admin_api.routes import (
+    alerts as routes_alerts,
+)
+from admin_api.routes import (
+    audit as routes_audit,
+)
+from admin_api.routes import (
+    auth as routes_auth,
+)
+from admin_api.routes import (
+    categories as routes_categories,
+)
+from admin_api.routes import (
+    extension as routes_extension,
+)
+from admin_api.routes import (
+    health as routes_health,
+)
+from admin_api.routes import (
+    hits as routes_hits,
+)
+from admin_api.routes import (
+    overrides as routes_overrides,
+)
+from admin_api.routes import (
+    proxy_config as routes_proxy_config,
+)
+from admin_api.routes import (
+    reports as routes_summary,
+)
+from admin_api.routes import (
+    ui as routes_ui,
+)
+from admin_api.routes import (
+    unblock_requests as routes_unblock_requests,
+)
+from admin_api.routes import (
+    users as routes_users,
+)
+from deployment import VERSION
 from store.records import ROLES
 
 JSON = "application/json"
@@ -83,23 +125,6 @@ def _op(handler: Any, summary: str, tag: str, *, parameters: list[dict[str, Any]
 
 
 def build_document() -> dict[str, Any]:
-    from admin_api import (
-        routes_alerts,
-        routes_audit,
-        routes_auth,
-        routes_categories,
-        routes_extension,
-        routes_health,
-        routes_hits,
-        routes_overrides,
-        routes_proxy_config,
-        routes_reports,
-        routes_summary,
-        routes_ui,
-        routes_unblock_requests,
-        routes_users,
-    )
-
     u, a, h = routes_unblock_requests, routes_auth, routes_hits
     paths: dict[str, dict[str, Any]] = {
         "/healthz": {"get": _op(routes_health.healthz, "The process is up", "health")},
@@ -319,7 +344,7 @@ def build_document() -> dict[str, Any]:
     }
     return {
         "openapi": "3.0.3",
-        "info": {"title": "esafety admin API", "version": __version__,
+        "info": {"title": "esafety admin API", "version": VERSION,
                  "description": "Unblock requests, accidental-hit reports, access logs, "
                                 "safeguarding alerts and reports. Errors are JSON "
                                 '{"error": {"code", "message"}}; invalid input is 400. '

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from categories.decision import Decision
 from categories.policy import Policy
-from esafety.instance import Instance
+from deployment.instance import Instance
 from store.keys import Keys
 from store.policy_state import read_overrides
 

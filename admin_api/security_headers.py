@@ -12,8 +12,8 @@ import hashlib
 
 from aiohttp import web
 
-from admin_api.report_style import REPORT_CSS
-from admin_api.ui_content_security import UI_CSP, UI_PAGE
+from admin_api.reports.style import REPORT_CSS
+from admin_api.web.content_security import UI_CSP, UI_PAGE
 
 _STYLE_HASH = base64.b64encode(hashlib.sha256(REPORT_CSS.encode()).digest()).decode()
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"

@@ -11,10 +11,11 @@ from aiohttp import web
 
 from admin_api.app import build_app
 from admin_api.context import AdminSettings
-from esafety.embedded_redis import running_embedded_url
-from esafety.instance import Instance
-from esafety.listen_socket import ListenError as SocketListenError
-from esafety.listen_socket import bind_listener, inherited_listener
+from admin_api.routes.health import redis_auth_warning
+from deployment.instance import Instance
+from deployment.listen_socket import ListenError as SocketListenError
+from deployment.listen_socket import bind_listener, inherited_listener
+from store import redis_acl
 from store.keys import Keys
 
 _LISTEN = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):([0-9]{1,5})$")
@@ -34,7 +35,7 @@ def parse_listen(text: str) -> tuple[str | None, int]:
 
 
 def settings_for(instance: Instance) -> AdminSettings:
-    url = instance.redis_url or running_embedded_url(instance.data_dir / "redis")
+    url = instance.store_url(redis_acl.ADMIN_USER)
     if not url:
         raise ListenError("the admin API needs Redis: set --redis-url, ESAFETY_REDIS_URL or "
                           "redis_url in the config (esafety up starts an embedded one, which "
@@ -68,7 +69,6 @@ def serve(instance: Instance, listen: str, listen_fd: int | None = None) -> None
 
 def warn_if_redis_is_open(url: str, log: logging.Logger) -> None:
     """Log a warning at start when the Redis answers clients that never authenticated."""
-    from admin_api.routes_health import redis_auth_warning
 
     warning = asyncio.run(redis_auth_warning(url))
     if warning:

@@ -43,8 +43,8 @@ from playwright.sync_api import BrowserContext, Playwright, Worker, sync_playwri
 from store.accounts import create_user
 from store.connection import connect
 from store.keys import Keys
-from tests.browser_harness import CHROMIUM, AdminProcess
-from tests.proxy_harness import write_config
+from tests.harness.browser import CHROMIUM, AdminProcess
+from tests.harness.proxy import write_config
 
 PASSWORD = "correct horse battery"
 CATEGORIES = ("gambling", "adult", "agressif")

@@ -37,9 +37,9 @@ from zoneinfo import ZoneInfo
 
 import redis.asyncio as aioredis
 
-from admin_api.log_feeder import LogFeeder
 from admin_api.log_store import HitQuery, LogStore
-from admin_api.summary_report import summary
+from admin_api.reports.summary import summary
+from admin_api.workers.log_feeder import LogFeeder
 from esafety.embedded_redis import EmbeddedRedis
 from store.hits import HitWriter
 from store.keys import Keys

@@ -20,7 +20,7 @@ never fails on them. Everything runs on loopback, one proxy at a time, in the sa
 Name resolution: every proxy resolves the test names (``allowed.test``...) to loopback in the
 same way: squid through its ``hosts_file`` directive, and mitmdump, esafety and e2guardian in
 a private mount namespace (``unshare -m``) whose ``/etc/hosts`` is a bind-mounted file, so the
-machine's own ``/etc/hosts`` is never touched. ``tests/addons/host_map.py`` (``--host-map``)
+machine's own ``/etc/hosts`` is never touched. ``tests/harness/addons/host_map.py`` (``--host-map``)
 is not the default: it rewrites ``server.address`` to ``127.0.0.1``, so mitmproxy's
 ``connection_spec_matches`` never finds the open upstream connection again; every keep-alive
 request opens a new upstream connection, and the sixth request on a client connection stalls
@@ -72,7 +72,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script from anywhere: the test fixtures live in tests/
-from tests.list_fixtures import list_tree  # noqa: E402
+from tests.harness.list_fixtures import list_tree  # noqa: E402
 
 HOST_MAP = REPO / "tests" / "addons" / "host_map.py"
 PROXY_LISTS = list_tree("proxy_lists")
@@ -364,7 +364,7 @@ class Context:
 def with_hosts(ctx: Context, argv: list[str]) -> list[str]:
     """``argv`` run in its own mount namespace whose /etc/hosts maps the test names to
     loopback (the machine's /etc/hosts is untouched). With ``--host-map`` the mitmproxy-based
-    proxies use ``tests/addons/host_map.py`` instead."""
+    proxies use ``tests/harness/addons/host_map.py`` instead."""
     assert ctx.hosts_file is not None
     return ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"',
             str(ctx.hosts_file), *argv]
@@ -511,7 +511,7 @@ def prepare_esafety(ctx: Context, baseline_tree: Path | None = None) -> None:
     if done.returncode != 0:
         raise RuntimeError(f"esafety lists import failed: {done.stdout}{done.stderr}")
     # What the esafety policy blocks for the learner group now is what the peers block.
-    from esafety.instance import Instance
+    from deployment.instance import Instance
 
     instance = Instance.resolve(str(ctx.esafety_config), str(ctx.esafety_data), ctx.redis_url)
     policy = instance.load_policy()
@@ -991,7 +991,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-peers", action="store_true", help="skip squid and e2guardian")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--host-map", action="store_true",
-                        help="route mitmdump/esafety upstream with tests/addons/host_map.py "
+                        help="route mitmdump/esafety upstream with tests/harness/addons/host_map.py "
                              "instead of a private /etc/hosts (note: it defeats mitmproxy's "
                              "upstream keep-alive, see the module docstring)")
     parser.add_argument("--json", action="store_true",

@@ -99,7 +99,7 @@ def _canonical_url_fast_py(target: str) -> CanonicalURL | None:
     """The fast path for the ordinary shape of URL, or None when the general parser must run.
 
     ``categories._urlfast`` (an optional C extension) implements exactly this function; the
-    equivalence tests in ``tests/test_urlfast_equivalence.py`` hold the two together.
+    equivalence tests in ``tests/categories/test_urlfast_equivalence.py`` hold the two together.
     """
     m = _FAST_URL.match(target)
     if m is not None and len(target) <= MAX_URL_LENGTH:

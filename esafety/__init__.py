@@ -1,3 +1,1 @@
-"""esafety: the command line and the wiring of one deployment (config, data directory, store)."""
-
-__version__ = "0.1.0"
+"""esafety: the command line. It imports every layer; nothing imports it."""

@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
+from admin_api.server import ListenError, serve
+from esafety import user_commands
 from store.records import ROLES
-
-
-def _lazy(name: str) -> Any:
-    """A handler that imports ``admin_api.user_commands`` (and aiohttp) only when run."""
-    def run(args: argparse.Namespace, instance: Any) -> int:
-        from admin_api import user_commands
-        handler = getattr(user_commands, name)
-        result: int = handler(args, instance)
-        return result
-    return run
 
 
 def cmd_admin(args: argparse.Namespace, instance: Any) -> int:
     """Run the admin API; a port in use (or bad --listen) is one line and exit 2."""
-    import sys
-
-    from admin_api.server import ListenError, serve
-
     try:
         serve(instance, args.listen or instance.config.admin_listen, args.listen_fd)
     except ListenError as exc:
@@ -33,7 +22,7 @@ def cmd_admin(args: argparse.Namespace, instance: Any) -> int:
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register the admin API's subcommands (handlers import aiohttp lazily)."""
+    """Register the admin API's subcommands ."""
     admin = sub.add_parser("admin", help="run the admin API (default :8090, under /api/v1)")
     admin.add_argument("--listen", metavar="HOST:PORT",
                        help="address to listen on (default: listen.admin in the config, :8090)")
@@ -52,17 +41,17 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     add.add_argument("--password-stdin", action="store_true",
                      help="read the password from the first line of stdin (default: generate "
                           "one and print it once)")
-    add.set_defaults(handler=_lazy("cmd_users_add"))
+    add.set_defaults(handler=user_commands.cmd_users_add)
     imp = users_sub.add_parser("import", help="create users from a CSV file (username, "
                                "password, role, group)")
     imp.add_argument("file")
-    imp.set_defaults(handler=_lazy("cmd_users_import"))
+    imp.set_defaults(handler=user_commands.cmd_users_import)
     lst = users_sub.add_parser("list", help="list users")
     lst.add_argument("--json", action="store_true")
-    lst.set_defaults(handler=_lazy("cmd_users_list"))
+    lst.set_defaults(handler=user_commands.cmd_users_list)
     dis = users_sub.add_parser("disable", help="disable a user and end their sessions")
     dis.add_argument("name")
-    dis.set_defaults(handler=_lazy("cmd_users_disable"))
+    dis.set_defaults(handler=user_commands.cmd_users_disable)
     rev = users_sub.add_parser("revoke-tokens", help="end all of a user's sessions")
     rev.add_argument("name")
-    rev.set_defaults(handler=_lazy("cmd_users_revoke"))
+    rev.set_defaults(handler=user_commands.cmd_users_revoke)

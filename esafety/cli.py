@@ -24,9 +24,14 @@ from categories.list_import import ImportError_, read_source
 from categories.policy import Policy, PolicyError
 from categories.snapshot import ImportReport, SnapshotError
 from categories.validated_yaml import ValidationFailed
-from esafety import __version__, admin_commands, proxy_commands, redis_commands
-from esafety.instance import Instance
+from deployment import VERSION
+from deployment.instance import Instance
+from esafety import admin_commands, proxy_commands, redis_commands
+from esafety.backup import BackupError, backup, restore
+from store import redis_acl
+from store.connection import connect
 from store.keys import Keys
+from store.policy_state import bump_version
 
 EXIT_OK, EXIT_BLOCKED, EXIT_USAGE = 0, 1, 2
 
@@ -235,10 +240,8 @@ def cmd_config_check(args: argparse.Namespace, instance: Instance) -> int:
 
 
 def _store_client(instance: Instance) -> Any:
-    from esafety.embedded_redis import running_embedded_url
-    from store.connection import connect
 
-    url = instance.redis_url or running_embedded_url(instance.data_dir / "redis")
+    url = instance.store_url(redis_acl.ADMIN_USER)
     if url is None:
         raise UsageError("no Redis configured: give --redis-url, ESAFETY_REDIS_URL or redis_url "
                          "(or run it while esafety up runs on the same data directory)")
@@ -248,7 +251,6 @@ def _store_client(instance: Instance) -> Any:
 def cmd_backup(args: argparse.Namespace, instance: Instance) -> int:
     import asyncio
 
-    from esafety.backup import BackupError, backup
 
     async def run() -> int:
         client = _store_client(instance)
@@ -271,14 +273,12 @@ def cmd_backup(args: argparse.Namespace, instance: Instance) -> int:
 def cmd_restore(args: argparse.Namespace, instance: Instance) -> int:
     import asyncio
 
-    from esafety.backup import BackupError, restore
 
     async def run() -> int:
         client = _store_client(instance)
         try:
             summary = await restore(client, instance.config.redis_prefix, Path(args.file),
                                     force=args.force)
-            from store.policy_state import bump_version
 
             await bump_version(client, Keys(instance.config.redis_prefix))
         except BackupError as exc:
@@ -316,7 +316,7 @@ def cmd_healthcheck(args: argparse.Namespace, instance: Instance) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="esafety", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"esafety {__version__}")
+    parser.add_argument("--version", action="version", version=f"esafety {VERSION}")
     parser.add_argument("--config", help="config file (default: $ESAFETY_CONFIG)")
     parser.add_argument("--data-dir", help="data directory (default: $ESAFETY_DATA_DIR)")
     parser.add_argument("--redis-url", help="Redis URL (default: $ESAFETY_REDIS_URL)")

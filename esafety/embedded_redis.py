@@ -22,8 +22,8 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote
 
+from deployment.redis_url import with_password_file
 from store import redis_acl
-from store.connection import with_password_file
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -65,27 +65,6 @@ def load_or_create_password(path: Path) -> str:
     password = secrets.token_urlsafe(32)
     write_private(path, password + "\n")
     return password
-
-
-def running_embedded_url(directory: Path) -> str | None:
-    """The admin URL (naming its password file) of the embedded Redis that ``esafety up``
-    runs in ``directory`` (``DATA_DIR/redis``), while it answers; None otherwise. Lets the
-    CLI (``esafety users add``, ``backup``) work on the same data directory as ``up``."""
-    conf, password = directory / "redis.conf", directory / "admin.password"
-    try:
-        lines = conf.read_text(encoding="utf-8").splitlines()
-        if not password.is_file():
-            return None
-    except OSError:
-        return None
-    ports = [line.split()[1] for line in lines if line.startswith("port ") and len(line.split()) > 1]
-    if not ports or not ports[0].isdigit():
-        return None
-    try:
-        socket.create_connection(("127.0.0.1", int(ports[0])), timeout=1).close()
-    except OSError:
-        return None
-    return with_password_file(f"redis://{redis_acl.ADMIN_USER}@127.0.0.1:{ports[0]}/0", password)
 
 
 def _quoted(path: Path) -> str:

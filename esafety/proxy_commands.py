@@ -7,10 +7,12 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from esafety.instance import Instance
+from deployment.instance import Instance
+from deployment.json_logging import configure_logging
+from esafety.supervisor import run_all, run_proxy_workers
+from proxy_addons.certificate_authority import export_ca
+from proxy_addons.runner import WorkerSettings, run_worker
 
 
 def _parse_mitm_options(items: list[str]) -> dict[str, str]:
@@ -24,8 +26,6 @@ def _parse_mitm_options(items: list[str]) -> dict[str, str]:
 
 
 def cmd_proxy(args: argparse.Namespace, instance: Instance) -> int:
-    from esafety.logs import configure_logging
-    from proxy_addons.runner import WorkerSettings, run_worker
 
     configure_logging("proxy", instance.config.log_level, instance.config.log_format)
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
@@ -34,7 +34,6 @@ def cmd_proxy(args: argparse.Namespace, instance: Instance) -> int:
     mitm_options = _parse_mitm_options(args.mitm_option or [])
     listen = args.listen or instance.config.proxy_listen
     if workers > 1:
-        from esafety.supervisor import run_proxy_workers
 
         return run_proxy_workers(instance, workers, listen=listen, status_listen=
                                  _status_listen(args, instance),
@@ -72,7 +71,6 @@ def worker_passthrough(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_ca_export(args: argparse.Namespace, instance: Instance) -> int:
-    from proxy_addons.certificate_authority import export_ca
 
     written = export_ca(instance, Path(args.out) if args.out else None, args.format)
     if args.out:
@@ -81,7 +79,6 @@ def cmd_ca_export(args: argparse.Namespace, instance: Instance) -> int:
 
 
 def cmd_up(args: argparse.Namespace, instance: Instance) -> int:
-    from esafety.supervisor import run_all
 
     return run_all(instance, proxy_listen=args.proxy_listen, admin_listen=args.admin_listen)
 

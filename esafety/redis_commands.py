@@ -15,10 +15,11 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from esafety.instance import Instance
+from deployment.instance import Instance
+from esafety.embedded_redis import load_or_create_password
+from store import redis_acl
+from store.connection import connect
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -28,7 +29,6 @@ TEMPLATE_PLACEHOLDER = "@{role}_PASSWORD_SHA256@"
 
 def acl_template(prefix: str) -> str:
     """The ACL file with a placeholder for each password hash, for a start script to fill."""
-    from store import redis_acl
 
     lines = ["user default " + " ".join(redis_acl.DEFAULT_USER_RULES)]
     for role, user in redis_acl.ROLES.items():
@@ -39,8 +39,6 @@ def acl_template(prefix: str) -> str:
 
 
 def cmd_redis_acl(args: argparse.Namespace, instance: Instance) -> int:
-    from esafety.embedded_redis import load_or_create_password
-    from store import redis_acl
 
     prefix = args.prefix if args.prefix is not None else instance.config.redis_prefix
     if args.template:
@@ -72,7 +70,6 @@ def cmd_redis_acl(args: argparse.Namespace, instance: Instance) -> int:
 async def _apply(url: str, commands: list[list[str]]) -> str | None:
     from redis.exceptions import RedisError
 
-    from store.connection import connect
 
     client = connect(url)
     try:

@@ -22,8 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from deployment.instance import Instance
+from deployment.json_logging import configure_logging
+from deployment.listen_socket import ListenError, bind_listener, inherited_listener
 from esafety.embedded_redis import EmbeddedRedis, EmbeddedRedisError
-from esafety.instance import Instance
+from proxy_addons.certificate_authority import load_or_create_ca
+from proxy_addons.runner import split_listen
 
 log = logging.getLogger("esafety.supervisor")
 
@@ -160,8 +164,6 @@ def child_env(instance: Instance, redis_url: str | None = None) -> dict[str, str
 
 
 def open_listener(listen: str, default_port: int) -> socket.socket:
-    from esafety.listen_socket import bind_listener
-    from proxy_addons.runner import split_listen
 
     host, port = split_listen(listen, default_port)
     return bind_listener(host, port)
@@ -172,9 +174,6 @@ def run_proxy_workers(instance: Instance, workers: int, *, listen: str,
                       listen_fd: int | None = None) -> int:
     """N proxy workers accepting on one listening socket, bound here once (or inherited as
     ``listen_fd``); worker i answers status on port + i."""
-    from esafety.listen_socket import ListenError, inherited_listener
-    from proxy_addons.certificate_authority import load_or_create_ca
-    from proxy_addons.runner import split_listen
 
     try:
         sock = (inherited_listener(listen_fd) if listen_fd is not None
@@ -200,8 +199,6 @@ def run_proxy_workers(instance: Instance, workers: int, *, listen: str,
 
 
 def run_all(instance: Instance, *, proxy_listen: str | None, admin_listen: str | None) -> int:
-    from esafety.listen_socket import ListenError
-    from esafety.logs import configure_logging
 
     configure_logging("supervisor", instance.config.log_level, instance.config.log_format)
     instance.ensure_data_dir()

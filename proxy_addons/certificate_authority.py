@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from mitmproxy import certs
 
-from esafety.instance import Instance
+from deployment.instance import Instance
 from proxy_addons.runner import ca_dir, protect_ca
 
 CA_BASENAME = "mitmproxy"

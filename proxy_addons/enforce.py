@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from mitmproxy import connection, http, tls
 
 from categories.decision import Action, Decision, Rule
-from esafety.config import Config
+from deployment.config import Config
 from proxy_addons.block_page import block_headers, connect_refusal, render_block_page
 from proxy_addons.hitlog import HitQueue
 from proxy_addons.identify import Identify, Identity, identity_of

@@ -49,7 +49,7 @@ from mitmproxy import connection, ctx, http
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from esafety.config import Config, Network
+from deployment.config import Config, Network
 from store.accounts import (
     accounts_changed_since,
     get_user,

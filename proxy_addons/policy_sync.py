@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 from categories.definitions import CategorySet, load_definitions
 from categories.policy import Policy
 from categories.snapshot import SnapshotError
-from esafety.instance import Instance
+from deployment.instance import Instance
 from proxy_addons.policy_copy import POLICY_COPY_FILE, load_policy_copy, save_policy_copy
 from store.keys import Keys
 from store.policy_state import PolicyState, read_overrides, read_version

@@ -25,8 +25,8 @@ from mitmproxy.addons import (
 )
 from mitmproxy.proxy import mode_servers
 
-from esafety.instance import Instance
-from esafety.listen_socket import ListenError, bind_listener, inherited_listener
+from deployment.instance import Instance
+from deployment.listen_socket import ListenError, bind_listener, inherited_listener
 from proxy_addons.enforce import Enforce
 from proxy_addons.forward_headers import ForwardHeaders
 from proxy_addons.hitlog import HitQueue, Spool

@@ -27,6 +27,7 @@ from mitmproxy.proxy import server_hooks
 from mitmproxy.proxy.layers.tls import parse_client_hello
 
 from categories.decision import Decision
+from deployment.listen_socket import ListenError, bind_listener, describe
 from proxy_addons.block_page import connect_refusal
 from proxy_addons.enforce import Enforce
 from proxy_addons.identify import CHALLENGE_BODY, Identify, Identity
@@ -311,7 +312,6 @@ class FrontListener:
         self._server: asyncio.Server | None = None
 
     async def running(self) -> None:
-        from esafety.listen_socket import ListenError, bind_listener, describe
 
         try:
             sock = self.sock or bind_listener(self.host, self.port)

@@ -17,7 +17,7 @@ from enum import StrEnum
 from categories.decision import Action, Decision, Rule
 from categories.policy import Policy
 from categories.urlnorm import URLError, canonical_host
-from esafety.config import Config
+from deployment.config import Config
 from proxy_addons.identify import Identity
 from proxy_addons.search_engines import engine_of
 

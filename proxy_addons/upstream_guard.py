@@ -30,7 +30,7 @@ from mitmproxy.proxy import server_hooks
 
 from categories.decision import Action, Decision, Rule
 from categories.urlnorm import HostKind, URLError, canonical_host_with_kind
-from esafety.config import UpstreamSettings
+from deployment.config import UpstreamSettings
 from proxy_addons.block_page import connect_refusal
 from proxy_addons.enforce import ONBOARDING_REASON, Enforce
 from proxy_addons.identify import identity_of

@@ -36,7 +36,7 @@ class AccidentReport:
     review_note: str = ""
     reporter_address: str = ""
     """The client address the report was filed from: a hit logged later is attached only if
-    it is the reporter's own (see ``admin_api.routes_reports``). Never shown by the API."""
+    it is the reporter's own (see ``admin_api.routes.accident_reports``). Never shown by the API."""
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, for storage."""

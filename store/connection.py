@@ -14,15 +14,18 @@ Sentinels as well, as before.
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.sentinel import Sentinel
 from redis.credentials import CredentialProvider
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 
+from deployment.redis_url import split_password_file, with_password_file
+
+__all__ = ["anonymous_url", "connect", "read_password_file", "split_password_file", "with_password_file"]
+
 SOCKET_TIMEOUT = 3.0
-PASSWORD_FILE_PARAM = "password_file"  # noqa: S105 - a query parameter name
 
 
 class PasswordFileCredentials(CredentialProvider):
@@ -51,26 +54,6 @@ def read_password_file(path: Path) -> str:
     if not password:
         raise AuthenticationError(f"the Redis password file {path} is empty")
     return password
-
-
-def split_password_file(url: str) -> tuple[str, Path | None]:
-    """``url`` without its ``password_file`` query parameter, and that parameter's path."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    files = [value for key, value in query if key == PASSWORD_FILE_PARAM]
-    if not files:
-        return url, None
-    rest = urlencode([(k, v) for k, v in query if k != PASSWORD_FILE_PARAM])
-    return urlunsplit(parts._replace(query=rest)), Path(files[-1])
-
-
-def with_password_file(url: str, path: Path | str) -> str:
-    """``url`` naming ``path`` as its password file (unless the URL carries a password)."""
-    parts = urlsplit(url)
-    if parts.password or PASSWORD_FILE_PARAM in dict(parse_qsl(parts.query)):
-        return url
-    query = [*parse_qsl(parts.query, keep_blank_values=True), (PASSWORD_FILE_PARAM, str(path))]
-    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def _without_userinfo(url: str) -> tuple[str, str | None]:

@@ -14,10 +14,10 @@ import redis.asyncio as aioredis
 
 from esafety.embedded_redis import EmbeddedRedis
 from store.keys import Keys
-from tests.list_fixtures import list_tree
-from tests.proxy_harness import Origins, start_origins
+from tests.harness.list_fixtures import list_tree
+from tests.harness.proxy import Origins, start_origins
 
-pytest_plugins = ["tests.api_harness"]
+pytest_plugins = ["tests.harness.api"]
 """The admin API tests' fixtures (``make_api``, ``api``)."""
 
 REPO = Path(__file__).resolve().parent.parent

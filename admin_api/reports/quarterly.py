@@ -1,0 +1,210 @@
+"""The quarterly e-safety report: one printable, accessible HTML page for governors and Ofsted.
+
+It holds aggregates only (no learner names): blocks by category over the quarter, the top
+blocked sites, safeguarding alerts and how they were handled, unblock requests with their
+turnaround, and accidental-hit reports. Each chart is inline SVG with a title and
+description, and its figures are repeated in a captioned table.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections import Counter as Tally
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from html import escape
+from zoneinfo import ZoneInfo
+
+from redis.asyncio import Redis
+
+from admin_api.reports.style import REPORT_CSS
+from admin_api.reports.summary import days_in, group_key, read_counters, top_blocked_hosts
+from admin_api.reports.svg_charts import horizontal_bars, stacked_bars
+from store import accident_reports, alerts, unblock_requests
+from store.keys import Keys
+
+QUARTER = re.compile(r"([0-9]{4})Q([1-4])")
+TOP_CATEGORIES = 6
+
+
+@dataclass(frozen=True)
+class Quarter:
+    year: int
+    number: int
+
+    @classmethod
+    def parse(cls, text: str) -> Quarter:
+        match = QUARTER.fullmatch(text)
+        if match is None or not 2000 <= int(match.group(1)) <= 2999:
+            raise ValueError("quarter must look like 2026Q3")
+        return cls(int(match.group(1)), int(match.group(2)))
+
+    @property
+    def first_day(self) -> date:
+        return date(self.year, 3 * self.number - 2, 1)
+
+    @property
+    def last_day(self) -> date:
+        if self.number == 4:
+            return date(self.year, 12, 31)
+        return date.fromordinal(date(self.year, 3 * self.number + 1, 1).toordinal() - 1)
+
+    @property
+    def label(self) -> str:
+        return f"{self.year} Q{self.number}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 86400 * 2:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _p90(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+
+
+def _table(caption: str, headers: list[str], rows: list[list[object]], numeric: set[int]) -> str:
+    head = "".join(f'<th scope="col"{" class=num" if i in numeric else ""}>{escape(h)}</th>'
+                   for i, h in enumerate(headers))
+    body = []
+    for row in rows:
+        cells = []
+        for i, value in enumerate(row):
+            if i == 0:
+                cells.append(f'<th scope="row">{escape(str(value))}</th>')
+            else:
+                cls = ' class="num"' if i in numeric else ""
+                cells.append(f"<td{cls}>{escape(str(value))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    if not rows:
+        body.append(f'<tr><td colspan="{len(headers)}">None in this period.</td></tr>')
+    return (f"<table><caption>{escape(caption)}</caption><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>")
+
+
+async def render(redis: Redis, keys: Keys, quarter: Quarter, tz: ZoneInfo, centre: str) -> str:
+    days = days_in(quarter.first_day, quarter.last_day)
+    start = datetime.combine(quarter.first_day, time(0), tz).timestamp()
+    end = datetime.combine(quarter.last_day, time(23, 59, 59), tz).timestamp() + 1
+    counters = await read_counters(redis, keys, days)
+    parts: list[str] = []
+
+    # blocks by category over time (weeks)
+    weekly: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    by_category: Tally[str] = Tally()
+    total_allowed = 0
+    for counter in counters:
+        if counter.action == "block":
+            category = counter.category or "uncategorised"
+            weekly[group_key(counter, "week")][category] += counter.count
+            by_category[category] += counter.count
+        elif counter.action == "allow":
+            total_allowed += counter.count
+    weeks = sorted({group_key(c, "week") for c in counters} | {
+        f"{d.isocalendar()[0]}-W{d.isocalendar()[1]:02d}" for d in days})
+    top = [c for c, _ in by_category.most_common(TOP_CATEGORIES)]
+    series = {c: [weekly[w].get(c, 0) for w in weeks] for c in top}
+    others = [sum(v for c, v in weekly[w].items() if c not in top) for w in weeks]
+    if any(others):
+        series["other"] = others
+    total_blocks = sum(by_category.values())
+    parts.append("<section><h2>Blocked requests by category</h2>")
+    parts.append(f"<p>{total_blocks} requests were blocked this quarter"
+                 f"{f' and {total_allowed} logged as allowed' if total_allowed else ''}.</p>")
+    parts.append("<figure>" + stacked_bars(
+        f"Blocked requests per week by category, {quarter.label}",
+        "Stacked bars, one per ISO week; the figures are in the table below.", weeks, series)
+        + "<figcaption>Blocked requests per week, by category.</figcaption></figure>")
+    parts.append(_table(f"Blocked requests by category, {quarter.label}", ["Category", "Blocks"],
+                        [[c, n] for c, n in by_category.most_common()], {1}))
+    parts.append("</section>")
+
+    # top blocked sites
+    top_sites = await top_blocked_hosts(redis, keys, days, limit=15)
+    parts.append("<section><h2>Most blocked sites</h2><figure>" + horizontal_bars(
+        f"Most blocked sites, {quarter.label}", "Horizontal bars, one per site, longest first.",
+        top_sites) + "<figcaption>The sites blocked most often.</figcaption></figure>")
+    parts.append(_table("Most blocked sites", ["Site", "Blocks"],
+                        [[h, n] for h, n in top_sites], {1}) + "</section>")
+
+    # alerts
+    quarter_alerts = [a for a in await alerts.all_alerts(redis, keys)
+                      if start <= a.created_at < end]
+    handled = [a.acknowledged_at - a.created_at for a in quarter_alerts
+               if a.acknowledged_at is not None]
+    alert_rows: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for alert in quarter_alerts:
+        row = alert_rows[alert.category]
+        row[0] += 1
+        row[1] += alert.count
+        row[2] += 1 if alert.status == alerts.ACKNOWLEDGED else 0
+    parts.append("<section><h2>Safeguarding alerts and how they were handled</h2>")
+    parts.append(f"<p>{len(quarter_alerts)} alerts were raised; {len(handled)} were acknowledged "
+                 f"by the safeguarding team, with a median time to acknowledge of "
+                 f"{_duration(_median(handled))}. "
+                 f"{len(quarter_alerts) - len(handled)} remain open.</p>")
+    parts.append("<figure>" + horizontal_bars(
+        f"Safeguarding alerts by category, {quarter.label}",
+        "Horizontal bars, one per category, showing the number of alerts.",
+        sorted(((c, r[0]) for c, r in alert_rows.items()), key=lambda x: -x[1]))
+        + "<figcaption>Alerts raised, by category.</figcaption></figure>")
+    parts.append(_table("Safeguarding alerts by category",
+                        ["Category", "Alerts", "Hits grouped into them", "Acknowledged"],
+                        [[c, *r] for c, r in sorted(alert_rows.items())], {1, 2, 3}))
+    parts.append("</section>")
+
+    # unblock requests
+    quarter_requests = [r for r in await unblock_requests.all_requests(redis, keys)
+                        if start <= r.created_at < end]
+    turnaround = [r.turnaround_seconds for r in quarter_requests
+                  if r.turnaround_seconds is not None]
+    statuses = Tally(r.status for r in quarter_requests)
+    scopes = Tally(r.scope for r in quarter_requests if r.scope)
+    parts.append("<section><h2>Unblock requests</h2>")
+    parts.append(f"<p>{len(quarter_requests)} requests were made. Median turnaround "
+                 f"{_duration(_median(turnaround))}; 90% were decided within "
+                 f"{_duration(_p90(turnaround))}.</p>")
+    parts.append(_table("Unblock requests by outcome", ["Outcome", "Requests"],
+                        [[s, statuses.get(s, 0)] for s in unblock_requests.STATUSES], {1}))
+    parts.append(_table("Approved requests by scope", ["Scope", "Approvals"],
+                        [[s, n] for s, n in sorted(scopes.items())], {1}))
+    parts.append("</section>")
+
+    # accidental-hit reports
+    quarter_reports = [r for r in await accident_reports.all_reports(redis, keys)
+                       if start <= r.created_at < end]
+    report_categories = Tally((r.hit or {}).get("category") or "not linked to a logged block"
+                              for r in quarter_reports)
+    reviewed = sum(1 for r in quarter_reports if r.status == accident_reports.REVIEWED)
+    parts.append("<section><h2>Accidental-hit reports</h2>")
+    parts.append(f"<p>People told us {len(quarter_reports)} times that they reached a blocked "
+                 f"site by accident; {reviewed} of these reports have been reviewed.</p>")
+    parts.append(_table("Accidental-hit reports by category of the blocked site",
+                        ["Category", "Reports"], [[c, n] for c, n in report_categories.most_common()],
+                        {1}))
+    parts.append("</section>")
+
+    generated = datetime.now(UTC).astimezone(tz).strftime("%d %B %Y %H:%M")
+    return ("<!DOCTYPE html>\n<html lang=\"en-GB\"><head><meta charset=\"utf-8\">"
+            f"<title>E-safety report {escape(quarter.label)} – {escape(centre)}</title>"
+            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<style>{REPORT_CSS}</style></head><body><main>"
+            f"<h1>E-safety report: {escape(quarter.label)}</h1>"
+            f"<p class=\"meta\">Centre {escape(centre)}, {quarter.first_day:%d %B %Y} to "
+            f"{quarter.last_day:%d %B %Y}. Generated {escape(generated)}. Figures are totals; "
+            "no individual is named in this report.</p>"
+            + "".join(parts) + "</main></body></html>\n")

@@ -1,0 +1,32 @@
+"""The admin service's HTTP routes, one module per resource, and the one list of them.
+
+``app.build_app`` mounts :data:`RESOURCES` in this order and ``openapi`` documents the same
+modules, so a route cannot be served without being documented, or documented without being
+served (``tests/admin_api/test_api_openapi.py``).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from admin_api.routes import (
+    accident_reports,
+    alerts,
+    audit,
+    auth,
+    categories,
+    extension,
+    health,
+    hits,
+    overrides,
+    proxy_config,
+    reports,
+    ui,
+    unblock_requests,
+    users,
+)
+
+RESOURCES: tuple[ModuleType, ...] = (
+    health, proxy_config, auth, users, unblock_requests, overrides, reports, accident_reports,
+    hits, alerts, audit, categories, extension, ui,
+)

@@ -1,0 +1,60 @@
+"""``/api/v1/reports/summary`` (JSON) and ``/api/v1/reports/quarterly`` (printable HTML)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from aiohttp import web
+
+from admin_api.context import state_of
+from admin_api.errors import bad_input
+from admin_api.reports import quarterly as quarterly_report
+from admin_api.reports.summary import GROUP_BY, MAX_DAYS, summary
+from admin_api.roles import QUARTERLY_READERS, SAFEGUARDING, requires
+from admin_api.routes.request_input import choice, query_params, required_text
+
+routes = web.RouteTableDef()
+SUMMARY_READERS = SAFEGUARDING | {"it_support"}
+
+
+def _day(value: str | None, name: str) -> date | None:
+    if value is None or value == "":
+        return None
+    try:
+        if len(value) == 10:
+            return date.fromisoformat(value)
+        return datetime.fromisoformat(value).date()
+    except ValueError as exc:
+        raise bad_input(f"{name} {value[:40]!r} is not an ISO 8601 date like 2026-11-23",
+                        name) from exc
+
+
+@routes.get("/api/v1/reports/summary")
+@requires(SUMMARY_READERS)
+async def summary_report(request: web.Request) -> web.Response:
+    state = state_of(request)
+    query = query_params(request, ("from", "to", "group_by"))
+    today = datetime.now(state.tz).date()
+    end = _day(query.get("to"), "to") or today
+    start = _day(query.get("from"), "from") or end - timedelta(days=29)
+    if end < start:
+        raise bad_input("to is before from", "to")
+    if (end - start).days >= MAX_DAYS:
+        raise bad_input(f"the period can be at most {MAX_DAYS} days", "from")
+    group_by = choice(query, "group_by", GROUP_BY, default="day") or "day"
+    return web.json_response(await summary(state.redis, state.keys, start, end, group_by))
+
+
+@routes.get("/api/v1/reports/quarterly")
+@requires(QUARTERLY_READERS)
+async def quarterly(request: web.Request) -> web.Response:
+    state = state_of(request)
+    query = query_params(request, ("quarter",))
+    text = required_text(query, "quarter", max_length=6)
+    try:
+        quarter = quarterly_report.Quarter.parse(text)
+    except ValueError as exc:
+        raise bad_input(str(exc), "quarter") from exc
+    html = await quarterly_report.render(state.redis, state.keys, quarter, state.tz,
+                                         state.settings.config.centre_id)
+    return web.Response(text=html, content_type="text/html", charset="utf-8")

@@ -1,0 +1,135 @@
+"""Raises safeguarding alerts from the ``hits`` stream, in a consumer group.
+
+Every admin process joins the ``alerts`` consumer group, so each hit is handed to exactly one
+of them; an entry is acknowledged (XACK) only after its alert is stored. Entries a crashed
+consumer left pending are claimed by another after :data:`CLAIM_IDLE_MS` (XAUTOCLAIM), and
+:func:`store.alerts.record_alert_hit` ignores a hit it has already counted, so a redelivery
+is harmless. New alerts are delivered (webhook, email) at once, in the background; the
+consumer reads with a one-second block, so an alert is raised within seconds of the hit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from admin_api.workers.alert_delivery import AlertDelivery
+from store import alerts
+from store.hits import hit_from_entry
+from store.keys import Keys
+
+log = logging.getLogger(__name__)
+GROUP = "alerts"
+BLOCK_MS = 1000
+BATCH = 500
+CLAIM_IDLE_MS = 60_000
+CLAIM_EVERY_SECONDS = 30.0
+
+
+FIRST_START_LOOKBACK = 24 * 3600
+"""How far back a newly created alert consumer group starts: the DSL's escalation window."""
+
+
+class AlertConsumer:
+    def __init__(self, redis: Redis, keys: Keys, delivery: AlertDelivery,
+                 window_seconds: int) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._delivery = delivery
+        self._window = window_seconds
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
+        self._deliveries: set[asyncio.Task[None]] = set()
+        self.raised = 0
+
+    async def ensure_group(self, now: float | None = None) -> None:
+        """Create the consumer group once. A deployment that already holds hits starts from the
+        last 24 hours (the escalation window), not from every hit ever stored."""
+        start_ms = int(((time.time() if now is None else now) - FIRST_START_LOOKBACK) * 1000)
+        try:
+            await self._redis.xgroup_create(self._keys.hits, GROUP, id=f"{start_ms}-0",
+                                            mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def pending(self) -> int:
+        try:
+            info = await self._redis.xpending(self._keys.hits, GROUP)
+        except ResponseError:
+            return 0
+        return int(info.get("pending", 0))
+
+    async def _handle(self, entries: list[tuple[Any, Any]]) -> None:
+        done = []
+        for stream_id, fields in entries:
+            done.append(stream_id)
+            if not fields:
+                continue  # trimmed away while pending
+            try:
+                hit = hit_from_entry(dict(fields))
+            except (ValueError, TypeError):
+                continue
+            if not alerts.alerting(hit):
+                continue
+            alert, new = await alerts.record_alert_hit(self._redis, self._keys, hit, self._window)
+            if new:
+                self.raised += 1
+                task = asyncio.create_task(self._deliver(alert))
+                self._deliveries.add(task)
+                task.add_done_callback(self._deliveries.discard)
+        if done:
+            await self._redis.xack(self._keys.hits, GROUP, *done)
+
+    async def _deliver(self, alert: alerts.Alert) -> None:
+        outcome = await self._delivery.deliver(alert)
+        for channel, status in outcome.items():
+            await alerts.set_delivery(self._redis, self._keys, alert.id, channel, status)
+
+    async def claim_stale(self) -> None:
+        start = "0-0"
+        while True:
+            reply: Any = await self._redis.xautoclaim(self._keys.hits, GROUP, self.consumer,
+                                                 CLAIM_IDLE_MS, start_id=start, count=BATCH)
+            start, claimed = str(reply[0]), reply[1]
+            if claimed:
+                await self._handle(claimed)
+            if start == "0-0" or not claimed:
+                return
+
+    async def step(self, block_ms: int | None = BLOCK_MS) -> int:
+        reply: Any = await self._redis.xreadgroup(GROUP, self.consumer, {self._keys.hits: ">"},
+                                             count=BATCH, block=block_ms)
+        if not reply:
+            return 0
+        entries = reply[0][1]
+        await self._handle(entries)
+        return len(entries)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set (checked at least every second)."""
+        loop = asyncio.get_running_loop()
+        next_claim = 0.0
+        while not stop.is_set():
+            try:
+                if loop.time() >= next_claim:
+                    await self.ensure_group()
+                    await self.claim_stale()
+                    next_claim = loop.time() + CLAIM_EVERY_SECONDS
+                await self.step()
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError, RuntimeError) as exc:
+                log.warning("alert consumer: %s; retrying", exc)
+                next_claim = 0.0  # re-create the group if the stream was deleted
+                await asyncio.sleep(1.0)
+
+    async def drain_deliveries(self) -> None:
+        if self._deliveries:
+            await asyncio.gather(*self._deliveries, return_exceptions=True)

@@ -1,0 +1,75 @@
+"""One esafety instance: where its config, data and Redis are, and its policy from them.
+
+Every command resolves these three the same way, so several instances can run side by side:
+
+* data directory: ``--data-dir``, else ``ESAFETY_DATA_DIR``, else the config's ``data_dir``,
+  else ``$XDG_DATA_HOME/esafety`` (``~/.local/share/esafety``);
+* config file: ``--config``, else ``ESAFETY_CONFIG``, else none (built-in defaults);
+* Redis URL: ``--redis-url``, else ``ESAFETY_REDIS_URL``, else the config's ``redis_url``,
+  else none (``esafety up`` then starts an embedded Redis). ``ESAFETY_REDIS_PASSWORD_FILE``
+  names a file holding the password for a URL that has none (see ``store.connection``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from categories.definitions import CategorySet, load_definitions
+from categories.policy import Policy
+from categories.snapshot import ListStore
+from deployment.config import Config, load_config
+from deployment.redis_url import running_embedded_url, with_password_file
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "esafety"
+
+
+@dataclass(frozen=True)
+class Instance:
+    config: Config
+    data_dir: Path
+    redis_url: str | None
+
+    @classmethod
+    def resolve(cls, config_path: str | None = None, data_dir: str | None = None,
+                redis_url: str | None = None) -> Instance:
+        path = config_path or os.environ.get("ESAFETY_CONFIG") or None
+        config = load_config(Path(path) if path else None)
+        directory = (data_dir or os.environ.get("ESAFETY_DATA_DIR") or config.data_dir
+                     or str(default_data_dir()))
+        url = redis_url or os.environ.get("ESAFETY_REDIS_URL") or config.redis_url or None
+        password_file = os.environ.get("ESAFETY_REDIS_PASSWORD_FILE")
+        if url and password_file:
+            url = with_password_file(url, password_file)
+        return cls(config, Path(directory).expanduser(), url)
+
+    def store_url(self, user: str) -> str | None:
+        """The configured Redis URL, else the embedded one that ``esafety up`` runs on this data
+        directory (as ``user``) while it answers, else None."""
+        return self.redis_url or running_embedded_url(self.data_dir / "redis", user)
+
+    @property
+    def list_store(self) -> ListStore:
+        return ListStore(self.data_dir)
+
+    def ensure_data_dir(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return self.data_dir
+
+    def load_policy(self, categories: CategorySet | None = None) -> Policy:
+        """The policy from the category definitions, the current snapshot and the config."""
+        categories = categories or load_definitions()
+        loaded = self.list_store.load_current()
+        snapshot, version = (loaded[1], loaded[0]) if loaded else (None, None)
+        return Policy(
+            categories, snapshot,
+            profiles=self.config.profiles,
+            windows=self.config.windows,
+            timezone=self.config.timezone,
+            unidentified_group=self.config.unidentified_group,
+            snapshot_version=version,
+        )
