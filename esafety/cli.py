@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
+from zoneinfo import ZoneInfo
 
 from categories.decision import Decision
 from categories.definitions import load_definitions
@@ -31,7 +32,7 @@ from esafety.backup import BackupError, backup, restore
 from store import redis_acl
 from store.connection import connect
 from store.keys import Keys
-from store.policy_state import bump_version
+from store.redis_store import Store
 
 EXIT_OK, EXIT_BLOCKED, EXIT_USAGE = 0, 1, 2
 
@@ -280,7 +281,10 @@ def cmd_restore(args: argparse.Namespace, instance: Instance) -> int:
             summary = await restore(client, instance.config.redis_prefix, Path(args.file),
                                     force=args.force)
 
-            await bump_version(client, Keys(instance.config.redis_prefix))
+            store = Store(client, Keys(instance.config.redis_prefix),
+                          tz=ZoneInfo(instance.config.timezone))
+            await store.policy.bump_version()
+            await store.build_indexes()  # a backup from an older release has none
         except BackupError as exc:
             raise UsageError(str(exc)) from exc
         finally:
