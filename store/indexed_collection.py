@@ -28,7 +28,7 @@ cursor to carry on from, so nothing is ever silently left out.
 from __future__ import annotations
 
 import json
-import math
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -48,6 +48,7 @@ ATTEMPTS = 20
 SCAN_BUDGET = 2000
 """At most this many index entries are looked at for one page (plus the page itself)."""
 BUILD_CHUNK = 500
+_CURSOR = re.compile(r"(-?[0-9]{1,20}(?:\.[0-9]{1,20})?(?:e[-+][0-9]{1,3})?)_([0-9]{1,9})")
 MAX_ID_DIGITS = 18
 
 
@@ -103,13 +104,10 @@ class PageCursor:
     @classmethod
     def parse(cls, text: str) -> PageCursor:
         """A cursor :meth:`__str__` made; ValueError for anything else."""
-        score_text, sep, skip_text = text.partition("_")
-        if not sep or not skip_text.isdigit() or len(text) > 60:
+        match = _CURSOR.fullmatch(text)
+        if match is None:
             raise ValueError("not a cursor")
-        score = float(score_text)
-        if not math.isfinite(score):
-            raise ValueError("not a cursor")
-        return cls(score, int(skip_text))
+        return cls(float(match.group(1)), int(match.group(2)))
 
 
 @dataclass(frozen=True)

@@ -262,3 +262,16 @@ async def test_live_policy_reads_overrides_only_when_the_version_moves(
     assert [c[0] for c in counting.commands] == ["GET"]
     await store.policy.delete_override("ovr-1")
     assert (await store.policy.state()).overrides == ()
+
+
+@pytest.mark.parametrize("score", [T0, T0 + 0.123456, 5e-05, 1.5e17, 0.0, -3.25])
+def test_cursors_round_trip(score: float) -> None:
+    cursor = PageCursor(score, 7)
+    assert PageCursor.parse(str(cursor)) == cursor
+
+
+@pytest.mark.parametrize("text", ["", "12", "abc_1", "inf_0", "nan_0", "1_", "_1", "1_-1",
+                                  "1_1234567890", "1.5_2_3", "١_٢", "1 _2"])
+def test_cursors_this_server_never_made_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        PageCursor.parse(text)
