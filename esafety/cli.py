@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
-from zoneinfo import ZoneInfo
 
 from categories.decision import Decision
 from categories.definitions import load_definitions
@@ -281,10 +280,9 @@ def cmd_restore(args: argparse.Namespace, instance: Instance) -> int:
             summary = await restore(client, instance.config.redis_prefix, Path(args.file),
                                     force=args.force)
 
-            store = Store(client, Keys(instance.config.redis_prefix),
-                          tz=ZoneInfo(instance.config.timezone))
-            await store.policy.bump_version()
-            await store.build_indexes()  # a backup from an older release has none
+            # (a backup from an older release has no record indexes: the admin builds them
+            # when it starts)
+            await Store(client, Keys(instance.config.redis_prefix)).policy.bump_version()
         except BackupError as exc:
             raise UsageError(str(exc)) from exc
         finally:
