@@ -17,6 +17,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from admin_api.context import METRICS, SETTINGS, STATE, AdminSettings, AdminState
 from admin_api.errors import error_middleware
@@ -46,9 +47,10 @@ async def admin_resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     store = Store(connect(settings.redis_url), settings.keys, tz=settings.timezone,
                   login_limits=settings.login_limits)
-    built = await store.build_indexes()
-    if any(built.values()):
-        log.info("indexed records written by an older release: %s", built)
+    try:
+        await housekeeping.build_indexes(store)
+    except (RedisError, OSError) as exc:  # housekeeping tries again
+        log.warning("could not index older records yet: %s", exc)
     settings.instance.ensure_data_dir()
     log_store = await asyncio.to_thread(LogStore(settings.data_dir / LOG_STORE_FILE).open)
     feeder = LogFeeder(store.hits, log_store)

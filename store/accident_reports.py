@@ -82,7 +82,6 @@ class AccidentReports:
     async def get(self, report_id: str) -> AccidentReport | None:
         return await self.records.get(report_id)
 
-
     async def mark_reviewed(self, report: AccidentReport, reviewer: str, note: str
                             ) -> AccidentReport:
         reviewed_at = time.time()

@@ -150,7 +150,6 @@ class Alerts:
     async def get(self, alert_id: str) -> Alert | None:
         return await self.records.get(alert_id)
 
-
     async def count_open(self) -> int:
         return await self.records.count("status", OPEN)
 

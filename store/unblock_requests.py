@@ -123,7 +123,6 @@ class UnblockRequests:
     async def get(self, request_id: str) -> UnblockRequest | None:
         return await self.records.get(request_id)
 
-
     async def for_target(self, target: str) -> list[UnblockRequest]:
         """Every request about one site, newest first."""
         return await self.records.each(equal={"target": target})

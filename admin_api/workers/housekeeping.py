@@ -1,4 +1,5 @@
-"""Periodic upkeep in the admin process: retention, and removing expired overrides.
+"""Periodic upkeep in the admin process: retention, removing expired overrides, and indexing
+workflow records an older release wrote (when that could not be done at start).
 
 Retention (``retention`` in the config):
 
@@ -28,6 +29,7 @@ from admin_api.context import AdminState
 from admin_api.log_store import LogStoreClosed
 from categories.overrides import Override
 from store import unblock_requests
+from store.redis_store import Store
 
 log = logging.getLogger(__name__)
 OVERRIDE_EVERY_SECONDS = 30.0
@@ -77,11 +79,19 @@ async def apply_retention(state: AdminState, now: float | None = None) -> dict[s
     return done
 
 
+async def build_indexes(store: Store) -> None:
+    """Index the workflow records an older release wrote (a few GETs once done)."""
+    built = await store.build_indexes()
+    if any(built.values()):
+        log.info("indexed records written by an older release: %s", built)
+
+
 async def run(state: AdminState, stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     next_retention = 0.0
     while not stop.is_set():
         try:
+            await build_indexes(state.store)
             await remove_expired_overrides(state)
             if loop.time() >= next_retention:
                 await apply_retention(state)

@@ -3,9 +3,14 @@ every record once, newest first, filters applied, and a cursor this server never
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
-from tests.harness.api import Api, import_list
+import redis.asyncio as aioredis
+
+from store.keys import Keys
+from tests.harness.api import Api, ApiFactory, import_list
 
 
 async def _walk(api: Api, token: str, path: str) -> list[dict[str, Any]]:
@@ -45,3 +50,26 @@ async def test_unblock_requests_page_with_a_cursor(api: Api) -> None:
     for cursor in ("abc", "7", "1_1234567890", "nan_0"):
         status, body = await api.call("GET", f"/api/v1/unblock-requests?cursor={cursor}", it)
         assert status == 400 and body["error"]["field"] == "cursor", body
+
+
+async def test_records_written_before_the_indexes_are_listed_after_the_admin_starts(
+        make_api: ApiFactory, redis: aioredis.Redis, keys: Keys) -> None:
+    """Records as the previous release stored them (JSON plus the creation index, nothing
+    else) are indexed when the admin starts, and list, filter and count as new ones do."""
+    now = time.time()
+    for n, (user, status) in enumerate([("l1", "open"), ("l2", "denied"), ("l1", "open")], 1):
+        record = {"id": str(n), "user": user, "group": "learner", "url": f"http://s{n}.example/",
+                  "target": f"s{n}.example", "reasons": ["coursework"], "hit_id": None,
+                  "status": status, "created_at": now - 100 + n, "updated_at": now - 100 + n,
+                  "request_count": 1, "decided_at": None, "decided_by": None, "note": "",
+                  "scope": None, "expires_at": None, "override_id": None, "hit_ids": [],
+                  "turnaround_seconds": None}
+        await redis.set(keys.unblock(str(n)), json.dumps(record))
+        await redis.zadd(keys.unblock_index, {str(n): record["created_at"]})
+    await redis.set(keys.sequence("unblock"), "3")
+    api = await make_api()
+    it = await api.user("it1", "it_support")
+    status, body = await api.call("GET", "/api/v1/unblock-requests?status=open&user=l1", it)
+    assert status == 200 and [r["id"] for r in body["items"]] == ["3", "1"]
+    status, text = await api.call("GET", "/metrics")
+    assert "esafety_unblock_requests_open 2" in text
