@@ -136,9 +136,9 @@ class LivePolicy:
     version, and the writes that bump it.
 
     :meth:`state` costs one GET while the version stands still, and one MULTI (version and
-    overrides together) when it has moved. A proxy's policy sync could use it as is: poll
-    (or, on a ``policy:changed`` message) call :meth:`state` and swap its copy when the
-    returned state's version differs from the one it holds."""
+    overrides together) when it has moved. A proxy's policy sync could use it as is: on each
+    poll (or ``policy:changed`` message) call :meth:`changed_since` with the version it
+    holds and apply the state it returns, if any."""
 
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self._redis = redis
@@ -151,8 +151,20 @@ class LivePolicy:
     async def state(self) -> PolicyState:
         """The current version and overrides (read again only when the version moved)."""
         cached = self._cached
-        if cached is not None and await self.version() == cached.version:
-            return cached
+        if cached is not None:
+            return await self.changed_since(cached.version) or cached
+        return await self._read()
+
+    async def changed_since(self, version: int) -> PolicyState | None:
+        """None while the version is still ``version`` (one GET), else the current state,
+        version and overrides read together. What a proxy's poll needs: it holds
+        ``version`` and swaps its copy for the state returned. Only reads (GET, HGETALL in
+        MULTI), so the proxy's Redis user may call it."""
+        if await self.version() == version:
+            return None
+        return await self._read()
+
+    async def _read(self) -> PolicyState:
         fresh = await read_policy_state(self._redis, self._keys)
         if self._cached is None or fresh.version >= self._cached.version:
             self._cached = fresh

@@ -275,3 +275,11 @@ def test_cursors_round_trip(score: float) -> None:
 def test_cursors_this_server_never_made_are_refused(text: str) -> None:
     with pytest.raises(ValueError):
         PageCursor.parse(text)
+
+
+async def test_changed_since_answers_none_until_the_policy_moves(store: Store) -> None:
+    assert await store.policy.changed_since(0) is None
+    version = await store.policy.bump_version()
+    state = await store.policy.changed_since(0)
+    assert state is not None and state.version == version
+    assert await store.policy.changed_since(version) is None
