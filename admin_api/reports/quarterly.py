@@ -52,6 +52,12 @@ class Quarter:
     def label(self) -> str:
         return f"{self.year} Q{self.number}"
 
+    @property
+    def code(self) -> str:
+        """As it is written (``2026Q3``), and as the store names its figures' quarters
+        (:func:`store.indexed_collection.quarter_of`)."""
+        return f"{self.year}Q{self.number}"
+
 
 def _duration(seconds: float | None) -> str:
     if seconds is None:
@@ -129,7 +135,7 @@ async def render(store: Store, quarter: Quarter, tz: ZoneInfo, centre: str) -> s
                         [[h, n] for h, n in top_sites], {1}) + "</section>")
 
     # alerts, unblock requests and reports: the quarter's figures, kept as records are written
-    label = f"{quarter.year}Q{quarter.number}"
+    label = quarter.code
     alert_figures = await store.alerts.records.figures(label)
     acknowledging = await store.alerts.records.durations(label)
     raised = alert_figures.get("total", 0)
