@@ -391,19 +391,24 @@ class IndexedCollection(Generic[R]):
         if await self._redis.get(format_key) == str(INDEX_FORMAT):
             return 0
         built = 0
-        start = 0
-        while True:
-            found: Any = await self._redis.zrange(self._all_index, start,
-                                                  start + BUILD_CHUNK - 1)
-            ids = [_s(i) for i in found]
-            if not ids:
+        low: str | float = "-inf"
+        passed = 0  # entries already seen with exactly the score ``low``
+        while True:  # oldest first, by score: retention deleting old entries shifts nothing
+            found: Any = await self._redis.zrangebyscore(
+                self._all_index, low, "+inf", start=passed, num=BUILD_CHUNK, withscores=True)
+            if not found:
                 break
-            start += len(ids)
+            ids = [_s(member) for member, _score in found]
             for record_id, raw in zip(ids, await self._redis.mget(
                     [self.record_key(i) for i in ids]), strict=True):
                 if raw is None or json.loads(raw).get(INDEXED_MARK) == INDEX_FORMAT:
                     continue
                 await self.update(record_id, lambda current: current)
                 built += 1
+            last = found[-1][1]
+            same = sum(1 for _member, score in found if score == last)
+            passed, low = (passed + same, last) if last == low else (same, last)
+            if len(found) < BUILD_CHUNK:
+                break
         await self._redis.set(format_key, str(INDEX_FORMAT))
         return built

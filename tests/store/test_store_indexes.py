@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from categories.overrides import Override, OverrideScope
+from store import indexed_collection
 from store.indexed_collection import INDEXED_MARK, PageCursor, quarter_of
 from store.keys import Keys
 from store.records import HitRecord
@@ -283,3 +284,17 @@ async def test_changed_since_answers_none_until_the_policy_moves(store: Store) -
     state = await store.policy.changed_since(0)
     assert state is not None and state.version == version
     assert await store.policy.changed_since(version) is None
+
+
+async def test_the_build_reaches_every_record_across_chunks_of_equal_times(
+        store: Store, redis: aioredis.Redis, keys: Keys, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(indexed_collection, "BUILD_CHUNK", 4)
+    rows = await _bulk_old_records(redis, keys, 15)
+    async with redis.pipeline(transaction=False) as pipe:
+        for row in rows[:11]:  # 11 records created in the same instant, then 4 later ones
+            pipe.set(keys.unblock(row["id"]), json.dumps({**row, "created_at": T0}))
+            pipe.zadd(keys.unblock_index, {row["id"]: T0})
+        await pipe.execute()
+    assert (await store.build_indexes())["unblock_requests"] == 15
+    for row in rows:
+        assert json.loads(await redis.get(keys.unblock(row["id"])))[INDEXED_MARK]
