@@ -1,9 +1,11 @@
 """Building the admin API application: routes, middlewares, and its resources' lifetime.
 
 Middlewares, outermost first: request metrics, errors as JSON, authentication (+ CSRF).
-Security headers are added to every response in ``on_response_prepare``. The Redis client,
-the SQLite log store and the background workers (log feeder, alert consumer, housekeeping)
-live in one cleanup context, so they start and stop with the app. At stop the workers are
+Security headers are added to every response in ``on_response_prepare``. The store (the Redis
+client), the SQLite log store and the background workers (log feeder, alert consumer,
+housekeeping) live in one cleanup context, so they start and stop with the app. Before the
+app serves, the store indexes any workflow records an older release wrote (once; see
+:meth:`store.redis_store.Store.build_indexes`). At stop the workers are
 stopped and awaited first; the log store then waits for any call still running in a worker
 thread before it closes, so nothing touches SQLite after close.
 """
@@ -15,6 +17,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from admin_api.context import METRICS, SETTINGS, STATE, AdminSettings, AdminState
 from admin_api.errors import error_middleware
@@ -31,6 +34,7 @@ from admin_api.workers.alert_consumer import AlertConsumer
 from admin_api.workers.alert_delivery import AlertDelivery
 from admin_api.workers.log_feeder import LogFeeder
 from store.connection import connect
+from store.redis_store import Store
 
 log = logging.getLogger(__name__)
 LOG_STORE_FILE = "logstore.sqlite3"
@@ -41,17 +45,22 @@ RECANCEL_SECONDS = 0.05
 
 async def admin_resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    redis = connect(settings.redis_url)
+    store = Store(connect(settings.redis_url), settings.keys, tz=settings.timezone,
+                  login_limits=settings.login_limits)
+    try:
+        await housekeeping.build_indexes(store)
+    except (RedisError, OSError) as exc:  # housekeeping tries again
+        log.warning("could not index older records yet: %s", exc)
     settings.instance.ensure_data_dir()
     log_store = await asyncio.to_thread(LogStore(settings.data_dir / LOG_STORE_FILE).open)
-    feeder = LogFeeder(redis, settings.keys, log_store)
+    feeder = LogFeeder(store.hits, log_store)
     await feeder.start()
     window = int(settings.config.alerts.get("group_window_seconds",
                                             DEFAULT_GROUP_WINDOW_SECONDS))
-    consumer = AlertConsumer(redis, settings.keys,
-                             AlertDelivery(settings.config.alerts, settings.environ), window)
-    state = AdminState(settings=settings, redis=redis, log_store=log_store, feeder=feeder,
-                       alerts=consumer, policy=PolicyView(settings.instance),
+    consumer = AlertConsumer(store, AlertDelivery(settings.config.alerts, settings.environ),
+                             window)
+    state = AdminState(settings=settings, store=store, log_store=log_store, feeder=feeder,
+                       alerts=consumer, policy=PolicyView(settings.instance, store.policy),
                        pseudonymiser=Pseudonymiser(settings.data_dir), metrics=app[METRICS])
     app[STATE] = state
     tasks: list[asyncio.Task[None]] = []
@@ -75,7 +84,7 @@ async def admin_resources(app: web.Application) -> AsyncIterator[None]:
         # Waits for calls still running in worker threads (a cancelled to_thread task leaves
         # its thread running), then closes the writer under its lock.
         await log_store.aclose()
-        await redis.aclose()
+        await store.aclose()
 
 
 async def _stopped(tasks: list[asyncio.Task[None]]) -> None:

@@ -1,7 +1,8 @@
 """What the admin app's handlers share, under typed application keys (``web.AppKey``).
 
 :class:`AdminSettings` is fixed when the app is built; :class:`AdminState` holds the live
-resources opened by the app's cleanup contexts (Redis client, log store, background workers).
+resources opened by the app's cleanup context: the :class:`~store.redis_store.Store` (every
+read and write of Redis goes through it), the log store, the policy view and the workers.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from redis.asyncio import Redis
 
 from admin_api.log_store import LogStore
 from admin_api.policy_view import PolicyView
@@ -24,6 +24,7 @@ from deployment.instance import Instance
 from store.keys import Keys
 from store.login_limits import LoginLimits
 from store.records import UserRecord
+from store.redis_store import Store
 
 
 @dataclass(frozen=True)
@@ -53,17 +54,13 @@ class AdminSettings:
 @dataclass
 class AdminState:
     settings: AdminSettings
-    redis: Redis
+    store: Store
     log_store: LogStore
     feeder: LogFeeder
     alerts: AlertConsumer
     policy: PolicyView
     pseudonymiser: Pseudonymiser
     metrics: RequestMetrics
-
-    @property
-    def keys(self) -> Keys:
-        return self.settings.keys
 
     @property
     def tz(self) -> ZoneInfo:

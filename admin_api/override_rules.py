@@ -2,8 +2,8 @@
 
 An allow override for a site in a category nobody may override (the illegal IWF and CTIRU
 lists) is refused here with a clear 409, before anything is written. Writing goes through
-:func:`store.policy_state.save_override`, which bumps the policy version and publishes it,
-so every proxy applies the change within a second.
+the store's live policy (:meth:`store.policy_state.LivePolicy.save_override`), which bumps
+the policy version and publishes it, so every proxy applies the change within a second.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from admin_api.errors import ApiError, bad_input
 from categories.decision import Decision, Rule
 from categories.overrides import Override, canonical_target
 from categories.policy import ListedEntry
-from store.policy_state import save_override
 
 SHOWN_ENTRIES = 10
 """Listed entries an approval names one by one; the rest are counted."""
@@ -38,8 +37,7 @@ async def unblock_target(state: AdminState, url: str, user: str, group: str) -> 
     only below that entry's path. So approving ``https://site.example/a/b`` opens the site
     when the site itself is listed, not just the one page the learner happened to be on."""
     canonical = target_of(url)
-    decision = await state.policy.decide(state.redis, state.keys, url, user=user, group=group,
-                                         with_overrides=False)
+    decision = await state.policy.decide(url, user=user, group=group, with_overrides=False)
     host = canonical.split("/", 1)[0]
     if decision.matched and "/" in decision.matched and decision.rule is not Rule.OVERRIDE:
         return decision.matched
@@ -48,8 +46,8 @@ async def unblock_target(state: AdminState, url: str, user: str, group: str) -> 
 
 async def refuse_locked(state: AdminState, target: str) -> None:
     """Raise 409 when ``target`` is in a category that can never be allowed."""
-    decision = await state.policy.decide(state.redis, state.keys, f"http://{target}",
-                                         user=None, group=None, with_overrides=False)
+    decision = await state.policy.decide(f"http://{target}", user=None, group=None,
+                                         with_overrides=False)
     locked = state.policy.locked_categories(decision)
     if decision.rule is Rule.ILLEGAL_LIST or locked:
         categories = state.policy.base().categories
@@ -62,7 +60,7 @@ async def refuse_locked(state: AdminState, target: str) -> None:
 async def apply_override(state: AdminState, override: Override) -> int:
     if override.action == "allow":
         await refuse_locked(state, override.target)
-    return await save_override(state.redis, state.keys, override)
+    return await state.store.policy.save_override(override)
 
 
 @dataclass(frozen=True, slots=True)

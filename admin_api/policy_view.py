@@ -1,7 +1,10 @@
 """The filtering policy as the admin API sees it: the same decision as ``esafety check``.
 
 The policy (category definitions, list snapshot, group profiles) is loaded once and reloaded
-when a newer list snapshot is compiled; the live overrides are read from Redis per call.
+when a newer list snapshot is compiled. The live overrides come from the store's one policy
+reader (:class:`store.policy_state.LivePolicy`, cached by policy version), and the policy
+with them applied is kept until either the snapshot or the policy version moves: a call
+costs one GET of the version, never a re-read of every override.
 """
 
 from __future__ import annotations
@@ -10,21 +13,21 @@ import asyncio
 import threading
 from datetime import datetime
 
-from redis.asyncio import Redis
-
 from categories.decision import Decision
 from categories.policy import Policy
 from deployment.instance import Instance
-from store.keys import Keys
-from store.policy_state import read_overrides
+from store.policy_state import LivePolicy
 
 
 class PolicyView:
-    def __init__(self, instance: Instance) -> None:
+    def __init__(self, instance: Instance, live: LivePolicy) -> None:
         self._instance = instance
+        self._live = live
         self._policy: Policy | None = None
         self._version: str | None = None
         self._lock = threading.Lock()
+        self._current: tuple[Policy, int, Policy] | None = None
+        """(base, policy version, base with that version's overrides)."""
 
     def base(self) -> Policy:
         """The policy without overrides (reloaded when the list snapshot changes)."""
@@ -35,15 +38,20 @@ class PolicyView:
                 self._version = version
             return self._policy
 
-    async def current(self, redis: Redis, keys: Keys) -> Policy:
+    async def current(self) -> Policy:
+        """The policy with the live overrides applied."""
         base = await asyncio.to_thread(self.base)
-        return base.with_overrides(await read_overrides(redis, keys))
+        state = await self._live.state()
+        cached = self._current
+        if cached is not None and cached[0] is base and cached[1] == state.version:
+            return cached[2]
+        policy = base.with_overrides(list(state.overrides))
+        self._current = (base, state.version, policy)
+        return policy
 
-    async def decide(self, redis: Redis, keys: Keys, url: str, *, user: str | None,
-                     group: str | None, at: datetime | None = None,
-                     with_overrides: bool = True) -> Decision:
-        policy = (await self.current(redis, keys) if with_overrides
-                  else await asyncio.to_thread(self.base))
+    async def decide(self, url: str, *, user: str | None, group: str | None,
+                     at: datetime | None = None, with_overrides: bool = True) -> Decision:
+        policy = await self.current() if with_overrides else await asyncio.to_thread(self.base)
         return policy.decide(url, user=user, group=group, at=at)
 
     def locked_categories(self, decision: Decision) -> list[str]:

@@ -20,7 +20,6 @@ from aiohttp import web
 
 from admin_api.context import AUTH_VIA, TOKEN, USER, state_of
 from admin_api.errors import ApiError, Handler
-from store.accounts import user_for_token
 
 SESSION_COOKIE = "esafety_session"
 CSRF_COOKIE = "esafety_csrf"
@@ -52,7 +51,7 @@ async def authentication_middleware(request: web.Request, handler: Handler
         token = request.cookies.get(SESSION_COOKIE) or None
         via = "cookie"
     if token is not None:
-        user = await user_for_token(state.redis, state.keys, token)
+        user = await state.store.accounts.user_for_token(token)
         if user is not None:
             request[USER] = user
             request[AUTH_VIA] = via

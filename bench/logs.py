@@ -41,7 +41,7 @@ from admin_api.log_store import HitQuery, LogStore
 from admin_api.reports.summary import summary
 from admin_api.workers.log_feeder import LogFeeder
 from esafety.embedded_redis import EmbeddedRedis
-from store.hits import HitWriter
+from store.hits import Hits, HitWriter
 from store.keys import Keys
 from store.records import HitRecord, day_of, new_hit_id
 
@@ -183,7 +183,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             results["redis_only_query_ms_extrapolated"] = round(scan_ms * args.hits / stream_len)
 
             feed_store = LogStore(Path(tmp) / "feed.sqlite3").open()
-            feeder = LogFeeder(redis, keys, feed_store)
+            feeder = LogFeeder(Hits(redis, keys), feed_store)
             start = time.perf_counter()
             fed = await feeder.catch_up()
             results["feeder_hits_per_s"] = round(fed / (time.perf_counter() - start))
@@ -225,7 +225,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             summary_ms = []
             for group_by in ("day", "week", "category", "site", "group") * 6:
                 start = time.perf_counter()
-                await summary(redis, keys, days[-1], days[0], group_by)
+                await summary(Hits(redis, keys), days[-1], days[0], group_by)
                 summary_ms.append((time.perf_counter() - start) * 1000)
             results["summary_p95_ms"] = round(percentile(summary_ms, 0.95), 1)
         finally:

@@ -31,7 +31,7 @@ from esafety.backup import BackupError, backup, restore
 from store import redis_acl
 from store.connection import connect
 from store.keys import Keys
-from store.policy_state import bump_version
+from store.redis_store import Store
 
 EXIT_OK, EXIT_BLOCKED, EXIT_USAGE = 0, 1, 2
 
@@ -280,7 +280,9 @@ def cmd_restore(args: argparse.Namespace, instance: Instance) -> int:
             summary = await restore(client, instance.config.redis_prefix, Path(args.file),
                                     force=args.force)
 
-            await bump_version(client, Keys(instance.config.redis_prefix))
+            # (a backup from an older release has no record indexes: the admin builds them
+            # when it starts)
+            await Store(client, Keys(instance.config.redis_prefix)).policy.bump_version()
         except BackupError as exc:
             raise UsageError(str(exc)) from exc
         finally:

@@ -16,22 +16,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
-from redis.asyncio import Redis
-
 from admin_api.roles import natural_group
 from admin_api.server import ListenError, serve, settings_for
 from deployment.instance import Instance
 from esafety.user_import import UserImportError, parse_rows
-from store import audit
-from store.accounts import (
-    AccountError,
-    create_user,
-    get_user,
-    revoke_all_tokens,
-    save_user,
-)
+from store.accounts import AccountError
 from store.connection import connect
-from store.keys import Keys
+from store.redis_store import Store
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 T = TypeVar("T")
@@ -49,15 +40,15 @@ def _actor() -> str:
         return "cli"
 
 
-def _with_redis(instance: Instance, work: Callable[[Redis, Keys], Awaitable[T]]) -> T:
+def _with_store(instance: Instance, work: Callable[[Store], Awaitable[T]]) -> T:
     settings = settings_for(instance)
 
     async def main() -> T:
-        redis = connect(settings.redis_url)
+        store = Store(connect(settings.redis_url), settings.keys, tz=settings.timezone)
         try:
-            return await work(redis, settings.keys)
+            return await work(store)
         finally:
-            await redis.aclose()
+            await store.aclose()
     return asyncio.run(main())
 
 
@@ -78,19 +69,19 @@ def cmd_users_add(args: argparse.Namespace, instance: Instance) -> int:
     password = (sys.stdin.readline().rstrip("\r\n") if args.password_stdin
                 else secrets.token_urlsafe(12))
 
-    async def work(redis: Redis, keys: Keys) -> int:
-        if await get_user(redis, keys, args.name) is not None:
+    async def work(store: Store) -> int:
+        if await store.accounts.get(args.name) is not None:
             return _fail(f"user {args.name!r} already exists", EXIT_FAILED)
-        user = await create_user(redis, keys, args.name, args.role, group, password,
-                                 args.display_name or "")
-        await audit.append(redis, keys, actor=_actor(), action="user.create", target=user.name,
-                           after=user.public())
+        user = await store.accounts.create(args.name, args.role, group, password,
+                                           args.display_name or "")
+        await store.audit.append(actor=_actor(), action="user.create", target=user.name,
+                                 after=user.public())
         sys.stdout.write(f"created {user.name} ({user.role}, group {user.group})\n")
         if generated:
             sys.stdout.write(f"password (shown once): {password}\n")
         return EXIT_OK
     try:
-        return _with_redis(instance, work)
+        return _with_store(instance, work)
     except (AccountError, ListenError) as exc:
         return _fail(str(exc))
 
@@ -104,34 +95,30 @@ def cmd_users_import(args: argparse.Namespace, instance: Instance) -> int:
     except UserImportError as exc:
         return _fail(str(exc))
 
-    async def work(redis: Redis, keys: Keys) -> int:
-        existing = [r.username for r in rows if await get_user(redis, keys, r.username)]
+    async def work(store: Store) -> int:
+        existing = [r.username for r in rows if await store.accounts.get(r.username)]
         if existing:
             return _fail("nothing was imported: these users already exist: "
                          + ", ".join(existing[:20]), EXIT_FAILED)
         for row in rows:
-            user = await create_user(redis, keys, row.username, row.role, row.group,
-                                     row.password, row.display_name)
-            await audit.append(redis, keys, actor=_actor(), action="user.create",
-                               target=user.name, after=user.public())
+            user = await store.accounts.create(row.username, row.role, row.group,
+                                               row.password, row.display_name)
+            await store.audit.append(actor=_actor(), action="user.create",
+                                     target=user.name, after=user.public())
             shown = f"\t{row.password}" if row.generated else ""
             sys.stdout.write(f"{user.name}\t{user.role}\t{user.group}{shown}\n")
         sys.stderr.write(f"imported {len(rows)} users; generated passwords are shown once, "
                          "above\n")
         return EXIT_OK
     try:
-        return _with_redis(instance, work)
+        return _with_store(instance, work)
     except (AccountError, ListenError) as exc:
         return _fail(str(exc))
 
 
 def cmd_users_list(args: argparse.Namespace, instance: Instance) -> int:
-    async def work(redis: Redis, keys: Keys) -> int:
-        users = []
-        for name in sorted(await redis.smembers(keys.users)):
-            user = await get_user(redis, keys, str(name))
-            if user is not None:
-                users.append(user.public())
+    async def work(store: Store) -> int:
+        users = [user.public() for user in await store.accounts.all()]
         if args.json:
             sys.stdout.write(json.dumps(users) + "\n")
         else:
@@ -141,39 +128,39 @@ def cmd_users_list(args: argparse.Namespace, instance: Instance) -> int:
                                  f"{user_data['group']}{flag}\n")
         return EXIT_OK
     try:
-        return _with_redis(instance, work)
+        return _with_store(instance, work)
     except ListenError as exc:
         return _fail(str(exc))
 
 
 def cmd_users_disable(args: argparse.Namespace, instance: Instance) -> int:
-    async def work(redis: Redis, keys: Keys) -> int:
-        user = await get_user(redis, keys, args.name)
+    async def work(store: Store) -> int:
+        user = await store.accounts.get(args.name)
         if user is None:
             return _fail(f"no user {args.name!r}", EXIT_FAILED)
         updated = replace(user, disabled=True)
-        await save_user(redis, keys, updated)
-        revoked = await revoke_all_tokens(redis, keys, user.name)
-        await audit.append(redis, keys, actor=_actor(), action="user.disable", target=user.name,
-                           before=user.public(), after=updated.public())
+        await store.accounts.save(updated)
+        revoked = await store.accounts.revoke_all_tokens(user.name)
+        await store.audit.append(actor=_actor(), action="user.disable", target=user.name,
+                                 before=user.public(), after=updated.public())
         sys.stdout.write(f"disabled {user.name}; ended {revoked} sessions\n")
         return EXIT_OK
     try:
-        return _with_redis(instance, work)
+        return _with_store(instance, work)
     except ListenError as exc:
         return _fail(str(exc))
 
 
 def cmd_users_revoke(args: argparse.Namespace, instance: Instance) -> int:
-    async def work(redis: Redis, keys: Keys) -> int:
-        if await get_user(redis, keys, args.name) is None:
+    async def work(store: Store) -> int:
+        if await store.accounts.get(args.name) is None:
             return _fail(f"no user {args.name!r}", EXIT_FAILED)
-        revoked = await revoke_all_tokens(redis, keys, args.name)
-        await audit.append(redis, keys, actor=_actor(), action="user.revoke_tokens",
-                           target=args.name, after={"revoked": revoked})
+        revoked = await store.accounts.revoke_all_tokens(args.name)
+        await store.audit.append(actor=_actor(), action="user.revoke_tokens",
+                                 target=args.name, after={"revoked": revoked})
         sys.stdout.write(f"ended {revoked} sessions of {args.name}\n")
         return EXIT_OK
     try:
-        return _with_redis(instance, work)
+        return _with_store(instance, work)
     except ListenError as exc:
         return _fail(str(exc))

@@ -10,10 +10,11 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
 
-from store.indexed_records import IndexedRecords
+from store.indexed_collection import IndexedCollection, RecordKind
 from store.keys import Keys
 
 OPEN, REVIEWED = "open", "reviewed"
@@ -53,39 +54,45 @@ class AccidentReport:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
-def _records(redis: Redis, keys: Keys) -> IndexedRecords:
-    return IndexedRecords(redis, keys, "report", keys.report, keys.report_index)
+def _figures(report: AccidentReport) -> dict[str, int]:
+    category = str((report.hit or {}).get("category") or "")
+    return {"total": 1, f"status:{report.status}": 1, f"category:{category}": 1}
 
 
-async def create_report(redis: Redis, keys: Keys, *, user: str, group: str, what_happened: str,
-                        hit_id: str | None, url: str | None, hit: dict[str, Any] | None,
-                        reporter_address: str = "", now: float | None = None
-                        ) -> AccidentReport:
-    records = _records(redis, keys)
-    report = AccidentReport(id=await records.new_id(), user=user, group=group,
-                            what_happened=what_happened,
-                            created_at=time.time() if now is None else now, hit_id=hit_id,
-                            url=url, hit=hit, reporter_address=reporter_address)
-    await records.put(report.id, report.created_at, report.to_dict())
-    return report
+KIND: RecordKind[AccidentReport] = RecordKind(
+    name="report", decode=AccidentReport.from_dict, indexed=("user", "group", "status"),
+    figures=_figures)
 
 
-async def get_report(redis: Redis, keys: Keys, report_id: str) -> AccidentReport | None:
-    data = await _records(redis, keys).get(report_id)
-    return AccidentReport.from_dict(data) if data is not None else None
+class AccidentReports:
+    """Accidental-hit reports, indexed by user, group and status."""
 
+    def __init__(self, redis: Redis, keys: Keys, tz: ZoneInfo) -> None:
+        self.records = IndexedCollection(redis, keys, KIND, keys.report, keys.report_index, tz)
 
-async def all_reports(redis: Redis, keys: Keys) -> list[AccidentReport]:
-    return [AccidentReport.from_dict(d) for d in await _records(redis, keys).newest_first()]
+    async def create(self, *, user: str, group: str, what_happened: str, hit_id: str | None,
+                     url: str | None, hit: dict[str, Any] | None, reporter_address: str = "",
+                     now: float | None = None) -> AccidentReport:
+        report = AccidentReport(id=await self.records.new_id(), user=user, group=group,
+                                what_happened=what_happened,
+                                created_at=time.time() if now is None else now, hit_id=hit_id,
+                                url=url, hit=hit, reporter_address=reporter_address)
+        return await self.records.put(report)
 
+    async def get(self, report_id: str) -> AccidentReport | None:
+        return await self.records.get(report_id)
 
-async def mark_reviewed(redis: Redis, keys: Keys, report: AccidentReport, reviewer: str,
-                        note: str) -> AccidentReport:
-    updated = replace(report, status=REVIEWED, reviewed_at=time.time(), reviewed_by=reviewer,
-                      review_note=note)
-    await _records(redis, keys).put(updated.id, updated.created_at, updated.to_dict())
-    return updated
+    async def mark_reviewed(self, report: AccidentReport, reviewer: str, note: str
+                            ) -> AccidentReport:
+        reviewed_at = time.time()
 
+        def review(current: AccidentReport | None) -> AccidentReport:
+            return replace(current or report, status=REVIEWED, reviewed_at=reviewed_at,
+                           reviewed_by=reviewer, review_note=note)
 
-async def delete_older_than(redis: Redis, keys: Keys, cutoff: float) -> int:
-    return await _records(redis, keys).delete_older_than(cutoff)
+        updated = await self.records.update(report.id, review)
+        assert updated is not None
+        return updated
+
+    async def delete_older_than(self, cutoff: float) -> int:
+        return await self.records.delete_older_than(cutoff)

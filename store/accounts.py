@@ -228,3 +228,51 @@ async def revoke_all_tokens(redis: Redis, keys: Keys, name: str) -> int:
         results = await pipe.execute()
     await _announce(redis, keys, int(results[-1]))
     return len(digests) + installs
+
+
+class Accounts:
+    """User accounts and their bearer tokens (the functions above, bound to one store)."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._redis = redis
+        self._keys = keys
+
+    async def get(self, name: str) -> UserRecord | None:
+        return await get_user(self._redis, self._keys, name)
+
+    async def names(self) -> list[str]:
+        """Every user name, sorted."""
+        return sorted(_s(n) for n in await self._redis.smembers(self._keys.users))
+
+    async def all(self) -> list[UserRecord]:
+        """Every account, by name."""
+        names = await self.names()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hgetall(self._keys.user(name))
+            replies = await pipe.execute()
+        return [UserRecord.from_hash({_s(k): _s(v) for k, v in data.items()})
+                for data in replies if data]
+
+    async def save(self, user: UserRecord) -> None:
+        await save_user(self._redis, self._keys, user)
+
+    async def create(self, name: str, role: str, group: str, password: str,
+                     display_name: str = "") -> UserRecord:
+        return await create_user(self._redis, self._keys, name, role, group, password,
+                                 display_name)
+
+    async def verify_password(self, name: str, password: str) -> UserRecord | None:
+        return await verify_password(self._redis, self._keys, name, password)
+
+    async def issue_token(self, name: str, ttl: int = TOKEN_TTL_SECONDS) -> str:
+        return await issue_token(self._redis, self._keys, name, ttl)
+
+    async def user_for_token(self, token: str) -> UserRecord | None:
+        return await user_for_token(self._redis, self._keys, token)
+
+    async def revoke_token(self, token: str) -> None:
+        await revoke_token(self._redis, self._keys, token)
+
+    async def revoke_all_tokens(self, name: str) -> int:
+        return await revoke_all_tokens(self._redis, self._keys, name)

@@ -6,16 +6,15 @@ open alert (its count, last seen time and recent hit references) instead of rais
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from store.indexed_records import IndexedRecords
+from store.indexed_collection import IndexedCollection, RecordKind
 from store.keys import Keys
 from store.records import HitRecord
 
@@ -61,8 +60,21 @@ def alerting(hit: HitRecord) -> bool:
     return hit.alert or bool(hit.search_terms)
 
 
-def _records(redis: Redis, keys: Keys) -> IndexedRecords:
-    return IndexedRecords(redis, keys, "alert", keys.alert, keys.alert_index)
+def _figures(alert: Alert) -> dict[str, int]:
+    out = {"total": 1, f"status:{alert.status}": 1, f"category:{alert.category}": 1,
+           f"hits:{alert.category}": alert.count}
+    if alert.status == ACKNOWLEDGED:
+        out[f"acknowledged:{alert.category}"] = 1
+    return out
+
+
+def _time_to_acknowledge(alert: Alert) -> float | None:
+    return None if alert.acknowledged_at is None else alert.acknowledged_at - alert.created_at
+
+
+KIND: RecordKind[Alert] = RecordKind(
+    name="alert", decode=Alert.from_dict, indexed=("user", "category", "status"),
+    figures=_figures, duration=_time_to_acknowledge)
 
 
 def _add_recent(items: list[str], value: str) -> list[str]:
@@ -71,109 +83,93 @@ def _add_recent(items: list[str], value: str) -> list[str]:
     return [*items, value][-RECENT_LIMIT:]
 
 
-async def record_alert_hit(redis: Redis, keys: Keys, hit: HitRecord, window_seconds: int
-                           ) -> tuple[Alert, bool]:
-    """Add an alerting hit: a new alert, or one more on the open alert it groups with.
+def _s(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
 
-    Returns the alert and whether it is new (new alerts are delivered, repeats are not).
-    A hit already counted (a redelivered stream entry) changes nothing."""
-    records = _records(redis, keys)
-    category = hit.category or SEARCH_CATEGORY
-    who = hit.user or f"ip-{hit.client_ip}"
-    group_key = keys.alert_group(who, category)
-    now = time.time()
-    for _ in range(20):
-        async with redis.pipeline(transaction=True) as pipe:
-            try:
-                await pipe.watch(group_key)
-                existing_id = await pipe.get(group_key)
-                existing = None
-                if existing_id is not None:
-                    await pipe.watch(group_key, keys.alert(str(existing_id)))
-                    raw = await pipe.get(keys.alert(str(existing_id)))
-                    existing = Alert.from_dict(json.loads(raw)) if raw else None
-                if existing is not None and existing.status == OPEN:
-                    if hit.id in existing.hit_ids:
-                        await pipe.unwatch()  # type: ignore[no-untyped-call]
-                        return existing, False
-                    updated = replace(
-                        existing, count=existing.count + 1,
-                        last_seen=max(existing.last_seen, hit.ts),
-                        hit_ids=_add_recent(existing.hit_ids, hit.id),
-                        hosts=_add_recent(existing.hosts, hit.host),
-                        search_terms=_add_recent(existing.search_terms, hit.search_terms))
+
+class Alerts:
+    """Safeguarding alerts, indexed by user, category and status."""
+
+    def __init__(self, redis: Redis, keys: Keys, tz: ZoneInfo) -> None:
+        self._redis = redis
+        self._keys = keys
+        self.records = IndexedCollection(redis, keys, KIND, keys.alert, keys.alert_index, tz)
+
+    async def record_hit(self, hit: HitRecord, window_seconds: int) -> tuple[Alert, bool]:
+        """Add an alerting hit: a new alert, or one more on the open alert it groups with.
+
+        Returns the alert and whether it is new (new alerts are delivered, repeats are not).
+        A hit already counted (a redelivered stream entry) changes nothing."""
+        category = hit.category or SEARCH_CATEGORY
+        who = hit.user or f"ip-{hit.client_ip}"
+        group_key = self._keys.alert_group(who, category)
+        now = time.time()
+        for _ in range(20):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(group_key)
+                    existing_id = _s(await pipe.get(group_key))
+                    existing, indexed = None, False
+                    if existing_id is not None:
+                        await pipe.watch(group_key, self.records.record_key(existing_id))
+                        existing, indexed = await self.records.read_watched(pipe, existing_id)
+                    if existing is not None and existing.status == OPEN:
+                        if hit.id in existing.hit_ids:
+                            await pipe.unwatch()  # type: ignore[no-untyped-call]
+                            return existing, False
+                        updated = replace(
+                            existing, count=existing.count + 1,
+                            last_seen=max(existing.last_seen, hit.ts),
+                            hit_ids=_add_recent(existing.hit_ids, hit.id),
+                            hosts=_add_recent(existing.hosts, hit.host),
+                            search_terms=_add_recent(existing.search_terms, hit.search_terms))
+                        pipe.multi()  # type: ignore[no-untyped-call]
+                        self.records.queue_write(pipe, updated.id,
+                                                 existing if indexed else None, updated)
+                        if window_seconds > 0:
+                            pipe.expire(group_key, window_seconds)
+                        await pipe.execute()
+                        return updated, False
+                    alert = Alert(id=await self.records.new_id(), user=hit.user, group=hit.group,
+                                  category=category, severity=hit.severity or "high",
+                                  first_seen=hit.ts, last_seen=hit.ts, created_at=now,
+                                  hit_ids=_add_recent([], hit.id),
+                                  hosts=_add_recent([], hit.host),
+                                  search_terms=_add_recent([], hit.search_terms),
+                                  client_ip=hit.client_ip, site=hit.site)
                     pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.set(keys.alert(updated.id), json.dumps(updated.to_dict()))
+                    self.records.queue_write(pipe, alert.id, None, alert)
                     if window_seconds > 0:
-                        pipe.expire(group_key, window_seconds)
+                        pipe.set(group_key, alert.id, ex=window_seconds)
                     await pipe.execute()
-                    return updated, False
-                alert_id = await records.new_id()
-                alert = Alert(id=alert_id, user=hit.user, group=hit.group, category=category,
-                              severity=hit.severity or "high", first_seen=hit.ts,
-                              last_seen=hit.ts, created_at=now, hit_ids=_add_recent([], hit.id),
-                              hosts=_add_recent([], hit.host),
-                              search_terms=_add_recent([], hit.search_terms),
-                              client_ip=hit.client_ip, site=hit.site)
-                pipe.multi()  # type: ignore[no-untyped-call]
-                pipe.set(keys.alert(alert_id), json.dumps(alert.to_dict()))
-                pipe.zadd(keys.alert_index, {alert_id: now})
-                if window_seconds > 0:
-                    pipe.set(group_key, alert_id, ex=window_seconds)
-                await pipe.execute()
-                return alert, True
-            except WatchError:
-                continue
-    raise RuntimeError("alert grouping kept conflicting; giving up on this hit for now")
+                    return alert, True
+                except WatchError:
+                    continue
+        raise RuntimeError("alert grouping kept conflicting; giving up on this hit for now")
 
+    async def get(self, alert_id: str) -> Alert | None:
+        return await self.records.get(alert_id)
 
-async def get_alert(redis: Redis, keys: Keys, alert_id: str) -> Alert | None:
-    data = await _records(redis, keys).get(alert_id)
-    return Alert.from_dict(data) if data is not None else None
+    async def count_open(self) -> int:
+        return await self.records.count("status", OPEN)
 
+    async def acknowledge(self, alert: Alert, by: str, note: str) -> Alert:
+        """Mark handled; the next hit in the same user and category then opens a new alert."""
+        at = time.time()
+        updated = await self.records.update(alert.id, lambda current: replace(
+            current, status=ACKNOWLEDGED, acknowledged_at=at, acknowledged_by=by,
+            note=note) if current is not None else None) or alert
+        who = alert.user or f"ip-{alert.client_ip}"
+        group_key = self._keys.alert_group(who, alert.category)
+        if _s(await self._redis.get(group_key)) == alert.id:
+            await self._redis.delete(group_key)
+        return updated
 
-async def all_alerts(redis: Redis, keys: Keys) -> list[Alert]:
-    return [Alert.from_dict(d) for d in await _records(redis, keys).newest_first()]
+    async def set_delivery(self, alert_id: str, channel: str, status: str) -> None:
+        """Record how a delivery went (the alert may have grown meanwhile)."""
+        await self.records.update(alert_id, lambda current: replace(
+            current, delivery={**current.delivery, channel: status})
+            if current is not None else None)
 
-
-async def _update(redis: Redis, keys: Keys, alert_id: str, change: Callable[[Alert], Alert]
-                  ) -> Alert | None:
-    """Change a stored alert without losing a concurrent update (WATCH and retry)."""
-    key = keys.alert(alert_id)
-    for _ in range(20):
-        async with redis.pipeline(transaction=True) as pipe:
-            try:
-                await pipe.watch(key)
-                raw = await pipe.get(key)
-                if raw is None:
-                    return None
-                updated = change(Alert.from_dict(json.loads(raw)))
-                pipe.multi()  # type: ignore[no-untyped-call]
-                pipe.set(key, json.dumps(updated.to_dict()))
-                await pipe.execute()
-                return updated
-            except WatchError:
-                continue
-    raise RuntimeError("alert update kept conflicting")
-
-
-async def acknowledge(redis: Redis, keys: Keys, alert: Alert, by: str, note: str) -> Alert:
-    """Mark handled; the next hit in the same user and category then opens a new alert."""
-    updated = await _update(redis, keys, alert.id, lambda current: replace(
-        current, status=ACKNOWLEDGED, acknowledged_at=time.time(), acknowledged_by=by,
-        note=note)) or alert
-    who = alert.user or f"ip-{alert.client_ip}"
-    group_key = keys.alert_group(who, alert.category)
-    if await redis.get(group_key) == alert.id:
-        await redis.delete(group_key)
-    return updated
-
-
-async def set_delivery(redis: Redis, keys: Keys, alert_id: str, channel: str, status: str) -> None:
-    """Record how a delivery went (the alert may have grown meanwhile)."""
-    await _update(redis, keys, alert_id, lambda current: replace(
-        current, delivery={**current.delivery, channel: status}))
-
-
-async def delete_older_than(redis: Redis, keys: Keys, cutoff: float) -> int:
-    return await _records(redis, keys).delete_older_than(cutoff)
+    async def delete_older_than(self, cutoff: float) -> int:
+        return await self.records.delete_older_than(cutoff)

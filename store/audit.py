@@ -78,3 +78,25 @@ async def read(redis: Redis, keys: Keys, *, start_ms: int | None, end_ms: int | 
 
 async def trim_older_than(redis: Redis, keys: Keys, older_than_ms: int) -> int:
     return int(await redis.xtrim(keys.audit, minid=f"{older_than_ms}-0", approximate=False))
+
+
+class AuditLog:
+    """The audit log of one store (the functions above, bound to it)."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._redis = redis
+        self._keys = keys
+
+    async def append(self, *, actor: str, action: str, target: str, before: Any = None,
+                     after: Any = None, ip: str = "") -> str:
+        return await append(self._redis, self._keys, actor=actor, action=action,
+                            target=target, before=before, after=after, ip=ip)
+
+    async def read(self, *, start_ms: int | None, end_ms: int | None, actor: str | None,
+                   action: str | None, cursor: str | None, limit: int
+                   ) -> tuple[list[AuditEntry], str | None]:
+        return await read(self._redis, self._keys, start_ms=start_ms, end_ms=end_ms,
+                          actor=actor, action=action, cursor=cursor, limit=limit)
+
+    async def trim_older_than(self, older_than_ms: int) -> int:
+        return await trim_older_than(self._redis, self._keys, older_than_ms)

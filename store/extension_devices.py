@@ -170,3 +170,28 @@ def navigation_token(hit_key: bytes, hit_id: str, ts: float, url: str) -> str:
     same HMAC-SHA256 in lib/navigation_token.js)."""
     message = f"esafety-hit-v1\n{hit_id}\n{round(ts * 1000)}\n{url}".encode()
     return hmac.new(hit_key, message, hashlib.sha256).hexdigest()
+
+
+class ExtensionDevices:
+    """Browser-extension installs signed in as users (the functions above, bound)."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._redis = redis
+        self._keys = keys
+
+    async def register(self, user: str, device_id: str, public_key: str) -> DeviceGrant:
+        return await register_device(self._redis, self._keys, user, device_id, public_key)
+
+    async def user_for_refresh(self, device_id: str, refresh_token: str, ts: int, sig: str,
+                               now: float | None = None) -> str | None:
+        return await user_for_refresh(self._redis, self._keys, device_id, refresh_token, ts,
+                                      sig, now)
+
+    async def user_of(self, device_id: str) -> str | None:
+        return await device_user(self._redis, self._keys, device_id)
+
+    async def hit_key_for(self, device_id: str, user: str) -> bytes | None:
+        return await hit_key_for(self._redis, self._keys, device_id, user)
+
+    async def revoke(self, device_id: str) -> bool:
+        return await revoke_device(self._redis, self._keys, device_id)

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from store.keys import Keys
-from store.records import HitRecord
+from store.records import HitRecord, hit_id_day
 
 BATCH_MARKER_TTL = 14 * 86400
 """How long a written batch id is remembered. Spooled batches older than this are still
@@ -119,3 +120,95 @@ async def find_hit(redis: Redis, keys: Keys, hit_id: str, day: str) -> HitRecord
 async def trim_hits(redis: Redis, keys: Keys, older_than_ms: int) -> int:
     """Delete hits older than the retention limit (XTRIM MINID); return how many went."""
     return int(await redis.xtrim(keys.hits, minid=f"{older_than_ms}-0", approximate=False))
+
+
+StreamEntry = tuple[Any, dict[Any, Any]]
+
+
+class Hits:
+    """The hit log of one store: the stream, block references, the daily counters, and the
+    stream reads of the admin's workers (log feeder, alert consumer)."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._redis = redis
+        self._keys = keys
+
+    def writer(self, *, hits_days: int, counters_days: int) -> HitWriter:
+        return HitWriter(self._redis, self._keys, hits_days=hits_days,
+                         counters_days=counters_days)
+
+    async def find(self, hit_id: str) -> HitRecord | None:
+        """A blocked hit by its reference (``20261122-7KQ2X9AB``), or None."""
+        day = hit_id_day(hit_id)
+        return await find_hit(self._redis, self._keys, hit_id, day) if day else None
+
+    async def newest(self, count: int) -> list[HitRecord]:
+        """The latest ``count`` hits, newest first."""
+        entries = await self._redis.xrevrange(self._keys.hits, count=count)
+        return [hit_from_entry(dict(fields or {})) for _sid, fields in entries or []]
+
+    async def trim_older_than(self, older_than_ms: int) -> int:
+        return await trim_hits(self._redis, self._keys, older_than_ms)
+
+    async def stream_length(self) -> int:
+        return int(await self._redis.xlen(self._keys.hits))
+
+    async def stream_exists(self) -> bool:
+        return bool(await self._redis.exists(self._keys.hits))
+
+    async def newest_stream_id(self) -> str:
+        info = await self._redis.xinfo_stream(self._keys.hits)
+        return str(info.get("last-generated-id", "0-0"))
+
+    async def day_counts(self, days: Sequence[str]) -> list[dict[str, int]]:
+        """Each day's ``action|category|group|site`` -> count (days as ``YYYYMMDD``)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for day in days:
+                pipe.hgetall(self._keys.day_counts(day))
+            replies = await pipe.execute()
+        return [{str(k): int(v) for k, v in (reply or {}).items()} for reply in replies]
+
+    async def top_hosts(self, days: Sequence[str], per_day: int) -> list[list[tuple[str, float]]]:
+        """Each day's top ``per_day`` blocked hosts with their counts."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for day in days:
+                pipe.zrevrange(self._keys.top_hosts(day), 0, per_day - 1, withscores=True)
+            replies = await pipe.execute()
+        return [[(str(host), float(score)) for host, score in reply or []] for reply in replies]
+
+    # the admin's stream readers
+    async def read_after(self, last_id: str, count: int, block_ms: int | None
+                         ) -> list[StreamEntry]:
+        reply: Any = await self._redis.xread({self._keys.hits: last_id}, count=count,
+                                             block=block_ms)
+        return list(reply[0][1]) if reply else []
+
+    async def create_group(self, group: str, start_id: str) -> None:
+        """Create a consumer group on the stream (and the stream); an existing one stays."""
+        try:
+            await self._redis.xgroup_create(self._keys.hits, group, id=start_id, mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def pending(self, group: str) -> int:
+        try:
+            info = await self._redis.xpending(self._keys.hits, group)
+        except ResponseError:
+            return 0
+        return int(info.get("pending", 0))
+
+    async def read_group(self, group: str, consumer: str, count: int, block_ms: int | None
+                         ) -> list[StreamEntry]:
+        reply: Any = await self._redis.xreadgroup(group, consumer, {self._keys.hits: ">"},
+                                                  count=count, block=block_ms)
+        return list(reply[0][1]) if reply else []
+
+    async def acknowledge(self, group: str, stream_ids: Sequence[Any]) -> None:
+        await self._redis.xack(self._keys.hits, group, *stream_ids)
+
+    async def claim_idle(self, group: str, consumer: str, idle_ms: int, start: str,
+                         count: int) -> tuple[str, list[StreamEntry]]:
+        reply: Any = await self._redis.xautoclaim(self._keys.hits, group, consumer, idle_ms,
+                                                  start_id=start, count=count)
+        return str(reply[0]), list(reply[1])

@@ -37,6 +37,13 @@ key                                     type       holds
 ``alert:<id>``                          string     JSON Alert
 ``alert:index``                         zset       alert ids by creation time
 ``alert:group:<user>:<category>``       string     the open alert that groups repeats
+``<kind>:by-<field>:<value>``           zset       unblock/report/alert ids with that status,
+                                                   user, ... by creation time
+``<kind>:figures:<YYYYQn>``             hash       counts of the quarter's records (total, by
+                                                   status, ...) for the quarterly report
+``<kind>:durations:<YYYYQn>``           zset       id -> seconds to decision (turnaround,
+                                                   time to acknowledge)
+``<kind>:index-format``                 string     the index format the records were built to
 ``audit``                               stream     append-only audit log
 ``ratelimit:<scope>:<key>``             string     counters with TTL
 ``proxy:<instance>``                    hash       a running proxy's heartbeat and version
@@ -172,3 +179,21 @@ class Keys:
     def extension_devices(self, user: str) -> str:
         """set: the device ids of a user's extension installs, for revocation."""
         return self._k("extdevices", user)
+
+    # indexes and quarterly figures of workflow records (store.indexed_collection; keep at
+    # the end)
+    def record_index(self, kind: str, field: str, value: str) -> str:
+        """zset: ids of ``kind`` records whose ``field`` is ``value``, by creation time."""
+        return self._k(kind, f"by-{field}", value)
+
+    def record_figures(self, kind: str, quarter: str) -> str:
+        """hash: counts of the ``kind`` records created in ``quarter`` (``2026Q3``)."""
+        return self._k(kind, "figures", quarter)
+
+    def record_durations(self, kind: str, quarter: str) -> str:
+        """zset: id -> seconds to its decision, of ``kind`` records created in ``quarter``."""
+        return self._k(kind, "durations", quarter)
+
+    def record_index_format(self, kind: str) -> str:
+        """string: the index format every ``kind`` record has been indexed to."""
+        return self._k(kind, "index-format")

@@ -141,3 +141,21 @@ async def retry_after(redis: Redis, keys: Keys, user: str, address: str) -> int 
     if lock_ms is not None and int(lock_ms) > 0:
         waits.append(int(lock_ms) / 1000)
     return max(1, int(max(waits) + 0.999)) if waits else None
+
+
+class SignInLimits:
+    """The sign-in limits of one store (the functions above, bound to it)."""
+
+    def __init__(self, redis: Redis, keys: Keys, limits: LoginLimits) -> None:
+        self._redis = redis
+        self._keys = keys
+        self.limits = limits
+
+    async def reserve_attempt(self, user: str, address: str) -> int | None:
+        return await reserve_attempt(self._redis, self._keys, self.limits, user, address)
+
+    async def record_success(self, user: str, address: str) -> None:
+        await record_success(self._redis, self._keys, user, address)
+
+    async def retry_after(self, user: str, address: str) -> int | None:
+        return await retry_after(self._redis, self._keys, user, address)

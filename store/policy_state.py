@@ -1,11 +1,16 @@
 """Live policy state shared by every proxy: overrides, and the version that signals changes.
 
-A writer changes state, then bumps ``policy:version`` and publishes the new version on
-``policy:changed`` in one transaction. A proxy listens on the channel and also polls the
-version, so one that missed a message (or was disconnected) still catches up.
+A writer changes an override, bumps ``policy:version`` and publishes the new version on
+``policy:changed`` in one script (:data:`_CHANGE`), so the change and its version are one
+atomic step: whoever reads the version and the overrides together (one MULTI, as
+:class:`LivePolicy` does) never sees a new version with old overrides. A proxy listens on the
+channel and also polls the version, so one that missed a message (or was disconnected) still
+catches up.
 
 :class:`PolicyState` is that state as one value (version and overrides), in the JSON form a
-proxy keeps as its local copy for starting while Redis is unreachable.
+proxy keeps as its local copy for starting while Redis is unreachable. :class:`LivePolicy` is
+the one reader of it: it keeps the last state read and reads the overrides again only when
+the version has moved (one GET otherwise).
 """
 
 from __future__ import annotations
@@ -60,7 +65,12 @@ class PolicyState:
 
 
 async def read_policy_state(redis: Redis, keys: Keys) -> PolicyState:
-    return PolicyState(await read_version(redis, keys), tuple(await read_overrides(redis, keys)))
+    """The version and the overrides, read together (one transaction)."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.get(keys.policy_version)
+        pipe.hgetall(keys.overrides)
+        version, raw = await pipe.execute()
+    return PolicyState(int(version) if version is not None else 0, tuple(_parsed(raw)))
 
 
 async def read_version(redis: Redis, keys: Keys) -> int:
@@ -68,15 +78,33 @@ async def read_version(redis: Redis, keys: Keys) -> int:
     return int(value) if value is not None else 0
 
 
+# KEYS: overrides, version. ARGV: channel, "set"/"delete"/"bump", override id, JSON.
+# Changes an override (or nothing), bumps the version and publishes it, atomically.
+_CHANGE = """
+if ARGV[2] == 'set' then
+  redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
+elseif ARGV[2] == 'delete' then
+  redis.call('HDEL', KEYS[1], ARGV[3])
+end
+local version = redis.call('INCR', KEYS[2])
+redis.call('PUBLISH', ARGV[1], version)
+return version
+"""
+
+
+async def _change(redis: Redis, keys: Keys, how: str, override_id: str = "",
+                  value: str = "") -> int:
+    script = redis.register_script(_CHANGE)
+    return int(await script(keys=[keys.overrides, keys.policy_version],
+                            args=[keys.policy_channel, how, override_id, value]))
+
+
 async def bump_version(redis: Redis, keys: Keys) -> int:
     """Record a policy change and tell every proxy; return the new version."""
-    version = int(await redis.incr(keys.policy_version))
-    await redis.publish(keys.policy_channel, str(version))
-    return version
+    return await _change(redis, keys, "bump")
 
 
-async def read_overrides(redis: Redis, keys: Keys) -> list[Override]:
-    raw = await redis.hgetall(keys.overrides)
+def _parsed(raw: dict[Any, Any]) -> list[Override]:
     out = []
     for value in raw.values():
         try:
@@ -86,11 +114,79 @@ async def read_overrides(redis: Redis, keys: Keys) -> list[Override]:
     return out
 
 
+async def read_overrides(redis: Redis, keys: Keys) -> list[Override]:
+    return _parsed(await redis.hgetall(keys.overrides))
+
+
 async def save_override(redis: Redis, keys: Keys, override: Override) -> int:
-    await redis.hset(keys.overrides, override.id, json.dumps(override.to_dict()))
-    return await bump_version(redis, keys)
+    """Write an override, bump the version and publish it (one atomic step)."""
+    return await _change(redis, keys, "set", override.id, json.dumps(override.to_dict()))
 
 
 async def delete_override(redis: Redis, keys: Keys, override_id: str) -> int:
-    await redis.hdel(keys.overrides, override_id)
-    return await bump_version(redis, keys)
+    return await _change(redis, keys, "delete", override_id)
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class LivePolicy:
+    """The live policy (overrides and version) of one deployment: one reader, cached by
+    version, and the writes that bump it.
+
+    :meth:`state` costs one GET while the version stands still, and one MULTI (version and
+    overrides together) when it has moved. A proxy's policy sync could use it as is: on each
+    poll (or ``policy:changed`` message) call :meth:`changed_since` with the version it
+    holds and apply the state it returns, if any."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._cached: PolicyState | None = None
+
+    async def version(self) -> int:
+        return await read_version(self._redis, self._keys)
+
+    async def state(self) -> PolicyState:
+        """The current version and overrides (read again only when the version moved)."""
+        cached = self._cached
+        if cached is not None:
+            return await self.changed_since(cached.version) or cached
+        return await self._read()
+
+    async def changed_since(self, version: int) -> PolicyState | None:
+        """None while the version is still ``version`` (one GET), else the current state,
+        version and overrides read together. What a proxy's poll needs: it holds
+        ``version`` and swaps its copy for the state returned. Only reads (GET, HGETALL in
+        MULTI), so the proxy's Redis user may call it."""
+        if await self.version() == version:
+            return None
+        return await self._read()
+
+    async def _read(self) -> PolicyState:
+        fresh = await read_policy_state(self._redis, self._keys)
+        if self._cached is None or fresh.version >= self._cached.version:
+            self._cached = fresh
+        return fresh
+
+    async def stored(self) -> dict[str, str]:
+        """Every override as stored (id -> JSON), damaged ones included, for the admin list."""
+        raw = await self._redis.hgetall(self._keys.overrides)
+        return {_s(k): _s(v) for k, v in raw.items()}
+
+    async def stored_one(self, override_id: str) -> str | None:
+        raw = await self._redis.hget(self._keys.overrides, override_id)
+        return _s(raw) if raw is not None else None
+
+    async def new_override_id(self) -> str:
+        return f"ovr-{int(await self._redis.incr(self._keys.sequence('override')))}"
+
+    async def save_override(self, override: Override) -> int:
+        return await save_override(self._redis, self._keys, override)
+
+    async def delete_override(self, override_id: str) -> int:
+        return await delete_override(self._redis, self._keys, override_id)
+
+    async def bump_version(self) -> int:
+        return await bump_version(self._redis, self._keys)

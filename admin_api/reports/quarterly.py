@@ -9,21 +9,18 @@ description, and its figures are repeated in a captioned table.
 from __future__ import annotations
 
 import re
-import statistics
 from collections import Counter as Tally
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime
 from html import escape
 from zoneinfo import ZoneInfo
-
-from redis.asyncio import Redis
 
 from admin_api.reports.style import REPORT_CSS
 from admin_api.reports.summary import days_in, group_key, read_counters, top_blocked_hosts
 from admin_api.reports.svg_charts import horizontal_bars, stacked_bars
 from store import accident_reports, alerts, unblock_requests
-from store.keys import Keys
+from store.redis_store import Store
 
 QUARTER = re.compile(r"([0-9]{4})Q([1-4])")
 TOP_CATEGORIES = 6
@@ -55,6 +52,12 @@ class Quarter:
     def label(self) -> str:
         return f"{self.year} Q{self.number}"
 
+    @property
+    def code(self) -> str:
+        """As it is written (``2026Q3``), and as the store names its figures' quarters
+        (:func:`store.indexed_collection.quarter_of`)."""
+        return f"{self.year}Q{self.number}"
+
 
 def _duration(seconds: float | None) -> str:
     if seconds is None:
@@ -64,17 +67,6 @@ def _duration(seconds: float | None) -> str:
     if seconds < 86400 * 2:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} days"
-
-
-def _median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
-
-
-def _p90(values: list[float]) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
 
 
 def _table(caption: str, headers: list[str], rows: list[list[object]], numeric: set[int]) -> str:
@@ -96,11 +88,12 @@ def _table(caption: str, headers: list[str], rows: list[list[object]], numeric: 
             f"<tbody>{''.join(body)}</tbody></table>")
 
 
-async def render(redis: Redis, keys: Keys, quarter: Quarter, tz: ZoneInfo, centre: str) -> str:
+async def render(store: Store, quarter: Quarter, tz: ZoneInfo, centre: str) -> str:
+    """The report. Blocks come from the proxies' daily counters; alerts, requests and
+    reports from the store's per-quarter figures (quarters of the centre's calendar, ``tz``):
+    a few reads whatever the number of records."""
     days = days_in(quarter.first_day, quarter.last_day)
-    start = datetime.combine(quarter.first_day, time(0), tz).timestamp()
-    end = datetime.combine(quarter.last_day, time(23, 59, 59), tz).timestamp() + 1
-    counters = await read_counters(redis, keys, days)
+    counters = await read_counters(store.hits, days)
     parts: list[str] = []
 
     # blocks by category over time (weeks)
@@ -134,29 +127,31 @@ async def render(redis: Redis, keys: Keys, quarter: Quarter, tz: ZoneInfo, centr
     parts.append("</section>")
 
     # top blocked sites
-    top_sites = await top_blocked_hosts(redis, keys, days, limit=15)
+    top_sites = await top_blocked_hosts(store.hits, days, limit=15)
     parts.append("<section><h2>Most blocked sites</h2><figure>" + horizontal_bars(
         f"Most blocked sites, {quarter.label}", "Horizontal bars, one per site, longest first.",
         top_sites) + "<figcaption>The sites blocked most often.</figcaption></figure>")
     parts.append(_table("Most blocked sites", ["Site", "Blocks"],
                         [[h, n] for h, n in top_sites], {1}) + "</section>")
 
-    # alerts
-    quarter_alerts = [a for a in await alerts.all_alerts(redis, keys)
-                      if start <= a.created_at < end]
-    handled = [a.acknowledged_at - a.created_at for a in quarter_alerts
-               if a.acknowledged_at is not None]
-    alert_rows: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-    for alert in quarter_alerts:
-        row = alert_rows[alert.category]
-        row[0] += 1
-        row[1] += alert.count
-        row[2] += 1 if alert.status == alerts.ACKNOWLEDGED else 0
+    # alerts, unblock requests and reports: the quarter's figures, kept as records are written
+    label = quarter.code
+    alert_figures = await store.alerts.records.figures(label)
+    acknowledging = await store.alerts.records.durations(label)
+    raised = alert_figures.get("total", 0)
+    alert_rows: dict[str, list[int]] = {}
+    for name in alert_figures:
+        kind, _, category = name.partition(":")
+        if kind == "category":
+            alert_rows[category] = [alert_figures.get(f"category:{category}", 0),
+                                    alert_figures.get(f"hits:{category}", 0),
+                                    alert_figures.get(f"acknowledged:{category}", 0)]
+    handled = alert_figures.get(f"status:{alerts.ACKNOWLEDGED}", 0)
     parts.append("<section><h2>Safeguarding alerts and how they were handled</h2>")
-    parts.append(f"<p>{len(quarter_alerts)} alerts were raised; {len(handled)} were acknowledged "
+    parts.append(f"<p>{raised} alerts were raised; {handled} were acknowledged "
                  f"by the safeguarding team, with a median time to acknowledge of "
-                 f"{_duration(_median(handled))}. "
-                 f"{len(quarter_alerts) - len(handled)} remain open.</p>")
+                 f"{_duration(acknowledging.median)}. "
+                 f"{raised - handled} remain open.</p>")
     parts.append("<figure>" + horizontal_bars(
         f"Safeguarding alerts by category, {quarter.label}",
         "Horizontal bars, one per category, showing the number of alerts.",
@@ -168,30 +163,30 @@ async def render(redis: Redis, keys: Keys, quarter: Quarter, tz: ZoneInfo, centr
     parts.append("</section>")
 
     # unblock requests
-    quarter_requests = [r for r in await unblock_requests.all_requests(redis, keys)
-                        if start <= r.created_at < end]
-    turnaround = [r.turnaround_seconds for r in quarter_requests
-                  if r.turnaround_seconds is not None]
-    statuses = Tally(r.status for r in quarter_requests)
-    scopes = Tally(r.scope for r in quarter_requests if r.scope)
+    request_figures = await store.unblock_requests.records.figures(label)
+    turnaround = await store.unblock_requests.records.durations(label)
+    scopes = sorted((name.partition(":")[2], n) for name, n in request_figures.items()
+                    if name.startswith("scope:"))
     parts.append("<section><h2>Unblock requests</h2>")
-    parts.append(f"<p>{len(quarter_requests)} requests were made. Median turnaround "
-                 f"{_duration(_median(turnaround))}; 90% were decided within "
-                 f"{_duration(_p90(turnaround))}.</p>")
+    parts.append(f"<p>{request_figures.get('total', 0)} requests were made. Median turnaround "
+                 f"{_duration(turnaround.median)}; 90% were decided within "
+                 f"{_duration(turnaround.p90)}.</p>")
     parts.append(_table("Unblock requests by outcome", ["Outcome", "Requests"],
-                        [[s, statuses.get(s, 0)] for s in unblock_requests.STATUSES], {1}))
+                        [[s, request_figures.get(f"status:{s}", 0)]
+                         for s in unblock_requests.STATUSES], {1}))
     parts.append(_table("Approved requests by scope", ["Scope", "Approvals"],
-                        [[s, n] for s, n in sorted(scopes.items())], {1}))
+                        [[s, n] for s, n in scopes], {1}))
     parts.append("</section>")
 
     # accidental-hit reports
-    quarter_reports = [r for r in await accident_reports.all_reports(redis, keys)
-                       if start <= r.created_at < end]
-    report_categories = Tally((r.hit or {}).get("category") or "not linked to a logged block"
-                              for r in quarter_reports)
-    reviewed = sum(1 for r in quarter_reports if r.status == accident_reports.REVIEWED)
+    report_figures = await store.accident_reports.records.figures(label)
+    report_categories = Tally({
+        name.partition(":")[2] or "not linked to a logged block": n
+        for name, n in report_figures.items() if name.startswith("category:")})
+    reported = report_figures.get("total", 0)
+    reviewed = report_figures.get(f"status:{accident_reports.REVIEWED}", 0)
     parts.append("<section><h2>Accidental-hit reports</h2>")
-    parts.append(f"<p>People told us {len(quarter_reports)} times that they reached a blocked "
+    parts.append(f"<p>People told us {reported} times that they reached a blocked "
                  f"site by accident; {reviewed} of these reports have been reviewed.</p>")
     parts.append(_table("Accidental-hit reports by category of the blocked site",
                         ["Category", "Reports"], [[c, n] for c, n in report_categories.most_common()],

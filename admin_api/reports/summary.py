@@ -15,9 +15,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from redis.asyncio import Redis
-
-from store.keys import Keys
+from store.hits import Hits
 
 GROUP_BY = ("day", "week", "category", "site", "group")
 TOP_PER_DAY = 200
@@ -39,32 +37,25 @@ def days_in(start: date, end: date) -> list[date]:
     return [start + timedelta(days=i) for i in range((end - start).days + 1)]
 
 
-async def read_counters(redis: Redis, keys: Keys, days: list[date]) -> list[Counter]:
-    async with redis.pipeline(transaction=False) as pipe:
-        for day in days:
-            pipe.hgetall(keys.day_counts(day.strftime("%Y%m%d")))
-        replies = await pipe.execute()
+async def read_counters(hits: Hits, days: list[date]) -> list[Counter]:
+    replies = await hits.day_counts([day.strftime("%Y%m%d") for day in days])
     out = []
     for day, fields in zip(days, replies, strict=True):
-        for name, value in (fields or {}).items():
-            parts = str(name).split("|")
+        for name, value in fields.items():
+            parts = name.split("|")
             if len(parts) != 4:
                 continue
             out.append(Counter(day, parts[0], parts[1], parts[2], parts[3], int(value)))
     return out
 
 
-async def top_blocked_hosts(redis: Redis, keys: Keys, days: list[date], limit: int = 10
+async def top_blocked_hosts(hits: Hits, days: list[date], limit: int = 10
                             ) -> list[tuple[str, int]]:
-    async with redis.pipeline(transaction=False) as pipe:
-        for day in days:
-            pipe.zrevrange(keys.top_hosts(day.strftime("%Y%m%d")), 0, TOP_PER_DAY - 1,
-                           withscores=True)
-        replies = await pipe.execute()
+    replies = await hits.top_hosts([day.strftime("%Y%m%d") for day in days], TOP_PER_DAY)
     totals: dict[str, float] = defaultdict(float)
     for reply in replies:
-        for host, score in reply or []:
-            totals[str(host)] += float(score)
+        for host, score in reply:
+            totals[host] += score
     ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:limit]
     return [(host, int(score)) for host, score in ranked]
 
@@ -96,12 +87,11 @@ def summarise(counters: Iterable[Counter], group_by: str) -> list[dict[str, Any]
     return out
 
 
-async def summary(redis: Redis, keys: Keys, start: date, end: date, group_by: str
-                  ) -> dict[str, Any]:
+async def summary(hits: Hits, start: date, end: date, group_by: str) -> dict[str, Any]:
     days = days_in(start, end)
-    counters = await read_counters(redis, keys, days)
+    counters = await read_counters(hits, days)
     rows = summarise(counters, group_by)
-    top = await top_blocked_hosts(redis, keys, days)
+    top = await top_blocked_hosts(hits, days)
     return {"from": start.isoformat(), "to": end.isoformat(), "group_by": group_by,
             "rows": rows,
             "totals": {"block": sum(r["block"] for r in rows),

@@ -23,22 +23,10 @@ from admin_api.context import AdminState, state_of
 from admin_api.errors import ApiError, bad_input, not_found
 from admin_api.roles import ANYONE_SIGNED_IN, SAFEGUARDING, current_user, requires, user_filter
 from admin_api.routes import audit_trail
-from admin_api.routes.request_input import (
-    choice,
-    hit_reference,
-    json_body,
-    offset_cursor,
-    page_limit,
-    page_of,
-    query_params,
-    required_text,
-    text,
-    time_range,
-)
-from store import accident_reports
+from admin_api.routes.paging import list_query, page_response
+from admin_api.routes.request_input import choice, hit_reference, json_body, required_text, text
 from store.accident_reports import OPEN, REVIEWED, AccidentReport
-from store.hits import find_hit
-from store.records import HitRecord, UserRecord, hit_id_day
+from store.records import HitRecord, UserRecord
 
 routes = web.RouteTableDef()
 ID = "{id:[0-9]{1,18}}"
@@ -51,8 +39,7 @@ THANKS = ("Thank you for telling us. Reaching a blocked site by accident happens
 
 
 async def _hit(state: AdminState, hit_id: str) -> HitRecord | None:
-    day = hit_id_day(hit_id)
-    return await find_hit(state.redis, state.keys, hit_id, day) if day else None
+    return await state.store.hits.find(hit_id)
 
 
 def belongs_to_reporter(hit: HitRecord, user: str, address: str, at: float) -> bool:
@@ -88,8 +75,8 @@ async def file_report(request: web.Request) -> web.Response:
                                                                          address, now):
                 raise ApiError(404, "not_found", NOT_YOURS)
             hit = record.to_dict()
-    report = await accident_reports.create_report(
-        state.redis, state.keys, user=user.name, group=user.group, what_happened=what_happened,
+    report = await state.store.accident_reports.create(
+        user=user.name, group=user.group, what_happened=what_happened,
         hit_id=hit_id, url=url, hit=hit, reporter_address=address, now=now)
     await audit_trail.record(request, "report.file", report.id, after={"hit_id": hit_id})
     return web.json_response({"id": report.id, "report": report.public_dict(),
@@ -101,26 +88,19 @@ async def file_report(request: web.Request) -> web.Response:
 async def list_reports(request: web.Request) -> web.Response:
     state = state_of(request)
     user = current_user(request)
-    query = query_params(request, ("status", "user", "group", "from", "to", "limit", "cursor"))
-    status = choice(query, "status", (OPEN, REVIEWED))
-    wanted_user = text(query, "user", max_length=64)
-    group = text(query, "group", max_length=41)
-    start, end = time_range(query, state.tz)
-    limit, offset = page_limit(query), offset_cursor(query)
+    listing = list_query(request, ("status", "user", "group"))
+    status = choice(listing.query, "status", (OPEN, REVIEWED))
+    wanted_user = text(listing.query, "user", max_length=64)
+    group = text(listing.query, "group", max_length=41)
     wanted_user = user_filter(user, wanted_user, SAFEGUARDING, "reports")
-    items = [r.public_dict() for r in await accident_reports.all_reports(state.redis, state.keys)
-             if (status is None or r.status == status)
-             and (wanted_user is None or r.user == wanted_user)
-             and (group is None or r.group == group)
-             and (start is None or r.created_at >= start)
-             and (end is None or r.created_at < end)]
-    page, next_cursor = page_of(items, offset, limit)
-    return web.json_response({"items": page, "next_cursor": next_cursor})
+    return await page_response(state.store.accident_reports.records, listing,
+                               equal={"status": status, "user": wanted_user, "group": group},
+                               shown=AccidentReport.public_dict)
 
 
 async def _report_or_404(request: web.Request) -> AccidentReport:
     state = state_of(request)
-    report = await accident_reports.get_report(state.redis, state.keys, request.match_info["id"])
+    report = await state.store.accident_reports.get(request.match_info["id"])
     if report is None or not _visible(current_user(request), report):
         raise not_found("report")
     return report
@@ -150,8 +130,8 @@ async def review_report(request: web.Request) -> web.Response:
     note = text(body, "note", max_length=2000) or ""
     if report.status == REVIEWED:
         raise ApiError(409, "already_reviewed", "This report is already marked reviewed.")
-    updated = await accident_reports.mark_reviewed(state.redis, state.keys, report,
-                                                   current_user(request).name, note)
+    updated = await state.store.accident_reports.mark_reviewed(
+        report, current_user(request).name, note)
     await audit_trail.record(request, "report.review", report.id, before=report.public_dict(),
                              after=updated.public_dict())
     return web.json_response({"report": updated.public_dict()})

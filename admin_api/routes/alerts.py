@@ -15,18 +15,8 @@ from admin_api.errors import ApiError, not_found
 from admin_api.log_store import HitQuery
 from admin_api.roles import ALERT_HANDLERS, SAFEGUARDING, current_user, requires
 from admin_api.routes import audit_trail
-from admin_api.routes.request_input import (
-    choice,
-    json_body,
-    offset_cursor,
-    page_limit,
-    page_of,
-    query_params,
-    required_text,
-    text,
-    time_range,
-)
-from store import alerts
+from admin_api.routes.paging import list_query, page_response
+from admin_api.routes.request_input import choice, json_body, required_text, text
 from store.alerts import ACKNOWLEDGED, OPEN, Alert
 
 routes = web.RouteTableDef()
@@ -38,26 +28,25 @@ CONTEXT_HITS = 20
 @requires(SAFEGUARDING)
 async def list_alerts(request: web.Request) -> web.Response:
     state = state_of(request)
-    query = query_params(request, ("status", "category", "user", "from", "to", "limit",
-                                   "cursor"))
-    status = choice(query, "status", (OPEN, ACKNOWLEDGED))
-    category = text(query, "category", max_length=41)
-    user = text(query, "user", max_length=64)
-    start, end = time_range(query, state.tz)
-    limit, offset = page_limit(query), offset_cursor(query)
-    items = [a.to_dict() for a in await alerts.all_alerts(state.redis, state.keys)
-             if (status is None or a.status == status)
-             and (category is None or a.category == category)
-             and (user is None or a.user == user)
-             and (start is None or a.last_seen >= start)
-             and (end is None or a.first_seen < end)]
-    page, next_cursor = page_of(items, offset, limit)
-    return web.json_response({"items": page, "next_cursor": next_cursor})
+    listing = list_query(request, ("status", "category", "user"))
+    status = choice(listing.query, "status", (OPEN, ACKNOWLEDGED))
+    category = text(listing.query, "category", max_length=41)
+    user = text(listing.query, "user", max_length=64)
+    start, end = listing.start, listing.end
+
+    def in_period(alert: Alert) -> bool:  # seen at any time in the period
+        return ((start is None or alert.last_seen >= start)
+                and (end is None or alert.first_seen < end))
+
+    return await page_response(state.store.alerts.records, listing,
+                               equal={"status": status, "category": category, "user": user},
+                               shown=Alert.to_dict, period_is_creation=False,
+                               keep=in_period if start is not None or end is not None else None)
 
 
 async def _alert_or_404(request: web.Request) -> Alert:
     state = state_of(request)
-    alert = await alerts.get_alert(state.redis, state.keys, request.match_info["id"])
+    alert = await state.store.alerts.get(request.match_info["id"])
     if alert is None:
         raise not_found("alert")
     return alert
@@ -84,8 +73,7 @@ async def acknowledge_alert(request: web.Request) -> web.Response:
     note = required_text(body, "note", max_length=2000)
     if alert.status == ACKNOWLEDGED:
         raise ApiError(409, "already_acknowledged", "This alert is already acknowledged.")
-    updated = await alerts.acknowledge(state.redis, state.keys, alert,
-                                       current_user(request).name, note)
+    updated = await state.store.alerts.acknowledge(alert, current_user(request).name, note)
     await audit_trail.record(request, "alert.acknowledge", alert.id, before=alert.to_dict(),
                              after=updated.to_dict())
     return web.json_response({"alert": updated.to_dict()})

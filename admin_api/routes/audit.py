@@ -12,7 +12,6 @@ from aiohttp import web
 from admin_api.context import state_of
 from admin_api.roles import AUDIT_READERS, requires
 from admin_api.routes.request_input import page_limit, query_params, text, time_range
-from store import audit
 
 routes = web.RouteTableDef()
 _STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
@@ -28,8 +27,8 @@ async def read_audit(request: web.Request) -> web.Response:
     actor = text(query, "actor", max_length=64)
     action = text(query, "action", max_length=61, pattern=_ACTION, what="like unblock.approve")
     cursor = text(query, "cursor", max_length=41, pattern=_STREAM_ID, what="a returned cursor")
-    entries, next_cursor = await audit.read(
-        state.redis, state.keys, start_ms=int(start * 1000) if start is not None else None,
+    entries, next_cursor = await state.store.audit.read(
+        start_ms=int(start * 1000) if start is not None else None,
         end_ms=int(end * 1000) - 1 if end is not None else None, actor=actor, action=action,
         cursor=cursor, limit=page_limit(query))
     return web.json_response({"items": [e.to_dict() for e in entries],

@@ -7,7 +7,6 @@ from typing import Any
 from aiohttp import web
 
 from admin_api.context import state_of, user_of
-from store import audit
 
 
 async def record(request: web.Request, action: str, target: str, *, before: Any = None,
@@ -15,5 +14,5 @@ async def record(request: web.Request, action: str, target: str, *, before: Any 
     state = state_of(request)
     user = user_of(request)
     who = actor if actor is not None else (user.name if user is not None else "")
-    return await audit.append(state.redis, state.keys, actor=who, action=action, target=target,
-                              before=before, after=after, ip=request.remote or "")
+    return await state.store.audit.append(actor=who, action=action, target=target,
+                                          before=before, after=after, ip=request.remote or "")

@@ -10,14 +10,7 @@ from admin_api.roles import ANYONE_SIGNED_IN, current_user, requires
 from admin_api.routes import audit_trail
 from admin_api.routes.request_input import json_body, required_text
 from admin_api.sessions import SESSION_COOKIE, clear_session_cookies, set_session_cookies
-from store import login_limits
-from store.accounts import (
-    TOKEN_TTL_SECONDS,
-    issue_token,
-    revoke_all_tokens,
-    revoke_token,
-    verify_password,
-)
+from store.accounts import TOKEN_TTL_SECONDS
 
 routes = web.RouteTableDef()
 
@@ -33,23 +26,22 @@ async def login(request: web.Request) -> web.Response:
     if len(password) > 1024:
         raise ApiError(400, "invalid_input", "password is too long", field="password")
     ip = request.remote or "unknown"
-    limits = state.settings.login_limits
     # Counted per user name and address before the password is checked (shared with the
     # proxy's sign-in), so a learner guessing from their laptop locks only that laptop out.
-    wait = await login_limits.reserve_attempt(state.redis, state.keys, limits, username, ip)
+    wait = await state.store.sign_in_limits.reserve_attempt(username, ip)
     if wait is not None:
         raise ApiError(429, "too_many_attempts", "Too many failed sign-ins. Try again in "
                        f"{wait // 60 + 1} minutes, or ask IT support.",
                        headers={"Retry-After": str(wait)})
-    user = await verify_password(state.redis, state.keys, username, password)
+    user = await state.store.accounts.verify_password(username, password)
     if user is None:
         await audit_trail.record(request, "auth.login_failed", username, actor=username)
         raise ApiError(401, "invalid_credentials", "The user name or password is wrong.")
-    await login_limits.record_success(state.redis, state.keys, username, ip)
+    await state.store.sign_in_limits.record_success(username, ip)
     previous = request.cookies.get(SESSION_COOKIE)
     if previous:  # session fixation: whatever session the browser had is ended
-        await revoke_token(state.redis, state.keys, previous)
-    token = await issue_token(state.redis, state.keys, user.name)
+        await state.store.accounts.revoke_token(previous)
+    token = await state.store.accounts.issue_token(user.name)
     await audit_trail.record(request, "auth.login", user.name, actor=user.name)
     response = web.json_response({"token": token, "user": user.public(),
                                   "expires_in": TOKEN_TTL_SECONDS})
@@ -61,7 +53,7 @@ async def login(request: web.Request) -> web.Response:
 @requires(ANYONE_SIGNED_IN)
 async def logout(request: web.Request) -> web.Response:
     state = state_of(request)
-    await revoke_token(state.redis, state.keys, request[TOKEN])
+    await state.store.accounts.revoke_token(request[TOKEN])
     await audit_trail.record(request, "auth.logout", current_user(request).name)
     response = web.json_response({"signed_out": True})
     clear_session_cookies(response)
@@ -80,7 +72,7 @@ async def me(request: web.Request) -> web.Response:
 async def revoke_my_tokens(request: web.Request) -> web.Response:
     state = state_of(request)
     user = current_user(request)
-    count = await revoke_all_tokens(state.redis, state.keys, user.name)
+    count = await state.store.accounts.revoke_all_tokens(user.name)
     await audit_trail.record(request, "auth.revoke_tokens", user.name, after={"revoked": count})
     response = web.json_response({"revoked": count})
     clear_session_cookies(response)

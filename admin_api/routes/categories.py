@@ -12,7 +12,6 @@ from aiohttp import web
 from admin_api.context import state_of
 from admin_api.roles import POLICY_READERS, requires
 from admin_api.routes.request_input import optional_time, query_params, required_text, text
-from store.policy_state import read_version
 
 routes = web.RouteTableDef()
 
@@ -50,7 +49,7 @@ async def list_categories(request: web.Request) -> web.Response:
             "lists": lists})
     return web.json_response({
         "snapshot_version": base.snapshot_version,
-        "policy_version": await read_version(state.redis, state.keys),
+        "policy_version": await state.store.policy.version(),
         "sources": [{"source": m.get("source"), "origin": m.get("origin"),
                      "imported_at": _imported(m.get("imported_at")),
                      "entries": sum(i.get("entries", 0) for i in m.get("lists", []))}
@@ -68,7 +67,6 @@ async def check(request: web.Request) -> web.Response:
     group = text(query, "group", max_length=41)
     at_ts = optional_time(query, "at", state.tz)
     at = datetime.fromtimestamp(at_ts, UTC) if at_ts is not None else None
-    decision = await state.policy.decide(state.redis, state.keys, url, user=user, group=group,
-                                         at=at)
+    decision = await state.policy.decide(url, user=user, group=group, at=at)
     return web.json_response({"url": url, **decision.to_dict(),
                               "explanation": decision.explain()})

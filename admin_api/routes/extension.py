@@ -48,16 +48,7 @@ from admin_api.extension_rules import (
 from admin_api.roles import ANYONE_SIGNED_IN, current_user, requires
 from admin_api.routes.request_input import boolean, json_body, query_params, required_text, text
 from categories.urlnorm import URLError, canonical_url
-from store.accounts import get_user, issue_token, revoke_token
 from store.extension_devices import PUBLIC_KEY as DEVICE_PUBLIC_KEY
-from store.extension_devices import (
-    device_user,
-    hit_key_for,
-    register_device,
-    revoke_device,
-    user_for_refresh,
-)
-from store.hits import HitWriter, hit_from_entry
 from store.probe_key import load_or_create_probe_key, public_probe_key
 from store.records import HitRecord, UserRecord
 
@@ -98,7 +89,7 @@ async def extension_rules(request: web.Request) -> web.Response:
     query = query_params(request, ("since",))
     since = text(query, "since", max_length=20, pattern=VERSION,
                  what="a version this server returned")
-    policy = await state.policy.current(state.redis, state.keys)
+    policy = await state.policy.current()
     base = await asyncio.to_thread(state.policy.base)
     hosts = await asyncio.to_thread(_HOSTS.get, base)
     group = user.group or state.settings.config.unidentified_group
@@ -118,14 +109,13 @@ async def extension_unsigned_rules(request: web.Request) -> web.Response:
     since = text(query, "since", max_length=20, pattern=VERSION,
                  what="a version this server returned")
     base = await asyncio.to_thread(state.policy.base)
-    raw_version = await state.redis.get(state.keys.policy_version)
-    version = raw_version.decode() if isinstance(raw_version, bytes) else str(raw_version)
+    version = str(await state.store.policy.version())
     answers = _UNSIGNED.setdefault(base, {})
     cached = answers.get((version, since))
     if cached is not None and cached[0] > time.monotonic():
         body = cached[1]
     else:
-        policy = await state.policy.current(state.redis, state.keys)
+        policy = await state.policy.current()
         hosts = await asyncio.to_thread(_HOSTS.get, base)
         group = state.settings.config.unidentified_group
         ruleset = await asyncio.to_thread(partial(build_ruleset, policy, hosts.hosts, user="",
@@ -163,8 +153,7 @@ async def extension_register_device(request: web.Request) -> web.Response:
         raise bad_input("public_key must be this install's P-256 key (130 hex characters)",
                         "public_key")
     try:
-        grant = await register_device(state.redis, state.keys, user.name, device_id,
-                                      public_key)
+        grant = await state.store.devices.register(user.name, device_id, public_key)
     except ValueError as exc:
         raise bad_input(f"public_key cannot be used: {exc}", "public_key") from exc
     probe_key = await asyncio.to_thread(_probe_key, state)
@@ -181,10 +170,10 @@ async def extension_register_device(request: web.Request) -> web.Response:
 async def extension_forget_device(request: web.Request) -> web.Response:
     state = state_of(request)
     device_id = request.headers.get("X-Esafety-Device", "")
-    if await device_user(state.redis, state.keys, device_id) != current_user(request).name:
+    if await state.store.devices.user_of(device_id) != current_user(request).name:
         raise ApiError(404, "not_found", "This install is not signed in as you.")
-    await revoke_device(state.redis, state.keys, device_id)
-    await revoke_token(state.redis, state.keys, request[TOKEN])
+    await state.store.devices.revoke(device_id)
+    await state.store.accounts.revoke_token(request[TOKEN])
     return web.json_response({"signed_out": True})
 
 
@@ -201,13 +190,13 @@ async def extension_session(request: web.Request) -> web.Response:
         raise bad_input("ts must be the proof's time in epoch seconds", "ts")
     if not isinstance(sig, str) or len(sig) > 200:
         raise bad_input("sig must be the install's signature", "sig")
-    name = await user_for_refresh(state.redis, state.keys, device_id, refresh, ts, sig)
-    user = await get_user(state.redis, state.keys, name) if name else None
+    name = await state.store.devices.user_for_refresh(device_id, refresh, ts, sig)
+    user = await state.store.accounts.get(name) if name else None
     if user is None or user.disabled:
         if name:
-            await revoke_device(state.redis, state.keys, device_id)
+            await state.store.devices.revoke(device_id)
         raise ApiError(401, "unauthorised", "This browser's sign-in has ended; sign in again.")
-    token = await issue_token(state.redis, state.keys, user.name, ttl=SESSION_TTL_SECONDS)
+    token = await state.store.accounts.issue_token(user.name, ttl=SESSION_TTL_SECONDS)
     return web.json_response({
         "token": token, "expires_in": SESSION_TTL_SECONDS,
         "user": {"name": user.name, "role": user.role, "group": user.group,
@@ -218,9 +207,7 @@ async def extension_session(request: web.Request) -> web.Response:
 async def _recent_hit(state: AdminState, user: UserRecord, host: str) -> HitRecord | None:
     """The user's latest block for ``host`` in the last two minutes, from the hit stream."""
     since = time.time() - RECENT_HIT_SECONDS
-    entries = await state.redis.xrevrange(state.keys.hits, count=_RECENT_SCAN)
-    for _stream_id, fields in entries or []:
-        hit = hit_from_entry(dict(fields or {}))
+    for hit in await state.store.hits.newest(_RECENT_SCAN):
         if hit.ts < since:
             return None
         if hit.user == user.name and hit.host == host and hit.action == "block":
@@ -242,8 +229,7 @@ async def extension_check(request: web.Request) -> web.Response:
     except URLError as exc:
         raise bad_input(f"url cannot be read: {exc}", "url") from exc
     want_recent = boolean(query, "recent")
-    decision = await state.policy.decide(state.redis, state.keys, url, user=user.name,
-                                         group=user.group)
+    decision = await state.policy.decide(url, user=user.name, group=user.group)
     body: dict[str, Any] = {
         "url": url, "host": canonical.host, "action": decision.action.value,
         "blocked": decision.blocked, "rule": decision.rule.value,
@@ -271,7 +257,7 @@ async def extension_hits(request: web.Request) -> web.Response:
     batch_id = batch_id_of(body)
     device_id = device_id_of(body)
     hits = reported_hits(body)
-    hit_key = await hit_key_for(state.redis, state.keys, device_id, user.name)
+    hit_key = await state.store.devices.hit_key_for(device_id, user.name)
     if hit_key is None:
         raise ApiError(403, "unknown_device", "This install is not signed in as you; hits are "
                        "accepted only from the install that blocked them.")
@@ -279,11 +265,11 @@ async def extension_hits(request: web.Request) -> web.Response:
     if forged:
         raise bad_input(f"hit {forged[0]} has no valid navigation token from this install",
                         "hits")
-    policy = await state.policy.current(state.redis, state.keys)
+    policy = await state.policy.current()
     records = [to_hit_record(hit, user, policy, state.tz) for hit in hits]
     config = state.settings.config
-    writer = HitWriter(state.redis, state.keys, hits_days=config.retention_hits_days,
-                       counters_days=config.retention_counters_days)
+    writer = state.store.hits.writer(hits_days=config.retention_hits_days,
+                                     counters_days=config.retention_counters_days)
     # The marker is per user, so nobody can use up another user's batch ids.
     written = await writer.write_batch(f"ext-{user.name}-{batch_id}", records)
     return web.json_response({"batch_id": batch_id, "written": written,

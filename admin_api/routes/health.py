@@ -51,7 +51,7 @@ async def healthz(request: web.Request) -> web.Response:
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     try:
-        await state_of(request).redis.ping()
+        await state_of(request).store.ping()
     except (RedisError, OSError):
         return error_response(503, "not_ready", "Redis is not reachable.")
     warning = await _cached_auth_warning(state_of(request).settings.redis_url)

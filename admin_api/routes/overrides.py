@@ -14,7 +14,6 @@ from admin_api.roles import APPROVERS, current_user, requires
 from admin_api.routes import audit_trail
 from admin_api.routes.request_input import choice, json_body, optional_time, query_params, required_text, text
 from categories.overrides import Override, OverrideScope
-from store.policy_state import delete_override
 
 routes = web.RouteTableDef()
 OVERRIDE_ID = "{id:[A-Za-z0-9_.-]{1,64}}"
@@ -25,7 +24,7 @@ OVERRIDE_ID = "{id:[A-Za-z0-9_.-]{1,64}}"
 async def list_overrides(request: web.Request) -> web.Response:
     state = state_of(request)
     query_params(request, ())
-    raw = await state.redis.hgetall(state.keys.overrides)
+    raw = await state.store.policy.stored()
     now = time.time()
     items, damaged = [], []
     for override_id, value in sorted(raw.items()):
@@ -61,9 +60,8 @@ async def add_override(request: web.Request) -> web.Response:
     if expires_at is not None and expires_at <= now:
         raise bad_input("expires_at must be in the future", "expires_at")
     note = text(body, "note", max_length=1000) or ""
-    sequence = int(await state.redis.incr(state.keys.sequence("override")))
-    override = Override(id=f"ovr-{sequence}", target=target, action=action, scope=scope,
-                        subject=subject, expires_at=expires_at,
+    override = Override(id=await state.store.policy.new_override_id(), target=target,
+                        action=action, scope=scope, subject=subject, expires_at=expires_at,
                         created_by=current_user(request).name, created_at=now, note=note)
     version = await apply_override(state, override)
     await audit_trail.record(request, "override.create", override.id, after=override.to_dict())
@@ -76,10 +74,10 @@ async def add_override(request: web.Request) -> web.Response:
 async def remove_override(request: web.Request) -> web.Response:
     state = state_of(request)
     override_id = request.match_info["id"]
-    before = await state.redis.hget(state.keys.overrides, override_id)
+    before = await state.store.policy.stored_one(override_id)
     if before is None:
         raise not_found("override")
-    version = await delete_override(state.redis, state.keys, override_id)
+    version = await state.store.policy.delete_override(override_id)
     try:
         previous = json.loads(before)
     except ValueError:

@@ -42,7 +42,7 @@ async def summary_report(request: web.Request) -> web.Response:
     if (end - start).days >= MAX_DAYS:
         raise bad_input(f"the period can be at most {MAX_DAYS} days", "from")
     group_by = choice(query, "group_by", GROUP_BY, default="day") or "day"
-    return web.json_response(await summary(state.redis, state.keys, start, end, group_by))
+    return web.json_response(await summary(state.store.hits, start, end, group_by))
 
 
 @routes.get("/api/v1/reports/quarterly")
@@ -55,6 +55,6 @@ async def quarterly(request: web.Request) -> web.Response:
         quarter = quarterly_report.Quarter.parse(text)
     except ValueError as exc:
         raise bad_input(str(exc), "quarter") from exc
-    html = await quarterly_report.render(state.redis, state.keys, quarter, state.tz,
+    html = await quarterly_report.render(state.store, quarter, state.tz,
                                          state.settings.config.centre_id)
     return web.Response(text=html, content_type="text/html", charset="utf-8")

@@ -42,25 +42,19 @@ from admin_api.roles import (
     user_filter,
 )
 from admin_api.routes import audit_trail
+from admin_api.routes.paging import list_query, page_response
 from admin_api.routes.request_input import (
     boolean,
     choice,
     hit_reference,
     json_body,
-    offset_cursor,
     optional_time,
-    page_limit,
-    page_of,
-    query_params,
     required_text,
     text,
-    time_range,
 )
 from categories.decision import Decision, Rule
 from categories.overrides import Override, OverrideScope
 from categories.urlnorm import URLError, canonical_url
-from store import unblock_requests
-from store.hits import find_hit
 from store.records import HitRecord, UserRecord, hit_id_day
 from store.unblock_requests import APPROVED, DENIED, OPEN, STATUSES, UnblockRequest
 
@@ -78,7 +72,7 @@ def _visible(user: UserRecord, request: UnblockRequest) -> bool:
 
 async def _request_or_404(request: web.Request) -> UnblockRequest:
     state = state_of(request)
-    found = await unblock_requests.get_request(state.redis, state.keys, request.match_info["id"])
+    found = await state.store.unblock_requests.get(request.match_info["id"])
     if found is None or not _visible(current_user(request), found):
         raise not_found("unblock request")
     return found
@@ -102,13 +96,12 @@ async def _blocked_for(state: AdminState, url: str, user: str, group: str,
     overrides) answers; where no rule of its own covers the address (an admin installed
     without the proxies' lists), a block the proxy logged for this very user and address
     counts as well."""
-    decision = await state.policy.decide(state.redis, state.keys, url, user=user, group=group)
+    decision = await state.policy.decide(url, user=user, group=group)
     if decision.blocked or not hit_id or decision.rule is not Rule.DEFAULT:
         return decision.blocked, decision
-    day = hit_id_day(hit_id)
     record = None
-    for _ in range(HIT_WAIT_TRIES if day else 0):  # the proxies write hits in batches
-        record = await find_hit(state.redis, state.keys, hit_id, day) if day else None
+    for _ in range(HIT_WAIT_TRIES if hit_id_day(hit_id) else 0):  # the proxies write in batches
+        record = await state.store.hits.find(hit_id)
         if record is not None:
             break
         await asyncio.sleep(HIT_WAIT_SECONDS)
@@ -134,8 +127,8 @@ async def file_request(request: web.Request) -> web.Response:
                        f"support to open. ({now_decided.reason}) If another page is blocked, "
                        "ask about that page's address.", field="url")
     target = await unblock_target(state, url, user.name, user.group)
-    filed, merged = await unblock_requests.create_or_merge(
-        state.redis, state.keys, user=user.name, group=user.group, url=url, target=target,
+    filed, merged = await state.store.unblock_requests.create_or_merge(
+        user=user.name, group=user.group, url=url, target=target,
         reason=reason, hit_id=hit_id)
     await audit_trail.record(request, "unblock.merge" if merged else "unblock.file", filed.id,
                              after={"target": target, "hit_id": hit_id})
@@ -148,35 +141,26 @@ async def file_request(request: web.Request) -> web.Response:
 async def list_requests(request: web.Request) -> web.Response:
     state = state_of(request)
     user = current_user(request)
-    query = query_params(request, ("status", "user", "site", "from", "to", "limit", "cursor"))
-    status = choice(query, "status", STATUSES)
-    wanted_user = text(query, "user", max_length=64)
-    site = text(query, "site", max_length=2000)
+    listing = list_query(request, ("status", "user", "site"))
+    status = choice(listing.query, "status", STATUSES)
+    wanted_user = text(listing.query, "user", max_length=64)
+    site = text(listing.query, "site", max_length=2000)
     target = target_of(site, "site") if site else None
-    start, end = time_range(query, state.tz)
-    limit, offset = page_limit(query), offset_cursor(query)
     wanted_user = user_filter(user, wanted_user, UNBLOCK_READERS, "requests")
-    items = [r.to_dict() for r in await unblock_requests.all_requests(state.redis, state.keys)
-             if (status is None or r.status == status)
-             and (wanted_user is None or r.user == wanted_user)
-             and (target is None or r.target == target)
-             and (start is None or r.created_at >= start)
-             and (end is None or r.created_at < end)]
-    page, next_cursor = page_of(items, offset, limit)
-    return web.json_response({"items": page, "next_cursor": next_cursor})
+    return await page_response(state.store.unblock_requests.records, listing,
+                               equal={"status": status, "user": wanted_user, "target": target},
+                               shown=UnblockRequest.to_dict)
 
 
 async def _details_for_it(state: AdminState, found: UnblockRequest) -> dict[str, Any]:
-    decision = await state.policy.decide(state.redis, state.keys, found.url, user=found.user,
-                                         group=found.group)
+    decision = await state.policy.decide(found.url, user=found.user, group=found.group)
     earlier = [{"id": r.id, "user": r.user, "status": r.status, "created_at": r.created_at,
                 "decided_by": r.decided_by, "note": r.note, "scope": r.scope}
-               for r in await unblock_requests.all_requests(state.redis, state.keys)
-               if r.target == found.target and r.id != found.id]
+               for r in await state.store.unblock_requests.for_target(found.target)
+               if r.id != found.id]
     hit = None
     if found.hit_id:
-        day = hit_id_day(found.hit_id)
-        record = await find_hit(state.redis, state.keys, found.hit_id, day) if day else None
+        record = await state.store.hits.find(found.hit_id)
         hit = record.to_dict() if record is not None else None
     scope = await approval_scope(state, found.target, found.url, found.user, found.group)
     return {"decision": {**decision.to_dict(), "explanation": decision.explain()},
@@ -234,7 +218,7 @@ async def approve(request: web.Request) -> web.Response:
     decided = replace(found, status=APPROVED, decided_at=now, decided_by=approver.name,
                       note=note, scope=scope.value, expires_at=expires_at,
                       override_id=override.id, updated_at=now)
-    await unblock_requests.save_decision(state.redis, state.keys, decided)
+    await state.store.unblock_requests.save_decision(decided)
     await audit_trail.record(request, "unblock.approve", found.id, before=found.to_dict(),
                              after={"request": decided.to_dict(), "override": override.to_dict(),
                                     "opens": opens.message})
@@ -254,7 +238,7 @@ async def deny(request: web.Request) -> web.Response:
     now = time.time()
     decided = replace(found, status=DENIED, decided_at=now, decided_by=approver.name, note=note,
                       updated_at=now)
-    await unblock_requests.save_decision(state.redis, state.keys, decided)
+    await state.store.unblock_requests.save_decision(decided)
     await audit_trail.record(request, "unblock.deny", found.id, before=found.to_dict(),
                              after=decided.to_dict())
     return web.json_response({"request": decided.to_dict()})

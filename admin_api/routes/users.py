@@ -22,15 +22,7 @@ from admin_api.routes.request_input import (
     required_text,
     text,
 )
-from store.accounts import (
-    MIN_PASSWORD_LENGTH,
-    USER_NAME,
-    AccountError,
-    create_user,
-    get_user,
-    revoke_all_tokens,
-    save_user,
-)
+from store.accounts import MIN_PASSWORD_LENGTH, USER_NAME, AccountError
 from store.records import ROLES, UserRecord
 
 routes = web.RouteTableDef()
@@ -44,7 +36,7 @@ def generated_password() -> str:
 
 async def _user_or_404(request: web.Request) -> UserRecord:
     state = state_of(request)
-    user = await get_user(state.redis, state.keys, request.match_info["name"])
+    user = await state.store.accounts.get(request.match_info["name"])
     if user is None:
         raise ApiError(404, "not_found", "There is no user with that name.")
     return user
@@ -58,13 +50,8 @@ async def list_users(request: web.Request) -> web.Response:
     role = choice(query, "role", ROLES)
     group = text(query, "group", max_length=41)
     limit, offset = page_limit(query), offset_cursor(query)
-    names = sorted(await state.redis.smembers(state.keys.users))
-    users = []
-    for name in names:
-        user = await get_user(state.redis, state.keys, str(name))
-        if user is None or (role and user.role != role) or (group and user.group != group):
-            continue
-        users.append(user.public())
+    users = [user.public() for user in await state.store.accounts.all()
+             if (not role or user.role == role) and (not group or user.group == group)]
     page, next_cursor = page_of(users, offset, limit)
     return web.json_response({"items": page, "next_cursor": next_cursor})
 
@@ -89,10 +76,10 @@ async def add_user(request: web.Request) -> web.Response:
         password = generated_password()
     if not isinstance(password, str) or not MIN_PASSWORD_LENGTH <= len(password) <= 1024:
         raise bad_input(f"password must be {MIN_PASSWORD_LENGTH} to 1024 characters", "password")
-    if await get_user(state.redis, state.keys, name) is not None:
+    if await state.store.accounts.get(name) is not None:
         raise ApiError(409, "exists", "A user with that name already exists.")
     try:
-        user = await create_user(state.redis, state.keys, name, role, group, password, display_name)
+        user = await state.store.accounts.create(name, role, group, password, display_name)
     except AccountError as exc:
         raise bad_input(str(exc)) from exc
     await audit_trail.record(request, "user.create", name, after=user.public())
@@ -112,8 +99,8 @@ async def _set_disabled(request: web.Request, disabled: bool) -> web.Response:
     state = state_of(request)
     user = await _user_or_404(request)
     updated = replace(user, disabled=disabled)
-    await save_user(state.redis, state.keys, updated)
-    revoked = await revoke_all_tokens(state.redis, state.keys, user.name) if disabled else 0
+    await state.store.accounts.save(updated)
+    revoked = await state.store.accounts.revoke_all_tokens(user.name) if disabled else 0
     await audit_trail.record(request, "user.disable" if disabled else "user.enable", user.name,
                              before=user.public(), after=updated.public())
     return web.json_response({"user": updated.public(), "revoked_tokens": revoked})
@@ -136,6 +123,6 @@ async def enable_user(request: web.Request) -> web.Response:
 async def revoke_user_tokens(request: web.Request) -> web.Response:
     state = state_of(request)
     user = await _user_or_404(request)
-    count = await revoke_all_tokens(state.redis, state.keys, user.name)
+    count = await state.store.accounts.revoke_all_tokens(user.name)
     await audit_trail.record(request, "user.revoke_tokens", user.name, after={"revoked": count})
     return web.json_response({"revoked": count})

@@ -3,7 +3,7 @@
 Every admin process joins the ``alerts`` consumer group, so each hit is handed to exactly one
 of them; an entry is acknowledged (XACK) only after its alert is stored. Entries a crashed
 consumer left pending are claimed by another after :data:`CLAIM_IDLE_MS` (XAUTOCLAIM), and
-:func:`store.alerts.record_alert_hit` ignores a hit it has already counted, so a redelivery
+:meth:`store.alerts.Alerts.record_hit` ignores a hit it has already counted, so a redelivery
 is harmless. New alerts are delivered (webhook, email) at once, in the background; the
 consumer reads with a one-second block, so an alert is raised within seconds of the hit.
 """
@@ -17,13 +17,12 @@ import socket
 import time
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from admin_api.workers.alert_delivery import AlertDelivery
 from store import alerts
 from store.hits import hit_from_entry
-from store.keys import Keys
+from store.redis_store import Store
 
 log = logging.getLogger(__name__)
 GROUP = "alerts"
@@ -38,10 +37,9 @@ FIRST_START_LOOKBACK = 24 * 3600
 
 
 class AlertConsumer:
-    def __init__(self, redis: Redis, keys: Keys, delivery: AlertDelivery,
-                 window_seconds: int) -> None:
-        self._redis = redis
-        self._keys = keys
+    def __init__(self, store: Store, delivery: AlertDelivery, window_seconds: int) -> None:
+        self._hits = store.hits
+        self._alerts = store.alerts
         self._delivery = delivery
         self._window = window_seconds
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
@@ -52,19 +50,10 @@ class AlertConsumer:
         """Create the consumer group once. A deployment that already holds hits starts from the
         last 24 hours (the escalation window), not from every hit ever stored."""
         start_ms = int(((time.time() if now is None else now) - FIRST_START_LOOKBACK) * 1000)
-        try:
-            await self._redis.xgroup_create(self._keys.hits, GROUP, id=f"{start_ms}-0",
-                                            mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        await self._hits.create_group(GROUP, f"{start_ms}-0")
 
     async def pending(self) -> int:
-        try:
-            info = await self._redis.xpending(self._keys.hits, GROUP)
-        except ResponseError:
-            return 0
-        return int(info.get("pending", 0))
+        return await self._hits.pending(GROUP)
 
     async def _handle(self, entries: list[tuple[Any, Any]]) -> None:
         done = []
@@ -78,37 +67,34 @@ class AlertConsumer:
                 continue
             if not alerts.alerting(hit):
                 continue
-            alert, new = await alerts.record_alert_hit(self._redis, self._keys, hit, self._window)
+            alert, new = await self._alerts.record_hit(hit, self._window)
             if new:
                 self.raised += 1
                 task = asyncio.create_task(self._deliver(alert))
                 self._deliveries.add(task)
                 task.add_done_callback(self._deliveries.discard)
         if done:
-            await self._redis.xack(self._keys.hits, GROUP, *done)
+            await self._hits.acknowledge(GROUP, done)
 
     async def _deliver(self, alert: alerts.Alert) -> None:
         outcome = await self._delivery.deliver(alert)
         for channel, status in outcome.items():
-            await alerts.set_delivery(self._redis, self._keys, alert.id, channel, status)
+            await self._alerts.set_delivery(alert.id, channel, status)
 
     async def claim_stale(self) -> None:
         start = "0-0"
         while True:
-            reply: Any = await self._redis.xautoclaim(self._keys.hits, GROUP, self.consumer,
-                                                 CLAIM_IDLE_MS, start_id=start, count=BATCH)
-            start, claimed = str(reply[0]), reply[1]
+            start, claimed = await self._hits.claim_idle(GROUP, self.consumer, CLAIM_IDLE_MS,
+                                                         start, BATCH)
             if claimed:
                 await self._handle(claimed)
             if start == "0-0" or not claimed:
                 return
 
     async def step(self, block_ms: int | None = BLOCK_MS) -> int:
-        reply: Any = await self._redis.xreadgroup(GROUP, self.consumer, {self._keys.hits: ">"},
-                                             count=BATCH, block=block_ms)
-        if not reply:
+        entries = await self._hits.read_group(GROUP, self.consumer, BATCH, block_ms)
+        if not entries:
             return 0
-        entries = reply[0][1]
         await self._handle(entries)
         return len(entries)
 

@@ -1,4 +1,5 @@
-"""Periodic upkeep in the admin process: retention, and removing expired overrides.
+"""Periodic upkeep in the admin process: retention, removing expired overrides, and indexing
+workflow records an older release wrote (when that could not be done at start).
 
 Retention (``retention`` in the config):
 
@@ -27,9 +28,8 @@ from redis.exceptions import RedisError
 from admin_api.context import AdminState
 from admin_api.log_store import LogStoreClosed
 from categories.overrides import Override
-from store import accident_reports, alerts, audit, unblock_requests
-from store.hits import trim_hits
-from store.policy_state import delete_override
+from store import unblock_requests
+from store.redis_store import Store
 
 log = logging.getLogger(__name__)
 OVERRIDE_EVERY_SECONDS = 30.0
@@ -38,7 +38,8 @@ RETENTION_EVERY_SECONDS = 3600.0
 
 async def remove_expired_overrides(state: AdminState, now: float | None = None) -> list[str]:
     now = time.time() if now is None else now
-    raw = await state.redis.hgetall(state.keys.overrides)
+    store = state.store
+    raw = await store.policy.stored()
     removed = []
     for override_id, value in raw.items():
         try:
@@ -47,17 +48,15 @@ async def remove_expired_overrides(state: AdminState, now: float | None = None) 
             continue
         if override.expires_at is None or override.expires_at > now:
             continue
-        await delete_override(state.redis, state.keys, override.id)
-        removed.append(str(override_id))
+        await store.policy.delete_override(override.id)
+        removed.append(override_id)
         if override.request_id:
-            request = await unblock_requests.get_request(state.redis, state.keys,
-                                                         override.request_id)
+            request = await store.unblock_requests.get(override.request_id)
             if request is not None and request.status == unblock_requests.APPROVED:
-                await unblock_requests.save_decision(
-                    state.redis, state.keys,
+                await store.unblock_requests.save_decision(
                     replace(request, status=unblock_requests.EXPIRED, updated_at=now))
-        await audit.append(state.redis, state.keys, actor="system", action="override.expire",
-                           target=override.id, before=override.to_dict())
+        await store.audit.append(actor="system", action="override.expire",
+                                 target=override.id, before=override.to_dict())
     return removed
 
 
@@ -66,20 +65,25 @@ async def apply_retention(state: AdminState, now: float | None = None) -> dict[s
     config = state.settings.config
     hits_cutoff = now - config.retention_hits_days * 86400
     records_cutoff = now - config.retention_audit_days * 86400
+    store = state.store
     done = {
-        "stream": await trim_hits(state.redis, state.keys, int(hits_cutoff * 1000)),
+        "stream": await store.hits.trim_older_than(int(hits_cutoff * 1000)),
         "log_store": await asyncio.to_thread(state.log_store.delete_older_than, hits_cutoff),
-        "unblock_requests": await unblock_requests.delete_older_than(state.redis, state.keys,
-                                                                     hits_cutoff),
-        "alerts": await alerts.delete_older_than(state.redis, state.keys, records_cutoff),
-        "reports": await accident_reports.delete_older_than(state.redis, state.keys,
-                                                            records_cutoff),
-        "audit": await audit.trim_older_than(state.redis, state.keys,
-                                             int(records_cutoff * 1000)),
+        "unblock_requests": await store.unblock_requests.delete_older_than(hits_cutoff),
+        "alerts": await store.alerts.delete_older_than(records_cutoff),
+        "reports": await store.accident_reports.delete_older_than(records_cutoff),
+        "audit": await store.audit.trim_older_than(int(records_cutoff * 1000)),
     }
     if any(done.values()):
         log.info("retention: %s", done)
     return done
+
+
+async def build_indexes(store: Store) -> None:
+    """Index the workflow records an older release wrote (a few GETs once done)."""
+    built = await store.build_indexes()
+    if any(built.values()):
+        log.info("indexed records written by an older release: %s", built)
 
 
 async def run(state: AdminState, stop: asyncio.Event) -> None:
@@ -87,6 +91,7 @@ async def run(state: AdminState, stop: asyncio.Event) -> None:
     next_retention = 0.0
     while not stop.is_set():
         try:
+            await build_indexes(state.store)
             await remove_expired_overrides(state)
             if loop.time() >= next_retention:
                 await apply_retention(state)

@@ -11,12 +11,10 @@ import asyncio
 import logging
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from admin_api.log_store import LogStore, LogStoreClosed, row_from_hit
-from store.hits import hit_from_entry
-from store.keys import Keys
+from store.hits import Hits, hit_from_entry
 
 log = logging.getLogger(__name__)
 BATCH = 5000
@@ -24,9 +22,8 @@ BLOCK_MS = 1000
 
 
 class LogFeeder:
-    def __init__(self, redis: Redis, keys: Keys, store: LogStore) -> None:
-        self._redis = redis
-        self._keys = keys
+    def __init__(self, hits: Hits, store: LogStore) -> None:
+        self._hits = hits
         self._store = store
         self._lock = asyncio.Lock()
         self.last_id = "0-0"
@@ -36,12 +33,7 @@ class LogFeeder:
         self.last_id = await asyncio.to_thread(self._store.last_stream_id)
 
     async def _read(self, block_ms: int | None) -> list[tuple[str, dict[Any, Any]]]:
-        reply: Any = await self._redis.xread({self._keys.hits: self.last_id}, count=BATCH,
-                                        block=block_ms)
-        if not reply:
-            return []
-        entries: list[tuple[str, dict[Any, Any]]] = reply[0][1]
-        return entries
+        return await self._hits.read_after(self.last_id, BATCH, block_ms)
 
     async def _store_entries(self, entries: list[tuple[str, dict[Any, Any]]]) -> None:
         rows = []
@@ -87,8 +79,7 @@ class LogFeeder:
 
     async def lag_seconds(self) -> float:
         """How far the store trails the stream's newest entry, by stream time."""
-        info = await self._redis.xinfo_stream(self._keys.hits)
-        newest = str(info.get("last-generated-id", "0-0"))
+        newest = await self._hits.newest_stream_id()
         newest_ms = int(newest.split("-")[0])
         stored_ms = int(self.last_id.split("-")[0])
         return max(0.0, (newest_ms - stored_ms) / 1000.0)

@@ -17,6 +17,7 @@ from store import unblock_requests
 from store.connection import connect
 from store.keys import Keys
 from store.policy_state import read_overrides, save_override
+from store.redis_store import Store
 from tests.harness.proxy import PROXY_LISTS, ProxyProcess, curl, start_origins, write_config
 
 
@@ -161,15 +162,15 @@ def test_redis_killed_and_restarted_with_aof_keeps_requests_and_overrides(
             await save_override(client, keys, Override(
                 id=f"ov-{n}", target=f"site{n}.example", action="allow",
                 scope=OverrideScope.USER, subject=f"learner{n}"))
-            request, merged = await unblock_requests.create_or_merge(
-                client, keys, user=f"learner{n}", group="learner",
+            request, merged = await Store(client, keys).unblock_requests.create_or_merge(
+                user=f"learner{n}", group="learner",
                 url=f"http://site{n}.example/page", target=f"site{n}.example",
                 reason="needed for coursework", hit_id=None)
             assert not merged
             if n % 5 == 0:
                 request = replace(request, status=unblock_requests.APPROVED,
                                   decided_by="it1", override_id=f"ov-{n}")
-                await unblock_requests.save_decision(client, keys, request)
+                await Store(client, keys).unblock_requests.save_decision(request)
             written[request.id] = request.status
         await client.aclose()
         return {f"ov-{n}" for n in range(50)}, written
@@ -181,7 +182,8 @@ def test_redis_killed_and_restarted_with_aof_keeps_requests_and_overrides(
     async def read() -> tuple[set[str], dict[str, str]]:
         client = connect(server.url)
         overrides = {o.id for o in await read_overrides(client, keys)}
-        requests = {r.id: r.status for r in await unblock_requests.all_requests(client, keys)}
+        requests = {r.id: r.status
+                    for r in await Store(client, keys).unblock_requests.records.each()}
         await client.aclose()
         return overrides, requests
 
