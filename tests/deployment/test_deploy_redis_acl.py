@@ -366,17 +366,19 @@ def test_redis_acl_apply_locks_an_external_redis_for_the_deployment(tmp_path: Pa
         with pytest.raises(sync_redis.AuthenticationError):
             sync_redis.Redis(port=port, socket_timeout=5).set("centre-a:overrides", "x")
 
+        centre_a = Keys("centre-a:")  # keys under the hash tag {centre-a}
+
         async def as_services() -> None:
             admin = connect(f"redis://{redis_acl.ADMIN_USER}@127.0.0.1:{port}/0",
                             password_file=credentials / "admin.password")
             proxy = connect(f"redis://{redis_acl.PROXY_USER}@127.0.0.1:{port}/0"
                             f"?password_file={credentials / 'proxy.password'}")
-            await admin.hset("centre-a:overrides", "ov", "{}")
-            assert await proxy.hgetall("centre-a:overrides") == {"ov": "{}"}
+            await admin.hset(centre_a.overrides, "ov", "{}")
+            assert await proxy.hgetall(centre_a.overrides) == {"ov": "{}"}
             with pytest.raises(sync_redis.exceptions.NoPermissionError):
-                await proxy.hset("centre-a:overrides", "ov2", "allow gambling")
+                await proxy.hset(centre_a.overrides, "ov2", "allow gambling")
             with pytest.raises(sync_redis.exceptions.NoPermissionError):
-                await admin.set("centre-b:overrides", "another deployment's key")
+                await admin.set(Keys("centre-b:").overrides, "another deployment's key")
             await admin.aclose()
             await proxy.aclose()
 
