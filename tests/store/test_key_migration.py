@@ -20,6 +20,8 @@ from store.key_migration import move_legacy_keys
 from store.keys import Keys, hash_tagged, legacy_prefix
 from store.policy_state import read_policy_state
 from store.redis_acl import role_rules
+from tests.harness.proxy import PROXY_LISTS, free_port, write_config
+from tests.harness.ui import AdminProcess
 
 
 def test_the_prefix_becomes_one_hash_tag_and_a_tagged_prefix_stays() -> None:
@@ -134,3 +136,40 @@ def test_migrate_keys_moves_an_old_embedded_redis_under_the_admin_acl_user(
         assert again.returncode == 0 and "moved 0 keys" in again.stdout, again.stderr
     finally:
         server.stop()
+
+
+def test_the_admin_service_moves_old_keys_when_it_starts(tmp_path: Path, redis_url: str) -> None:
+    configured = f"esafety-old-{uuid.uuid4().hex[:8]}:"
+    keys = Keys(configured)
+
+    async def write_old() -> None:
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        await _write_old_layout(client, configured)
+        await client.aclose()
+
+    asyncio.run(write_old())
+    config = write_config(tmp_path / "esafety.yaml", configured)
+    admin = AdminProcess(tmp_path / "data", config, redis_url, free_port())
+    imported = admin.cli("lists", "import", str(PROXY_LISTS), "--source", "fixtures")
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+
+    async def read_new() -> tuple[int, list[str], list[str]]:
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        try:
+            state = await read_policy_state(client, keys)
+            new = [k async for k in client.scan_iter(match=keys.prefix + "*")]
+            old = [k async for k in client.scan_iter(match=configured + "*")]
+            for key in new + old:
+                await client.delete(key)
+            return state.version, sorted(new), old
+        finally:
+            await client.aclose()
+
+    try:
+        admin.start()
+    finally:
+        admin.stop()
+        version, new, old = asyncio.run(read_new())
+    assert version == 41 and old == []
+    assert keys.overrides in new and keys.hits in new and keys.user("it1") in new
+    assert "moved 7 Redis keys" in admin.log_text()
