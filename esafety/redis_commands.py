@@ -19,8 +19,10 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any, cast
 
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 
 from deployment.instance import Instance
 from esafety.embedded_redis import load_or_create_password
@@ -78,16 +80,20 @@ def cmd_redis_acl(args: argparse.Namespace, instance: Instance) -> int:
 async def _apply(url: str, commands: list[list[str]]) -> str | None:
 
     client = connect(url)
-    # ACL users are each node's own: on a Redis Cluster every node gets them.
-    nodes = {"target_nodes": "all"} if is_cluster_url(url) else {}
+    nodes: dict[str, Any] = {}
     try:
+        if is_cluster_url(url):
+            # ACL users are each node's own: on a Redis Cluster every node gets them.
+            cluster = cast(RedisCluster, client)
+            await cluster.initialize()
+            nodes["target_nodes"] = cluster.get_nodes()
         for command in commands:
             await client.execute_command(*command, **nodes)  # type: ignore[no-untyped-call]
         try:
             await client.execute_command("ACL", "SAVE", **nodes)  # type: ignore[no-untyped-call]
-        except RedisError:
+        except (RedisError, RedisClusterException):
             pass  # no aclfile configured: the users live until the next restart
-    except RedisError as exc:
+    except (RedisError, RedisClusterException) as exc:
         return str(exc)
     finally:
         await client.aclose()

@@ -13,15 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis as sync_redis
 
 from categories.overrides import Override, OverrideScope
+from store import redis_acl
 from store.accounts import (
     accounts_changed_since,
     create_user,
@@ -33,7 +39,7 @@ from store.connection import connect
 from store.hits import HitWriter
 from store.keys import Keys
 from store.login_limits import LoginLimits, reserve_attempt
-from store.policy_state import read_version, save_override
+from store.policy_state import read_overrides, read_version, save_override
 from tests.harness.api import hit
 from tests.harness.proxy import (
     PROXY_LISTS,
@@ -238,3 +244,64 @@ def test_scripts_transactions_and_streams_run_on_the_cluster(
 def test_the_services_ran_on_the_cluster_without_a_traceback(stack: Stack) -> None:
     for name, text in (("proxy", stack.proxy.log_text()), ("admin", stack.admin.log_text())):
         assert "Traceback" not in text, f"{name} log:\n{text[-4000:]}"
+
+
+def test_esafety_redis_acl_apply_locks_every_node_and_the_roles_work_on_the_cluster(
+        tmp_path: Path) -> None:
+    """ACL users are per node: ``esafety redis acl --apply`` on a cluster URL sets them on
+    every node. The proxy user then finds the slots, listens on the policy channel, reads the
+    overrides and writes hits with the script, and still cannot write policy or read the log."""
+    nodes = RedisClusterNodes(tmp_path / "cluster").start()
+    try:
+        credentials = tmp_path / "credentials"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ESAFETY_")}
+        done = subprocess.run(
+            [sys.executable, "-m", "esafety.cli", "--data-dir", str(tmp_path / "data"),
+             "--redis-url", nodes.url, "redis", "acl", "--apply", "--prefix", "centre-c:",
+             "--credentials-dir", str(credentials)],
+            env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        for port in nodes.ports:  # default is off everywhere: the old password is refused
+            with pytest.raises(sync_redis.AuthenticationError):
+                nodes.client(port).ping()
+        hosts = ",".join(f"127.0.0.1:{port}" for port in nodes.ports)
+
+        def url(role: str) -> str:
+            return (f"redis+cluster://{redis_acl.ROLES[role]}@{hosts}/"
+                    f"?password_file={credentials / f'{role}.password'}")
+
+        keys = Keys("centre-c:")
+
+        async def as_services() -> None:
+            admin, proxy = connect(url("admin")), connect(url("proxy"))
+            try:
+                pubsub = proxy.pubsub(ignore_subscribe_messages=True)
+                await pubsub.subscribe(keys.policy_channel)
+                version = await save_override(admin, keys, Override(
+                    id="ov-acl", target="acl.test", action="block",
+                    scope=OverrideScope.EVERYONE, subject=None))
+                message = None
+                deadline = time.monotonic() + 5
+                while message is None and time.monotonic() < deadline:
+                    message = await pubsub.get_message(timeout=1.0)
+                assert message is not None and message["data"] == str(version)
+                await pubsub.aclose()
+                assert [o.id for o in await read_overrides(proxy, keys)] == ["ov-acl"]
+                writer = HitWriter(proxy, keys, hits_days=30, counters_days=30)
+                assert await writer.write_batch("b1", [("20260101", hit())]) == 1
+                assert await admin.xlen(keys.hits) == 1
+                with pytest.raises(sync_redis.exceptions.NoPermissionError):
+                    await proxy.hset(keys.overrides, "ov2", "allow gambling")
+                with pytest.raises(sync_redis.exceptions.NoPermissionError):
+                    await proxy.xrange(keys.hits)
+                with pytest.raises(sync_redis.exceptions.ResponseError,
+                                   match=r"can't run this command"):  # the stream is W only
+                    await proxy.eval("return redis.call('XRANGE', KEYS[1], '-', '+')", 1,
+                                     keys.hits)
+            finally:
+                await admin.aclose()
+                await proxy.aclose()
+
+        run(as_services())
+    finally:
+        nodes.stop()
