@@ -36,6 +36,7 @@ from redis.exceptions import (
     RedisError,
     ResponseError,
 )
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from deployment.redis_url import split_password_file, with_password_file
 
@@ -109,11 +110,34 @@ class ClusterSubscriber(ClusterPubSub):
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         await self.cluster.initialize()
-        return await super().execute_command(*args, **kwargs)
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise _unreachable(exc) from exc
+
+
+def _unreachable(exc: RedisClusterException) -> RedisConnectionError:
+    return RedisConnectionError(f"Redis Cluster: {exc}")
 
 
 class ClusterClient(RedisCluster):
-    """redis-py's cluster client with :class:`ClusterSubscriber` for pub/sub."""
+    """redis-py's cluster client with :class:`ClusterSubscriber` for pub/sub, and a cluster
+    that cannot be reached (or has no node for a slot) reported as a
+    :class:`redis.exceptions.ConnectionError`, a :class:`RedisError` like every other outage
+    (redis-py raises a RedisClusterException, which is not one), so the proxy's and the admin
+    service's outage handling works unchanged."""
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
+        try:
+            return await super().initialize(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise _unreachable(exc) from exc
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise _unreachable(exc) from exc
 
     def pubsub(self, node: ClusterNode | None = None, host: str | None = None,
                port: int | None = None, **kwargs: Any) -> ClusterPubSub:

@@ -161,6 +161,32 @@ def test_an_override_made_in_the_admin_api_is_enforced_by_the_proxy_within_secon
     assert {o["target"] for o in listed["items"]} >= {"allowed.test", "casino-royale.test"}
 
 
+def test_a_change_announced_by_no_message_is_caught_from_the_polled_version(
+        cluster: RedisClusterNodes, stack: Stack) -> None:
+    """Should pub/sub be unavailable (a subscriber's node failed over, a managed cluster that
+    drops it), the version key the proxy polls carries the change within about a second."""
+    keys = Keys()
+    assert curl(stack.proxy, "http://origin.test/").status == 200
+    override = Override(id="ov-silent", target="origin.test", action="block",
+                        scope=OverrideScope.EVERYONE, subject=None)
+
+    async def change_silently() -> None:
+        client = connect(cluster.url)
+        try:
+            async with client.pipeline(transaction=True) as pipe:  # one slot: MULTI/EXEC
+                pipe.hset(keys.overrides, override.id, json.dumps(override.to_dict()))
+                pipe.incr(keys.policy_version)
+                await pipe.execute()
+        finally:
+            await client.aclose()
+
+    started = time.monotonic()
+    run(change_silently())
+    while curl(stack.proxy, "http://origin.test/").status != 403:
+        assert time.monotonic() - started < 1.5, stack.proxy.log_text()[-2000:]
+        time.sleep(0.05)
+
+
 def test_every_key_of_the_deployment_is_in_one_slot_on_one_master(
         cluster: RedisClusterNodes, stack: Stack) -> None:
     keys = Keys()
