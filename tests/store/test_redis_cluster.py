@@ -272,6 +272,34 @@ def test_the_services_ran_on_the_cluster_without_a_traceback(stack: Stack) -> No
         assert "Traceback" not in text, f"{name} log:\n{text[-4000:]}"
 
 
+def test_backup_and_restore_run_on_the_cluster(cluster: RedisClusterNodes,
+                                               tmp_path: Path) -> None:
+    keys = Keys("cluster-backup:")
+
+    async def seed() -> None:
+        client = connect(cluster.url)
+        try:
+            await create_user(client, keys, "it-backup", "admin", "staff", PASSWORD)
+        finally:
+            await client.aclose()
+
+    run(seed())
+    config = write_config(tmp_path / "esafety.yaml", "cluster-backup:")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESAFETY_")}
+
+    def esafety(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "esafety.cli", "--config", str(config), "--data-dir",
+             str(tmp_path / "data"), "--redis-url", cluster.url, *args],
+            env=env, capture_output=True, text=True, timeout=60)
+
+    made = esafety("backup", "--out", str(tmp_path / "backup.gz"))
+    assert made.returncode == 0 and "backed up 4 keys" in made.stdout, made.stdout + made.stderr
+    restored = esafety("restore", "--force", str(tmp_path / "backup.gz"))
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert "restored 4 keys" in restored.stdout
+
+
 def test_esafety_redis_acl_apply_locks_every_node_and_the_roles_work_on_the_cluster(
         tmp_path: Path) -> None:
     """ACL users are per node: ``esafety redis acl --apply`` on a cluster URL sets them on
