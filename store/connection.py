@@ -35,12 +35,14 @@ from redis.exceptions import (
     RedisClusterException,
     RedisError,
     ResponseError,
+    SlotNotCoveredError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from deployment.redis_url import split_password_file, with_password_file
 
-__all__ = ["anonymous_url", "connect", "read_password_file", "split_password_file", "with_password_file"]
+__all__ = ["anonymous_url", "connect", "is_cluster_url", "read_password_file",
+           "split_password_file", "with_password_file"]
 
 SOCKET_TIMEOUT = 3.0
 
@@ -113,11 +115,16 @@ class ClusterSubscriber(ClusterPubSub):
         try:
             return await super().execute_command(*args, **kwargs)
         except RedisClusterException as exc:
-            raise _unreachable(exc) from exc
+            if _unreachable(exc):
+                raise RedisConnectionError(f"Redis Cluster: {exc}") from exc
+            raise
 
 
-def _unreachable(exc: RedisClusterException) -> RedisConnectionError:
-    return RedisConnectionError(f"Redis Cluster: {exc}")
+def _unreachable(exc: RedisClusterException) -> bool:
+    """True for a cluster that cannot be reached or has no node for a slot (an outage, raised
+    again as a RedisConnectionError); False for a command redis-py cannot route (a bug, raised
+    as it is)."""
+    return isinstance(exc, SlotNotCoveredError) or "connect" in str(exc).lower()
 
 
 class ClusterClient(RedisCluster):
@@ -131,13 +138,17 @@ class ClusterClient(RedisCluster):
         try:
             return await super().initialize(*args, **kwargs)
         except RedisClusterException as exc:
-            raise _unreachable(exc) from exc
+            if _unreachable(exc):
+                raise RedisConnectionError(f"Redis Cluster: {exc}") from exc
+            raise
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return await super().execute_command(*args, **kwargs)
         except RedisClusterException as exc:
-            raise _unreachable(exc) from exc
+            if _unreachable(exc):
+                raise RedisConnectionError(f"Redis Cluster: {exc}") from exc
+            raise
 
     def pubsub(self, node: ClusterNode | None = None, host: str | None = None,
                port: int | None = None, **kwargs: Any) -> ClusterPubSub:

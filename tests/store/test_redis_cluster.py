@@ -272,6 +272,24 @@ def test_the_services_ran_on_the_cluster_without_a_traceback(stack: Stack) -> No
         assert "Traceback" not in text, f"{name} log:\n{text[-4000:]}"
 
 
+def test_an_unreachable_cluster_is_an_outage_like_any_other() -> None:
+    """redis-py says so with a RedisClusterException, which is no RedisError; the proxy and
+    the admin handle outages by catching RedisError, so the client raises a ConnectionError."""
+    dead = ",".join(f"127.0.0.1:{free_port()}" for _ in range(2))
+
+    async def attempt() -> None:
+        client = connect(f"redis+cluster://{dead}/")
+        try:
+            with pytest.raises(sync_redis.exceptions.ConnectionError):
+                await client.get(Keys().policy_version)
+            with pytest.raises(sync_redis.exceptions.ConnectionError):
+                await client.pubsub().subscribe(Keys().policy_channel)
+        finally:
+            await client.aclose()
+
+    run(attempt())
+
+
 def test_backup_and_restore_run_on_the_cluster(cluster: RedisClusterNodes,
                                                tmp_path: Path) -> None:
     keys = Keys("cluster-backup:")
