@@ -18,10 +18,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import redis as sync_redis
@@ -53,6 +53,7 @@ from tests.harness.redis_cluster import RedisClusterNodes
 from tests.harness.ui import AdminProcess
 
 PASSWORD = "a long cluster password"
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,7 @@ class Stack:
             return json.loads(reply.read())
 
 
-def run(coroutine: Any) -> Any:
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
 
 
@@ -124,6 +125,8 @@ def stack(cluster: RedisClusterNodes, origins: Origins,
 
 def test_the_cluster_has_three_masters(cluster: RedisClusterNodes) -> None:
     assert cluster.masters() == sorted(f"127.0.0.1:{port}" for port in cluster.ports)
+    nodes = str(cluster.client(cluster.ports[0]).execute_command("CLUSTER", "NODES"))
+    assert all(len(line.split()) > 8 for line in nodes.splitlines())  # each holds slots
     for port in cluster.ports:
         info = cluster.client(port).execute_command("CLUSTER", "INFO")
         text = json.dumps(info) if isinstance(info, dict) else str(info)
@@ -196,7 +199,7 @@ def test_every_key_of_the_deployment_is_in_one_slot_on_one_master(
     holders = {}
     for port in cluster.ports:
         client = cluster.client(port)
-        found = [str(key) for key in client.scan_iter(match="*", count=1000)]
+        found = [str(key) for key in client.scan_iter(match=keys.prefix + "*", count=1000)]
         if found:
             holders[port] = found
     assert len(holders) == 1, holders  # one master holds everything the deployment wrote
