@@ -27,6 +27,7 @@ import pytest
 import redis as sync_redis
 
 from categories.overrides import Override, OverrideScope
+from proxy_addons.upstream_guard import redis_ports
 from store import redis_acl
 from store.accounts import (
     accounts_changed_since,
@@ -121,6 +122,11 @@ def stack(cluster: RedisClusterNodes, origins: Origins,
     finally:
         admin.stop()
         proxy.stop()
+
+
+def test_the_proxy_never_connects_to_a_node_the_cluster_url_names(
+        cluster: RedisClusterNodes) -> None:
+    assert redis_ports(cluster.url) == set(cluster.ports)
 
 
 def test_the_cluster_has_three_masters(cluster: RedisClusterNodes) -> None:
