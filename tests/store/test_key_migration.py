@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -15,11 +18,14 @@ import pytest
 import redis.asyncio as aioredis
 
 from categories.overrides import Override, OverrideScope
+from deployment.redis_url import running_embedded_url
 from esafety.embedded_redis import EmbeddedRedis
+from store.connection import connect
 from store.key_migration import move_legacy_keys
 from store.keys import Keys, hash_tagged, legacy_prefix
 from store.policy_state import read_policy_state
-from store.redis_acl import role_rules
+from store.redis_acl import ADMIN_USER, role_rules
+from tests.deployment.test_deploy_workers import _status_pair
 from tests.harness.proxy import PROXY_LISTS, free_port, write_config
 from tests.harness.ui import AdminProcess
 
@@ -173,3 +179,60 @@ def test_the_admin_service_moves_old_keys_when_it_starts(tmp_path: Path, redis_u
     assert version == 41 and old == []
     assert keys.overrides in new and keys.hits in new and keys.user("it1") in new
     assert "moved 7 Redis keys" in admin.log_text()
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
+
+
+def test_esafety_up_on_an_old_data_directory_moves_its_keys(tmp_path: Path) -> None:
+    """The embedded Redis of an older ``esafety up``: the next ``esafety up`` moves its keys
+    to the hash-tagged names before its workers use them."""
+    prefix = f"centre-{uuid.uuid4().hex[:6]}:"
+    data = tmp_path / "data"
+    old = EmbeddedRedis(data / "redis", persistent=True, prefix=prefix).start()
+    try:
+        async def old_version() -> None:
+            client = aioredis.Redis.from_url(old.url, decode_responses=True)
+            await _write_old_layout(client, prefix)
+            await client.aclose()
+
+        asyncio.run(old_version())
+    finally:
+        old.stop()
+    proxy_port, admin_port, status = free_port(), free_port(), _status_pair()
+    config = write_config(tmp_path / "esafety.yaml", prefix,
+                          listen={"proxy_status": f"127.0.0.1:{status}"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESAFETY_")}
+    up = subprocess.Popen(
+        [sys.executable, "-m", "esafety.cli", "--config", str(config), "--data-dir", str(data),
+         "up", "--proxy-listen", f"127.0.0.1:{proxy_port}",
+         "--admin-listen", f"127.0.0.1:{admin_port}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not _ready(f"http://127.0.0.1:{admin_port}/healthz"):
+            assert up.poll() is None and time.monotonic() < deadline, "esafety up did not start"
+            time.sleep(0.3)
+        url = running_embedded_url(data / "redis", ADMIN_USER)
+        assert url is not None
+        keys = Keys(prefix)
+
+        async def new_version() -> tuple[int, list[str]]:
+            client = connect(url)
+            try:
+                state = await read_policy_state(client, keys)
+                return state.version, [k async for k in client.scan_iter(match=prefix + "*")]
+            finally:
+                await client.aclose()
+
+        version, left = asyncio.run(new_version())
+        assert version == 41 and left == []
+    finally:
+        up.send_signal(signal.SIGTERM)
+        _out, err = up.communicate(timeout=40)
+    assert "moved 7 Redis keys" in err.decode(errors="replace")
