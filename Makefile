@@ -16,11 +16,13 @@ $(STAMP): pyproject.toml setup.py categories/_urlfast.c
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-# System packages the product and its tests use: redis-server (the embedded store),
+# System packages the product and its tests use: redis-server (the embedded store) and
+# redis-cli (the Redis Cluster test joins its nodes with it; Debian's redis-server pulls it in),
 # Chromium (browser tests) and Node.js (the extension's unit tests).
 system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v redis-cli >/dev/null || missing="$$missing redis-tools"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v node >/dev/null || missing="$$missing nodejs"; \
 	command -v npm >/dev/null || missing="$$missing npm"; \

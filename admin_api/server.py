@@ -16,6 +16,7 @@ from deployment.instance import Instance
 from deployment.listen_socket import ListenError as SocketListenError
 from deployment.listen_socket import bind_listener, inherited_listener
 from store import redis_acl
+from store.key_migration import move_legacy_keys_at
 from store.keys import Keys
 
 _LISTEN = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):([0-9]{1,5})$")
@@ -63,6 +64,8 @@ def serve(instance: Instance, listen: str, listen_fd: int | None = None) -> None
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("admin_api")
     warn_if_redis_is_open(settings.redis_url, log)
+    # Keys a version before the Redis Cluster hash tag wrote (esafety:x) move to {esafety}:x.
+    asyncio.run(move_legacy_keys_at(settings.redis_url, instance.config.redis_prefix))
     web.run_app(build_app(settings), sock=sock, access_log=None,
                 print=lambda message: log.info("%s on %s", message.splitlines()[0], listen))
 

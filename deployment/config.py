@@ -49,9 +49,14 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "admin_public_url": {"type": "string", "pattern": r"^https?://[^\s/]+(/.*)?$",
                              "description": "an http(s) URL learners' browsers can reach"},
         "redis_url": {"type": ["string", "null"],
-                      "pattern": r"^(redis|rediss|unix|redis\+sentinel|rediss\+sentinel)://",
-                      "description": "a redis://, rediss://, unix:// or redis+sentinel:// URL"},
-        "redis_prefix": {"type": "string", "pattern": r"^[A-Za-z0-9_.:-]{1,40}$"},
+                      "pattern": r"^(redis|rediss|unix|redis\+sentinel|rediss\+sentinel"
+                                 r"|redis\+cluster|rediss\+cluster)://",
+                      "description": "a redis://, rediss://, unix://, redis+sentinel:// or "
+                                     "redis+cluster:// URL"},
+        "redis_prefix": {"type": "string",
+                         "pattern": r"^([A-Za-z0-9_.:-]{1,40}|\{[A-Za-z0-9_.:-]{1,40}\}:?)$",
+                         "description": "keys are under it as a Redis Cluster hash tag: "
+                                        "esafety: gives {esafety}:hits; {name}: is used as is"},
         "timezone": {"type": "string"},
         "time_windows": {
             "type": "object",

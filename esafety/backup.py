@@ -21,6 +21,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from store.keys import Keys
+
 FORMAT = "esafety-backup/1"
 _ALWAYS_SKIPPED = ("token:", "usertokens:", "ratelimit:", "hitbatch:", "proxy:")
 
@@ -75,7 +77,9 @@ async def _dump_key(redis: Redis, key: str) -> dict[str, Any] | None:
 
 async def backup(redis: Redis, prefix: str, out: Path, *, include_hits: bool = False
                  ) -> BackupSummary:
-    """Write every wanted key under ``prefix`` to ``out``; ``redis`` must decode responses."""
+    """Write every wanted key under ``prefix`` (its hash-tagged form, as :class:`Keys` spells
+    the keys) to ``out``; ``redis`` must decode responses."""
+    prefix = Keys(prefix).prefix
     info = await redis.info("server")
     by_type: dict[str, int] = {}
     skipped = 0
@@ -122,7 +126,9 @@ def _records(path: Path) -> Iterator[dict[str, Any]]:
 
 async def restore(redis: Redis, prefix: str, source: Path, *, force: bool = False
                   ) -> BackupSummary:
-    """Load a backup under ``prefix``. Refuses a non-empty target unless ``force``."""
+    """Load a backup under ``prefix`` (its hash-tagged form, whatever prefix the backup was
+    made under). Refuses a non-empty target unless ``force``."""
+    prefix = Keys(prefix).prefix
     records = _records(source)
     next(records)  # the header, validated
     if not force:

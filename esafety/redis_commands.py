@@ -7,6 +7,10 @@ and turns the ``default`` user off. Either way the passwords are kept in 0600 fi
 sent; each esafety process then names its file (``ESAFETY_REDIS_PASSWORD_FILE`` or
 ``?password_file=`` in its URL). ``--template`` prints the ACL file with placeholders
 instead of hashes, as docker/redis-users.acl.template holds.
+
+``esafety redis migrate-keys`` moves the keys a version before the Redis Cluster hash tag
+wrote (``esafety:hits``) to their current names (``{esafety}:hits``); the admin service and
+``esafety up`` do the same at every start (see :mod:`store.key_migration`).
 """
 
 from __future__ import annotations
@@ -15,13 +19,19 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any, cast
+
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 
 from deployment.instance import Instance
 from esafety.embedded_redis import load_or_create_password
 from store import redis_acl
-from store.connection import connect
+from store.connection import connect, is_cluster_url
+from store.key_migration import move_legacy_keys_at
+from store.keys import Keys, legacy_prefix
 
-EXIT_OK, EXIT_USAGE = 0, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 TEMPLATE_PLACEHOLDER = "@{role}_PASSWORD_SHA256@"
 """Stands for a role's password hash in the template (``@ADMIN_PASSWORD_SHA256@``)."""
@@ -68,22 +78,47 @@ def cmd_redis_acl(args: argparse.Namespace, instance: Instance) -> int:
 
 
 async def _apply(url: str, commands: list[list[str]]) -> str | None:
-    from redis.exceptions import RedisError
-
 
     client = connect(url)
+    nodes: dict[str, Any] = {}
     try:
+        if is_cluster_url(url):
+            # ACL users are each node's own: on a Redis Cluster every node gets them.
+            cluster = cast(RedisCluster, client)
+            await cluster.initialize()
+            nodes["target_nodes"] = cluster.get_nodes()
         for command in commands:
-            await client.execute_command(*command)  # type: ignore[no-untyped-call]
+            await client.execute_command(*command, **nodes)  # type: ignore[no-untyped-call]
         try:
-            await client.execute_command("ACL", "SAVE")  # type: ignore[no-untyped-call]
-        except RedisError:
+            await client.execute_command("ACL", "SAVE", **nodes)  # type: ignore[no-untyped-call]
+        except (RedisError, RedisClusterException):
             pass  # no aclfile configured: the users live until the next restart
-    except RedisError as exc:
+    except (RedisError, RedisClusterException) as exc:
         return str(exc)
     finally:
         await client.aclose()
     return None
+
+
+def cmd_redis_migrate_keys(args: argparse.Namespace, instance: Instance) -> int:
+    prefix = instance.config.redis_prefix
+    url = instance.store_url(redis_acl.ADMIN_USER)
+    if url is None:
+        sys.stderr.write("esafety: migrate-keys needs a Redis: give --redis-url, "
+                         "ESAFETY_REDIS_URL or redis_url (the admin user), or run it while "
+                         "esafety up runs on this data directory\n")
+        return EXIT_USAGE
+    if legacy_prefix(prefix) is None:
+        sys.stdout.write(f"redis_prefix {prefix!r} already holds a hash tag: nothing to move\n")
+        return EXIT_OK
+    summary = asyncio.run(move_legacy_keys_at(url, prefix))
+    if summary is None:
+        sys.stderr.write("esafety: cannot move the keys (see the warning above)\n")
+        return EXIT_FAILED
+    sys.stdout.write(f"moved {summary.moved} keys from {prefix}* to {Keys(prefix).prefix}*\n")
+    for key in summary.kept:
+        sys.stdout.write(f"kept {key}: its new name already exists\n")
+    return EXIT_FAILED if summary.kept else EXIT_OK
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -101,3 +136,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     acl.add_argument("--template", action="store_true",
                      help="print the ACL file with password-hash placeholders")
     acl.set_defaults(handler=cmd_redis_acl)
+    migrate = redis_sub.add_parser(
+        "migrate-keys", help="move keys written before the Redis Cluster hash tag "
+                             "(esafety:hits) to their names now ({esafety}:hits)")
+    migrate.set_defaults(handler=cmd_redis_migrate_keys)

@@ -9,6 +9,7 @@ own location, whatever the working directory.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import logging
 import os
@@ -28,6 +29,7 @@ from deployment.listen_socket import ListenError, bind_listener, inherited_liste
 from esafety.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from proxy_addons.certificate_authority import load_or_create_ca
 from proxy_addons.runner import split_listen
+from store.key_migration import move_legacy_keys_at
 
 log = logging.getLogger("esafety.supervisor")
 
@@ -228,6 +230,8 @@ def run_all(instance: Instance, *, proxy_listen: str | None, admin_listen: str |
             return 2
         log.info("embedded Redis on 127.0.0.1:%d (data in %s; ACL users, passwords in "
                  "0600 files there)", redis.port, redis.directory)
+        # Keys of a version before the hash tag move before any worker reads them.
+        asyncio.run(move_legacy_keys_at(redis.url_for("admin"), instance.config.redis_prefix))
         proxy_env = child_env(instance, redis.url_for("proxy"))
         admin_env = child_env(instance, redis.url_for("admin"))
     proxy_args = ["proxy", "--listen", proxy_listen, "--listen-fd", str(proxy_sock.fileno())]

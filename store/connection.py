@@ -1,7 +1,16 @@
-"""Opening a Redis client from a URL: ``redis://``, ``rediss://``, ``unix://`` or Sentinel.
+"""Opening a Redis client from a URL: ``redis://``, ``rediss://``, ``unix://``, Sentinel or
+Redis Cluster.
 
 Sentinel URLs look like ``redis+sentinel://[:password@]host1:26379,host2:26379/mymaster/0``
 (``rediss+sentinel://`` for TLS to the master).
+
+Redis Cluster URLs list one or more nodes to learn the cluster from:
+``redis+cluster://[user[:password]@]host1:6379,host2:6379/`` (``rediss+cluster://`` for
+TLS). The client is redis-py's :class:`redis.asyncio.cluster.RedisCluster`, which answers
+the same commands as :class:`Redis` for everything esafety does: every key of a deployment
+shares one hash tag (:mod:`store.keys`), so scripts and MULTI/EXEC transactions (which the
+cluster client runs on the slot's node) see one slot, and PUBLISH reaches subscribers on any
+node. A cluster has only database 0.
 
 A password never has to sit in the URL: ``?password_file=PATH`` (or ``password_file=`` given
 to :func:`connect`) names a file (mode 0600) holding it, read afresh for every new
@@ -14,16 +23,26 @@ Sentinels as well, as before.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, ClusterPubSub, RedisCluster
 from redis.asyncio.sentinel import Sentinel
 from redis.credentials import CredentialProvider
-from redis.exceptions import AuthenticationError, RedisError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    SlotNotCoveredError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from deployment.redis_url import split_password_file, with_password_file
 
-__all__ = ["anonymous_url", "connect", "read_password_file", "split_password_file", "with_password_file"]
+__all__ = ["anonymous_url", "connect", "is_cluster_url", "read_password_file",
+           "split_password_file", "with_password_file"]
 
 SOCKET_TIMEOUT = 3.0
 
@@ -65,13 +84,107 @@ def _without_userinfo(url: str) -> tuple[str, str | None]:
     return urlunsplit(parts._replace(netloc=hostport)), username
 
 
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+
+
+def is_cluster_url(url: str) -> bool:
+    return urlsplit(url).scheme in CLUSTER_SCHEMES
+
+
+def _hosts(netloc: str, default_port: int) -> list[tuple[str, int]]:
+    hosts = []
+    for item in netloc.rpartition("@")[2].split(","):
+        host, _, port = item.rpartition(":")
+        if not host and not port.isdigit():
+            host = item
+        hosts.append((host.strip("[]") or "127.0.0.1",
+                      int(port) if port.isdigit() else default_port))
+    return hosts
+
+
+class ClusterSubscriber(ClusterPubSub):
+    """A cluster pub/sub that learns the cluster's slots before its first SUBSCRIBE.
+
+    redis-py picks a subscriber's node by the channel's slot, from a slot table it only fills
+    when the client runs its first command: a process whose first command is SUBSCRIBE (a
+    proxy's policy listener) would fail with a KeyError."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        await self.cluster.initialize()
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except RedisClusterException as exc:
+            if _unreachable(exc):
+                raise RedisConnectionError(f"Redis Cluster: {exc}") from exc
+            raise
+
+
+def _unreachable(exc: RedisClusterException) -> bool:
+    """True for a cluster that cannot be reached or has no node for a slot (an outage, raised
+    again as a RedisConnectionError); False for a command redis-py cannot route (a bug, raised
+    as it is)."""
+    return isinstance(exc, SlotNotCoveredError) or "connect" in str(exc).lower()
+
+
+class ClusterClient(RedisCluster):
+    """redis-py's cluster client with :class:`ClusterSubscriber` for pub/sub, and a cluster
+    that cannot be reached (or has no node for a slot) reported as a
+    :class:`redis.exceptions.ConnectionError`, a :class:`RedisError` like every other outage
+    (redis-py raises a RedisClusterException, which is not one), so the proxy's and the admin
+    service's outage handling works unchanged."""
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
+        try:
+            return await super().initialize(*args, **kwargs)
+        except RedisClusterException as exc:
+            if _unreachable(exc):
+                raise RedisConnectionError(f"Redis Cluster: {exc}") from exc
+            raise
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except RedisClusterException as exc:
+            if _unreachable(exc):
+                raise RedisConnectionError(f"Redis Cluster: {exc}") from exc
+            raise
+
+    def pubsub(self, node: ClusterNode | None = None, host: str | None = None,
+               port: int | None = None, **kwargs: Any) -> ClusterPubSub:
+        return ClusterSubscriber(self, node=node, host=host, port=port, **kwargs)
+
+
+def _connect_cluster(url: str, *, decode_responses: bool, secret_file: Path | None) -> Redis:
+    parts = urlsplit(url)
+    path = [p for p in parts.path.split("/") if p]
+    if path and path != ["0"]:
+        raise ValueError("a Redis Cluster has only database 0: redis+cluster://h:6379,h:6380/")
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    credentials: dict[str, object] = (
+        {"credential_provider": PasswordFileCredentials(username, secret_file)}
+        if secret_file is not None else {"username": username, "password": password})
+    nodes = [ClusterNode(host, port) for host, port in _hosts(parts.netloc, 6379)]
+    client = ClusterClient(
+        startup_nodes=nodes, decode_responses=decode_responses,
+        socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT,
+        health_check_interval=15, ssl=parts.scheme.startswith("rediss"),
+        **credentials)  # type: ignore[arg-type]
+    # RedisCluster is not a subclass of Redis, but it has the same command methods (the
+    # keys' shared hash tag sends each command, script and transaction to one node).
+    return cast(Redis, client)
+
+
 def connect(url: str, *, decode_responses: bool = True,
             password_file: Path | str | None = None) -> Redis:
     """A client for ``url`` with timeouts, so an outage never hangs a caller for long."""
     url, from_url = split_password_file(url)
     secret_file = Path(password_file) if password_file is not None else from_url
     parts = urlsplit(url)
-    if parts.scheme in ("redis+sentinel", "rediss+sentinel"):
+    if parts.scheme in CLUSTER_SCHEMES:
+        return _connect_cluster(url, decode_responses=decode_responses, secret_file=secret_file)
+    if parts.scheme in SENTINEL_SCHEMES:
         netloc = parts.netloc.rpartition("@")[2]
         password = unquote(parts.password) if parts.password else None
         username = unquote(parts.username) if parts.username else None
@@ -106,7 +219,7 @@ def anonymous_url(url: str) -> str:
     """``url`` with every credential removed: what anyone who can reach the server has."""
     url, _ = split_password_file(url)
     parts = urlsplit(url)
-    if parts.scheme in ("redis+sentinel", "rediss+sentinel"):
+    if parts.scheme in SENTINEL_SCHEMES:
         return url  # the Sentinels' own password is not the data's; the master is checked
     return _without_userinfo(url)[0]
 
@@ -116,7 +229,9 @@ async def allows_anonymous_access(url: str) -> bool:
 
     Raises RedisError/OSError when the server cannot be reached (the answer is unknown)."""
     parts = urlsplit(url)
-    if parts.scheme in ("redis+sentinel", "rediss+sentinel"):
+    if parts.scheme in CLUSTER_SCHEMES:
+        client = connect(anonymous_url(url))
+    elif parts.scheme in SENTINEL_SCHEMES:
         bare, _ = split_password_file(url)
         bare_parts = urlsplit(bare)
         netloc = bare_parts.netloc.rpartition("@")[2]
@@ -139,6 +254,11 @@ async def allows_anonymous_access(url: str) -> bool:
         if "AUTH" in str(exc).upper() or "NOPERM" in str(exc).upper():
             return False
         raise
+    except RedisClusterException as exc:
+        # A cluster client that cannot learn the slots says why only in its message.
+        if "AUTH" in str(exc).upper() or "NOPERM" in str(exc).upper():
+            return False
+        raise RedisError(str(exc)) from exc
     finally:
         await client.aclose()
     return True

@@ -24,27 +24,30 @@ written, and only a batch both written and replayed that late could be doubled."
 _FIELDS = HitRecord.field_names()
 _POS = {name: i for i, name in enumerate(_FIELDS)}
 
-# KEYS[1]: batch marker. ARGV: prefix, marker ttl, counters ttl, hitref ttl, field count,
-# field names..., then each hit's day followed by its values. ARGV[6 + nf] is the retention
-# horizon in ms: XADD trims entries that arrived before it (approximately, as it goes;
-# trim_hits() removes the rest exactly), and a hit whose own time is already past it (one
-# replayed late from a spool) is counted for the reports but never stored raw.
+# KEYS: the batch marker, the hit stream, then for each day the batch touches (in the order
+# the hits name them) its counters, top hosts and hit references: every key the script
+# touches is declared, so it runs on a Redis Cluster (one slot: the keys share the prefix's
+# hash tag) and under the proxy's ACL user. ARGV: marker ttl, counters ttl, hitref ttl, field
+# count, field names..., the retention horizon in ms, then each hit's day number (1 for the
+# first day's keys) followed by its values. XADD trims entries that arrived before the horizon
+# (approximately, as it goes; trim_hits() removes the rest exactly), and a hit whose own time
+# is already past it (one replayed late from a spool) is counted for the reports but never
+# stored raw.
 INGEST_SCRIPT = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) == false then return -1 end
-local prefix = ARGV[1]
-local counters_ttl = tonumber(ARGV[3])
-local ref_ttl = tonumber(ARGV[4])
-local nf = tonumber(ARGV[5])
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) == false then return -1 end
+local stream = KEYS[2]
+local counters_ttl = tonumber(ARGV[2])
+local ref_ttl = tonumber(ARGV[3])
+local nf = tonumber(ARGV[4])
 local names = {}
-for j = 1, nf do names[j] = ARGV[5 + j] end
+for j = 1, nf do names[j] = ARGV[4 + j] end
 local pos = {}
 for j = 1, nf do pos[names[j]] = j end
-local stream = prefix .. 'hits'
-local minid = ARGV[6 + nf]
-local i = 7 + nf
+local minid = ARGV[5 + nf]
+local i = 6 + nf
 local written = 0
 while i <= #ARGV do
-  local day = ARGV[i]
+  local base = 2 + (tonumber(ARGV[i]) - 1) * 3
   local sid = nil
   if tonumber(ARGV[i + pos['ts']]) * 1000 >= tonumber(minid) then
     local args = {'XADD', stream, 'MINID', '~', minid, '*'}
@@ -58,15 +61,15 @@ while i <= #ARGV do
   local action = ARGV[i + pos['action']]
   local counter = action .. '|' .. ARGV[i + pos['category']] .. '|' .. ARGV[i + pos['group']]
                   .. '|' .. ARGV[i + pos['site']]
-  local ckey = prefix .. 'count:' .. day
+  local ckey = KEYS[base + 1]
   redis.call('HINCRBY', ckey, counter, 1)
   redis.call('EXPIRE', ckey, counters_ttl)
   if action == 'block' then
-    local tkey = prefix .. 'tophosts:' .. day
+    local tkey = KEYS[base + 2]
     redis.call('ZINCRBY', tkey, 1, ARGV[i + pos['host']])
     redis.call('EXPIRE', tkey, counters_ttl)
     if sid then
-      local rkey = prefix .. 'hitref:' .. day
+      local rkey = KEYS[base + 3]
       redis.call('HSET', rkey, ARGV[i + pos['id']], sid)
       redis.call('EXPIRE', rkey, ref_ttl)
     end
@@ -91,12 +94,18 @@ class HitWriter:
         """Write ``(day, hit)`` pairs; return how many were stored raw (0 if the batch was
         already written; hits past retention are only counted)."""
         horizon_ms = int((time.time() - self._ref_ttl) * 1000)
-        args: list[Any] = [self._keys.prefix, BATCH_MARKER_TTL, self._counters_ttl,
-                           self._ref_ttl, len(_FIELDS), *_FIELDS, horizon_ms]
+        keys = [self._keys.hit_batch(batch_id), self._keys.hits]
+        day_numbers: dict[str, int] = {}
+        args: list[Any] = [BATCH_MARKER_TTL, self._counters_ttl, self._ref_ttl, len(_FIELDS),
+                           *_FIELDS, horizon_ms]
         for day, hit in hits:
-            args.append(day)
+            if day not in day_numbers:
+                day_numbers[day] = len(day_numbers) + 1
+                keys += [self._keys.day_counts(day), self._keys.top_hosts(day),
+                         self._keys.hitref(day)]
+            args.append(day_numbers[day])
             args.extend(hit.to_fields())
-        result = await self._script(keys=[self._keys.hit_batch(batch_id)], args=args)
+        result = await self._script(keys=keys, args=args)
         return max(0, int(result))
 
 

@@ -1,5 +1,12 @@
 """The Redis key layout, in one place. Every key starts with the deployment's prefix.
 
+The prefix is a Redis Cluster hash tag, so every key of one deployment hashes to the same
+slot and scripts and transactions over several of them run on a Redis Cluster too: the
+configured ``redis_prefix`` ``esafety:`` gives keys ``{esafety}:hits``, ``{esafety}:overrides``
+and so on (:func:`hash_tagged`). A prefix that already holds a tag (``{centre-a}:``) is kept
+as it is. Keys written by versions before the tag (``esafety:hits``) are moved once by
+:mod:`store.key_migration`.
+
 Streams hold append-only facts, hashes and sorted sets hold state and indexes, and a version
 counter plus a pub/sub channel carry policy changes:
 
@@ -54,12 +61,50 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DEFAULT_PREFIX = "esafety:"
+DEFAULT_PREFIX = "{esafety}:"
+
+
+def has_hash_tag(prefix: str) -> bool:
+    """True when keys starting with ``prefix`` hash by a tag inside it: a ``{`` followed later
+    by a ``}`` with something between (Redis hashes only the first such ``{...}``)."""
+    start = prefix.find("{")
+    if start < 0:
+        return False
+    end = prefix.find("}", start + 1)
+    return end > start + 1
+
+
+def hash_tagged(prefix: str) -> str:
+    """``prefix`` as a hash tag: ``esafety:`` -> ``{esafety}:``, ``centre-a`` -> ``{centre-a}``.
+
+    The tag is the prefix without its trailing ``:``s, which stay after the tag. A prefix with
+    a tag of its own is returned unchanged, so this is idempotent; the empty prefix (every key,
+    for tests) stays empty."""
+    if not prefix or has_hash_tag(prefix):
+        return prefix
+    name = prefix.rstrip(":")
+    if not name:
+        raise ValueError(f"a Redis key prefix needs a name before its ':': {prefix!r}")
+    return "{" + name + "}" + prefix[len(name):]
+
+
+def legacy_prefix(prefix: str) -> str | None:
+    """The prefix that versions before the hash tag used for the configured ``prefix``: the
+    configured text itself, unless it already held a tag (then nothing was ever elsewhere)."""
+    if not prefix or has_hash_tag(prefix):
+        return None
+    return prefix
 
 
 @dataclass(frozen=True)
 class Keys:
+    """Every key name under one prefix. The prefix given is made a hash tag
+    (:func:`hash_tagged`): ``Keys("esafety:").prefix == "{esafety}:"``."""
+
     prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prefix", hash_tagged(self.prefix))
 
     def _k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)

@@ -1,7 +1,8 @@
 """Redis ACL users for one deployment (Redis 6.2+ / 7 ACL rules), one per role.
 
 * ``esafety-admin``: the admin API and the CLI. Every key and channel under the deployment's
-  prefix, every command except the ``@dangerous`` ones (FLUSHALL, CONFIG, KEYS, ACL SETUSER,
+  prefix (``~{esafety}:*``, and the pre-hash-tag ``~esafety:*`` for the one-time move),
+  every command except the ``@dangerous`` ones (FLUSHALL, CONFIG, KEYS, ACL SETUSER,
   DEBUG, SHUTDOWN, ...); ``INFO`` is allowed back for backups and metrics.
 * ``esafety-proxy``: a proxy worker. It reads the policy version, the overrides, accounts,
   session tokens and the accounts change log (for sign-in); it listens on the policy and
@@ -21,15 +22,16 @@ from __future__ import annotations
 
 import hashlib
 
-from store.keys import Keys
+from store.keys import Keys, legacy_prefix
 
 ADMIN_USER = "esafety-admin"
 PROXY_USER = "esafety-proxy"
 ROLES = {"admin": ADMIN_USER, "proxy": PROXY_USER}
 
 _PROXY_COMMANDS = (
-    # connection set-up, health checks, SELECT of the URL's database
-    "+@connection", "-@dangerous",
+    # connection set-up, health checks, SELECT of the URL's database; on a Redis Cluster the
+    # client learns which node holds the deployment's slot (COMMAND is in @connection)
+    "+@connection", "-@dangerous", "+cluster|slots", "+cluster|shards",
     # reads: policy version, overrides, accounts, tokens, the accounts change log,
     # rate-limit counters
     "+get", "+hget", "+hgetall", "+exists", "+ttl", "+pttl", "+zrangebyscore", "+zscore",
@@ -52,22 +54,44 @@ def _proxy_keys(keys: Keys) -> tuple[str, ...]:
         f"%R~{keys.policy_version}", f"%R~{keys.overrides}",
         f"%R~{keys.user('*')}", f"%R~{keys.token('*')}",
         # accounts:version / accounts:changes: which signed-in users to re-check
-        f"%R~{keys.prefix}accounts:version", f"%R~{keys.prefix}accounts:changes",
+        f"%R~{keys.accounts_version}", f"%R~{keys.accounts_changes}",
         f"%W~{keys.hits}", f"~{keys.hit_batch('*')}", f"~{keys.day_counts(day)}",
         f"~{keys.top_hosts(day)}", f"~{keys.hitref(day)}",
         f"~{keys.rate_limit('*', '*')}", f"~{keys.proxy_instance('*')}",
-        f"&{keys.policy_channel}", f"&{keys.prefix}accounts:changed",
+        f"&{keys.policy_channel}", f"&{keys.accounts_channel}",
     )
 
 
+def _hit_writer_selector(keys: Keys) -> str:
+    """An ACL selector that lets the hit writer's script *declare* the hit stream.
+
+    Redis checks the keys a script declares (``EVAL ... KEYS``) as read *and* write, whatever
+    the script does with them, while the proxy may only write the hit log (``%W~``). This
+    selector allows EVAL/EVALSHA alone over exactly the script's keys; every command the
+    script then runs is checked against the user's rules again, so its XADD is allowed and
+    any read of the stream (XRANGE, ...) is still refused."""
+    day = "*"
+    return (f"(~{keys.hits} ~{keys.hit_batch('*')} ~{keys.day_counts(day)} "
+            f"~{keys.top_hosts(day)} ~{keys.hitref(day)} +eval +evalsha)")
+
+
 def role_rules(role: str, prefix: str) -> list[str]:
-    """The ACL rules (without the password) of ``role`` for keys under ``prefix``."""
+    """The ACL rules (without the password) of ``role`` for keys under ``prefix``.
+
+    ``prefix`` is the configured one; the keys are under its hash-tagged form
+    (``esafety:`` -> ``~{esafety}:*``; ACL patterns are globs, in which ``{`` and ``}`` are
+    plain characters). The admin user may also reach the keys under the configured prefix
+    as versions before the hash tag spelled them (``~esafety:*``), so the admin service can
+    move them once (:mod:`store.key_migration`); channels are under the tagged prefix only."""
     keys = Keys(prefix)
     reset = ["on", "resetkeys", "resetchannels", "nocommands"]
     if role == "admin":
-        return [*reset, f"~{prefix}*", f"&{prefix}*", "+@all", "-@dangerous", "+info"]
+        old = legacy_prefix(prefix)
+        legacy = [f"~{old}*"] if old is not None else []
+        return [*reset, f"~{keys.prefix}*", *legacy, f"&{keys.prefix}*", "+@all",
+                "-@dangerous", "+info"]
     if role == "proxy":
-        return reset + list(_proxy_keys(keys)) + list(_PROXY_COMMANDS)
+        return [*reset, *_proxy_keys(keys), *_PROXY_COMMANDS, _hit_writer_selector(keys)]
     raise ValueError(f"unknown Redis role {role!r}; one of {', '.join(ROLES)}")
 
 

@@ -24,6 +24,7 @@ from redis.retry import Retry
 from esafety.redis_commands import acl_template
 from store import redis_acl
 from store.connection import allows_anonymous_access, connect
+from store.keys import Keys
 from tests.harness.proxy import free_port
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -207,10 +208,11 @@ def test_compose_redis_start_script_locks_a_real_redis(tmp_path: Path) -> None:
                             password_file=proxy_file)
             admin = connect(f"redis://{redis_acl.ADMIN_USER}@127.0.0.1:{port}/0",
                             password_file=secrets / "redis_admin_password")
-            await admin.set("esafety:policy:version", "4")
-            assert await proxy.get("esafety:policy:version") == "4"
+            keys = Keys()  # the template's prefix, esafety: -> {esafety}:
+            await admin.set(keys.policy_version, "4")
+            assert await proxy.get(keys.policy_version) == "4"
             with pytest.raises(sync_redis.exceptions.NoPermissionError):
-                await proxy.hset("esafety:overrides", "x", "allow gambling")
+                await proxy.hset(keys.overrides, "x", "allow gambling")
             assert not await allows_anonymous_access(f"redis://127.0.0.1:{port}/0")
             await proxy.aclose()
             await admin.aclose()

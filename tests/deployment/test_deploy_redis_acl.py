@@ -63,8 +63,8 @@ def test_the_embedded_redis_refuses_anonymous_clients_and_keeps_its_secrets_priv
                 assert password not in (directory / name).read_text()
         # Anyone who can reach the port, without the password, can do nothing.
         anonymous = sync_redis.Redis(port=server.port, socket_timeout=5, retry=NO_RETRY)
-        for command in (("SET", "esafety:overrides", "x"), ("HSET", "esafety:user:me", "role",
-                        "admin"), ("GET", "esafety:policy:version"), ("KEYS", "*"),
+        for command in (("SET", Keys().overrides, "x"), ("HSET", Keys().user("me"), "role",
+                        "admin"), ("GET", Keys().policy_version), ("KEYS", "*"),
                         ("ACL", "SETUSER", "me", "on", "nopass", "+@all", "~*"),
                         ("CONFIG", "SET", "protected-mode", "no")):
             with pytest.raises(sync_redis.AuthenticationError):
@@ -76,7 +76,7 @@ def test_the_embedded_redis_refuses_anonymous_clients_and_keeps_its_secrets_priv
             sync_redis.Redis(port=server.port, username=redis_acl.ADMIN_USER,
                              password="guessed", retry=NO_RETRY).ping()
         admin = sync_redis.Redis.from_url(server.url, decode_responses=True)
-        admin.set("esafety:policy:version", "7")
+        admin.set(Keys().policy_version, "7")
         with pytest.raises(sync_redis.exceptions.NoPermissionError):
             admin.config_set("protected-mode", "no")  # @dangerous: refused to admin too
         admin.close()
@@ -87,7 +87,7 @@ def test_the_embedded_redis_refuses_anonymous_clients_and_keeps_its_secrets_priv
     try:
         assert _passwords(directory) == passwords
         admin = sync_redis.Redis.from_url(again.url, decode_responses=True)
-        assert admin.get("esafety:policy:version") == "7"
+        assert admin.get(Keys().policy_version) == "7"
         admin.close()
     finally:
         again.stop()
@@ -366,17 +366,19 @@ def test_redis_acl_apply_locks_an_external_redis_for_the_deployment(tmp_path: Pa
         with pytest.raises(sync_redis.AuthenticationError):
             sync_redis.Redis(port=port, socket_timeout=5).set("centre-a:overrides", "x")
 
+        centre_a = Keys("centre-a:")  # keys under the hash tag {centre-a}
+
         async def as_services() -> None:
             admin = connect(f"redis://{redis_acl.ADMIN_USER}@127.0.0.1:{port}/0",
                             password_file=credentials / "admin.password")
             proxy = connect(f"redis://{redis_acl.PROXY_USER}@127.0.0.1:{port}/0"
                             f"?password_file={credentials / 'proxy.password'}")
-            await admin.hset("centre-a:overrides", "ov", "{}")
-            assert await proxy.hgetall("centre-a:overrides") == {"ov": "{}"}
+            await admin.hset(centre_a.overrides, "ov", "{}")
+            assert await proxy.hgetall(centre_a.overrides) == {"ov": "{}"}
             with pytest.raises(sync_redis.exceptions.NoPermissionError):
-                await proxy.hset("centre-a:overrides", "ov2", "allow gambling")
+                await proxy.hset(centre_a.overrides, "ov2", "allow gambling")
             with pytest.raises(sync_redis.exceptions.NoPermissionError):
-                await admin.set("centre-b:overrides", "another deployment's key")
+                await admin.set(Keys("centre-b:").overrides, "another deployment's key")
             await admin.aclose()
             await proxy.aclose()
 
