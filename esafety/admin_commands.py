@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
-from admin_api.server import ListenError, serve
+from admin_api.server import ListenError, listen_address, serve
+from deployment.instance import Instance
 from esafety import user_commands
 from store.records import ROLES
 
 
-def cmd_admin(args: argparse.Namespace, instance: Any) -> int:
+def cmd_admin(args: argparse.Namespace, instance: Instance) -> int:
     """Run the admin API; a port in use (or bad --listen) is one line and exit 2."""
     try:
-        serve(instance, args.listen or instance.config.admin_listen, args.listen_fd)
+        listen = listen_address(args.listen) if args.listen else instance.config.listen.admin
+        serve(instance, listen, args.listen_fd)
     except ListenError as exc:
         sys.stderr.write(f"esafety: admin API: {exc}\n")
         return 2

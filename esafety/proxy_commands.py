@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from deployment.instance import Instance
-from deployment.json_logging import configure_logging
 from esafety.supervisor import run_all, run_proxy_workers
 from proxy_addons.certificate_authority import export_ca
 from proxy_addons.runner import WorkerSettings, run_worker
@@ -26,8 +25,6 @@ def _parse_mitm_options(items: list[str]) -> dict[str, str]:
 
 
 def cmd_proxy(args: argparse.Namespace, instance: Instance) -> int:
-
-    configure_logging("proxy", instance.config.log_level, instance.config.log_format)
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if workers < 1:
         raise SystemExit("esafety: --workers must be at least 1")

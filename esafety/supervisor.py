@@ -18,16 +18,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 
 from deployment.instance import Instance
-from deployment.json_logging import configure_logging
+from deployment.listen_address import parse_listen
 from deployment.listen_socket import ListenError, bind_listener, inherited_listener
 from esafety.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from proxy_addons.certificate_authority import load_or_create_ca
-from proxy_addons.runner import split_listen
 
 log = logging.getLogger("esafety.supervisor")
 
@@ -164,9 +163,8 @@ def child_env(instance: Instance, redis_url: str | None = None) -> dict[str, str
 
 
 def open_listener(listen: str, default_port: int) -> socket.socket:
-
-    host, port = split_listen(listen, default_port)
-    return bind_listener(host, port)
+    address = parse_listen(listen, default_port)
+    return bind_listener(address.host, address.port)
 
 
 def run_proxy_workers(instance: Instance, workers: int, *, listen: str,
@@ -184,12 +182,12 @@ def run_proxy_workers(instance: Instance, workers: int, *, listen: str,
     sock.set_inheritable(True)
     load_or_create_ca(instance)  # once, before the workers race to create it
     children = []
-    status_host, status_port = split_listen(status_listen, 9180) if status_listen else ("", 0)
+    status = parse_listen(status_listen, 9180) if status_listen else None
     for index in range(workers):
         args = ["proxy", "--workers", "1", "--worker-id", str(index), "--listen", listen,
                 "--listen-fd", str(sock.fileno())]
-        args += ["--status-listen",
-                 f"{status_host}:{status_port + index}" if status_listen else "off"]
+        args += ["--status-listen", str(replace(status, port=status.port + index))
+                 if status is not None else "off"]
         children.append(Child(f"proxy worker {index}", esafety_argv(instance, *args, *extra),
                               child_env(instance), pass_fds=(sock.fileno(),)))
     try:
@@ -199,8 +197,6 @@ def run_proxy_workers(instance: Instance, workers: int, *, listen: str,
 
 
 def run_all(instance: Instance, *, proxy_listen: str | None, admin_listen: str | None) -> int:
-
-    configure_logging("supervisor", instance.config.log_level, instance.config.log_format)
     instance.ensure_data_dir()
     proxy_listen = proxy_listen or instance.config.proxy_listen
     admin_listen = admin_listen or instance.config.admin_listen

@@ -19,7 +19,7 @@ from typing import TypeVar
 from redis.asyncio import Redis
 
 from admin_api.roles import natural_group
-from admin_api.server import ListenError, serve, settings_for
+from admin_api.server import ListenError, settings_for
 from deployment.instance import Instance
 from esafety.user_import import UserImportError, parse_rows
 from store import audit
@@ -59,14 +59,6 @@ def _with_redis(instance: Instance, work: Callable[[Redis, Keys], Awaitable[T]])
         finally:
             await redis.aclose()
     return asyncio.run(main())
-
-
-def cmd_admin(args: argparse.Namespace, instance: Instance) -> int:
-    try:
-        serve(instance, args.listen or instance.config.admin_listen)
-    except ListenError as exc:
-        return _fail(str(exc))
-    return EXIT_OK
 
 
 def cmd_users_add(args: argparse.Namespace, instance: Instance) -> int:

@@ -445,7 +445,7 @@ async function flushReports() {
     const now = Date.now();
     const report = reportQueue.next(state.reports, now);
     if (!report) return;
-    const answer = await call((token) => api.reportRequest(state.settings.backendUrl, token,
+    const answer = await call((token) => api.accidentReportRequest(state.settings.backendUrl, token,
       report));
     if (answer.ok) {
       state.reports = reportQueue.acknowledge(state.reports, report.key);

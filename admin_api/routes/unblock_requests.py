@@ -42,7 +42,7 @@ from admin_api.roles import (
     user_filter,
 )
 from admin_api.routes import audit_trail
-from admin_api.routes.request_input import (
+from admin_api.routes.http_input import (
     boolean,
     choice,
     hit_reference,

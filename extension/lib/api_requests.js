@@ -20,11 +20,11 @@ export function logoutRequest(base, token) {
   return request(base, "/api/v1/auth/logout", { token, method: "POST" });
 }
 
-export function reportRequest(base, token, { hitId, url, whatHappened }) {
+export function accidentReportRequest(base, token, { hitId, url, whatHappened }) {
   const body = { what_happened: whatHappened };
   if (hitId) body.hit_id = hitId;
   if (url) body.url = url;
-  return request(base, "/api/v1/reports", { token, method: "POST", body });
+  return request(base, "/api/v1/accident-reports", { token, method: "POST", body });
 }
 
 export function reviewRequest(base, token, { hitId, url, reason }) {

@@ -30,6 +30,13 @@ test("requests carry the bearer token, JSON bodies and never cookies", () => {
   assert.equal(api.errorMessage(400, { error: { message: "bad" } }), "bad");
 });
 
+test("queued accident reports go to the accident-reports resource", () => {
+  const { url, init } = api.accidentReportRequest(BASE, "tok", { hitId: "20261122-7KQ2X9AB", url: "https://x.example/", whatHappened: "a typo" });
+  assert.equal(url, `${BASE}/api/v1/accident-reports`);
+  assert.equal(init.method, "POST");
+  assert.deepEqual(JSON.parse(init.body), { what_happened: "a typo", hit_id: "20261122-7KQ2X9AB", url: "https://x.example/" });
+});
+
 test("the proxy's block headers are recognised, and nothing else is", () => {
   const headers = [{ name: "X-Esafety-Hit-Id", value: "20261122-7KQ2X9AB" }, { name: "x-esafety-category", value: "social%5Fnetworks" }];
   assert.deepEqual(blockFromHeaders(403, headers), { hitId: "20261122-7KQ2X9AB", category: "social_networks" });
