@@ -177,15 +177,16 @@ def build_document() -> dict[str, Any]:
             routes_users.revoke_user_tokens, "End all of a user's sessions", "users",
             parameters=[USER_NAME])},
         "/api/v1/unblock-requests": {
-            "post": _op(u.file_request, "Ask for a blocked site (201; 200 when merged into "
-                        "your open request for the same site; 409 not_blocked, and nothing "
-                        "filed, when the address is not blocked for you)", "unblock-requests",
+            "post": _op(u.file_unblock_request, "Ask for a blocked site (201; 200 when merged "
+                        "into your open request for the same site; 409 not_blocked, and "
+                        "nothing filed, when the address is not blocked for you)",
+                        "unblock-requests",
                         ok=201,
                         body=_body({"url": {"type": "string", "maxLength": 2000},
                                     "reason": {"type": "string", "maxLength": 1000},
                                     "hit_id": HIT_ID}, ["url", "reason"])),
-            "get": _op(u.list_requests, "List requests (learners and staff: their own)",
-                       "unblock-requests", parameters=[
+            "get": _op(u.list_unblock_requests, "List unblock requests (learners and staff: "
+                       "their own)", "unblock-requests", parameters=[
                            _q("status", "status", {"type": "string",
                                                    "enum": ["open", "approved", "denied",
                                                             "expired"]}),
@@ -193,20 +194,22 @@ def build_document() -> dict[str, Any]:
                                                        {"type": "string", "maxLength": 2000}),
                            FROM, TO, LIMIT, CURSOR])},
         "/api/v1/unblock-requests/{id}": {"get": _op(
-            u.show_request, "One request; for IT also the decision explained, what approving "
-            "it opens (approval), the logged hit and earlier requests for the same site",
+            u.show_unblock_request, "One unblock request; for IT also the decision explained, "
+            "what approving it opens (approval), the logged hit and earlier requests for the "
+            "same site",
             "unblock-requests", parameters=[ID])},
         "/api/v1/unblock-requests/{id}/approve": {"post": _op(
-            u.approve, "Approve: writes an allow override (applied by every proxy within a "
-            "second); refused (409) for sites on illegal lists, for an address no longer "
-            "blocked (not_blocked), and, without confirm_wider, when it would open more listed "
-            "entries than the one that blocked the request (confirm_wider)", "unblock-requests",
+            u.approve_unblock_request, "Approve: writes an allow override (applied by every "
+            "proxy within a second); refused (409) for sites on illegal lists, for an address "
+            "no longer blocked (not_blocked), and, without confirm_wider, when it would open "
+            "more listed entries than the one that blocked the request (confirm_wider)",
+            "unblock-requests",
             parameters=[ID], body=_body({"scope": {"type": "string",
                                                    "enum": ["user", "group", "everyone"]},
                                          "expires_at": DATE_TIME, "note": NOTE,
                                          "confirm_wider": {"type": "boolean"}}, []))},
         "/api/v1/unblock-requests/{id}/deny": {"post": _op(
-            u.deny, "Deny, with a note the requester sees", "unblock-requests",
+            u.deny_unblock_request, "Deny, with a note the requester sees", "unblock-requests",
             parameters=[ID], body=_body({"note": NOTE}, ["note"]))},
         "/api/v1/overrides": {
             "get": _op(routes_overrides.list_overrides, "List overrides", "overrides"),

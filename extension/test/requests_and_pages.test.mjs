@@ -9,7 +9,7 @@ import { CheckCache } from "../lib/check_cache.js";
 const BASE = "https://esafety.example";
 
 test("requests carry the bearer token, JSON bodies and never cookies", () => {
-  const { url, init } = api.reviewRequest(BASE, "tok", { url: "https://x.example/", reason: "course", hitId: "20261122-7KQ2X9AB" });
+  const { url, init } = api.fileUnblockRequest(BASE, "tok", { url: "https://x.example/", reason: "course", hitId: "20261122-7KQ2X9AB" });
   assert.equal(url, `${BASE}/api/v1/unblock-requests`);
   assert.equal(init.method, "POST");
   assert.equal(init.credentials, "omit");
@@ -31,7 +31,7 @@ test("requests carry the bearer token, JSON bodies and never cookies", () => {
 });
 
 test("queued accident reports go to the accident-reports resource", () => {
-  const { url, init } = api.accidentReportRequest(BASE, "tok", { hitId: "20261122-7KQ2X9AB", url: "https://x.example/", whatHappened: "a typo" });
+  const { url, init } = api.fileAccidentReport(BASE, "tok", { hitId: "20261122-7KQ2X9AB", url: "https://x.example/", whatHappened: "a typo" });
   assert.equal(url, `${BASE}/api/v1/accident-reports`);
   assert.equal(init.method, "POST");
   assert.deepEqual(JSON.parse(init.body), { what_happened: "a typo", hit_id: "20261122-7KQ2X9AB", url: "https://x.example/" });
