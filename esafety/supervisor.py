@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 
+from deployment.config import ListenSettings
 from deployment.instance import Instance
 from deployment.listen_address import parse_listen
 from deployment.listen_socket import ListenError, bind_listener, inherited_listener
@@ -29,6 +30,8 @@ from esafety.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from proxy_addons.certificate_authority import load_or_create_ca
 
 log = logging.getLogger("esafety.supervisor")
+DEFAULTS = ListenSettings()
+"""The built-in listen addresses; their ports are the default for a bare ``HOST``."""
 
 RESTART_BACKOFF_MAX = 10.0
 
@@ -175,14 +178,15 @@ def run_proxy_workers(instance: Instance, workers: int, *, listen: str,
 
     try:
         sock = (inherited_listener(listen_fd) if listen_fd is not None
-                else open_listener(listen, 8080))
+                else open_listener(listen, DEFAULTS.proxy.port))
     except (ListenError, ValueError) as exc:
         log.critical("%s", exc)
         return EXIT_CONFIG
     sock.set_inheritable(True)
     load_or_create_ca(instance)  # once, before the workers race to create it
     children = []
-    status = parse_listen(status_listen, 9180) if status_listen else None
+    status = (parse_listen(status_listen, DEFAULTS.proxy_status.port) if status_listen
+              else None)
     for index in range(workers):
         args = ["proxy", "--workers", "1", "--worker-id", str(index), "--listen", listen,
                 "--listen-fd", str(sock.fileno())]
@@ -203,8 +207,8 @@ def run_all(instance: Instance, *, proxy_listen: str | None, admin_listen: str |
     # Both public ports first: a second deployment on the same ports stops here, clearly.
     sockets: list[socket.socket] = []
     try:
-        sockets.append(open_listener(proxy_listen, 8080))
-        sockets.append(open_listener(admin_listen, 8090))
+        sockets.append(open_listener(proxy_listen, DEFAULTS.proxy.port))
+        sockets.append(open_listener(admin_listen, DEFAULTS.admin.port))
     except (ListenError, ValueError) as exc:
         for sock in sockets:
             sock.close()
