@@ -278,11 +278,11 @@ class AlertSettings:
 
     webhook_url: str | None = None
     webhook_secret_env: str = ""
-    """The environment variable holding the webhook's HMAC secret ("" signs with no key)."""
+    """The environment variable holding the webhook's HMAC secret (empty: an empty key)."""
     email_to: tuple[str, ...] = ()
     email_from: str = "esafety@localhost"
     smtp_host: str = ""
-    """"" sends no email."""
+    """Empty: no email is sent."""
     smtp_port: int = 25
     smtp_starttls: bool = False
     smtp_user_env: str = ""
