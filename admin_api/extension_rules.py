@@ -311,7 +311,7 @@ def _labels(domain: str) -> int:
 # -- hosts the priorities cannot decide ------------------------------------------------------
 
 @dataclass(frozen=True)
-class _Nesting:
+class Nesting:
     """Listed entries whose order Chrome's priorities get wrong in the policy's terms
     (see :func:`held_hosts`), found once per set of listed entries."""
 
@@ -339,14 +339,14 @@ def _prefix_specificity(host: str, path: str) -> tuple[int, int]:
 
 
 def find_nesting(policy: Policy, hosts: dict[str, tuple[str, ...]],
-                 prefixes: dict[str, tuple[str, ...]]) -> _Nesting:
+                 prefixes: dict[str, tuple[str, ...]]) -> Nesting:
     by_host: dict[str, list[tuple[str, str]]] = {}  # prefix host -> [(path, category)]
     for category_id, listed in prefixes.items():
         for prefix in listed:
             host, slash, path = prefix.partition("/")
             by_host.setdefault(host, []).append((slash + path, category_id))
     if not by_host:
-        return _Nesting((), ())
+        return Nesting((), ())
     under: set[tuple[str, str, str]] = set()
     for category_id, domains in hosts.items():
         for domain in domains:
@@ -367,15 +367,15 @@ def find_nesting(policy: Policy, hosts: dict[str, tuple[str, ...]],
                     overlap = path.startswith(other_path) or other_path.startswith(path)
                     if overlap and mine > _prefix_specificity(parent, other_path):
                         allow_over_block.add((host, other))
-    return _Nesting(tuple(sorted(under)), tuple(sorted(allow_over_block)))
+    return Nesting(tuple(sorted(under)), tuple(sorted(allow_over_block)))
 
 
-_NESTING_CACHE: list[tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]], _Nesting]] = []
+_NESTING_CACHE: list[tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]], Nesting]] = []
 _NESTING_LOCK = threading.Lock()
 
 
 def _nesting(policy: Policy, hosts: dict[str, tuple[str, ...]],
-             prefixes: dict[str, tuple[str, ...]]) -> _Nesting:
+             prefixes: dict[str, tuple[str, ...]]) -> Nesting:
     """:func:`find_nesting` for the same entries (the same dicts: they are cached per base
     policy by :class:`CategoryHostsCache`) is worked out once."""
     with _NESTING_LOCK:
@@ -388,7 +388,7 @@ def _nesting(policy: Policy, hosts: dict[str, tuple[str, ...]],
     return found
 
 
-def held_hosts(policy: Policy, nesting: _Nesting, actions: dict[str, str], user: str,
+def held_hosts(policy: Policy, nesting: Nesting, actions: dict[str, str], user: str,
                group: str, now: float) -> set[str]:
     """Hosts whose page loads must wait for the backend's decision on the full address,
     because no order of Chrome rules gives the policy's answer there:
