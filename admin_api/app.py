@@ -1,6 +1,6 @@
 """Building the admin API application: routes, middlewares, and its resources' lifetime.
 
-Middlewares, outermost first: request metrics, errors as JSON, authentication (+ CSRF).
+Middlewares, outermost first: HTTP request metrics, errors as JSON, authentication (+ CSRF).
 Security headers are added to every response in ``on_response_prepare``. The store (the Redis
 client), the SQLite log store and the background workers (log feeder, alert consumer,
 housekeeping) live in one cleanup context, so they start and stop with the app. Before the
@@ -24,8 +24,8 @@ from admin_api.errors import error_middleware
 from admin_api.log_store import LogStore
 from admin_api.openapi import openapi_document
 from admin_api.policy_view import PolicyView
+from admin_api.prometheus_metrics import AdminMetrics
 from admin_api.pseudonymiser import Pseudonymiser
-from admin_api.request_metrics import RequestMetrics
 from admin_api.routes import RESOURCES
 from admin_api.security_headers import add_security_headers
 from admin_api.sessions import authentication_middleware
@@ -38,7 +38,6 @@ from store.redis_store import Store
 
 log = logging.getLogger(__name__)
 LOG_STORE_FILE = "logstore.sqlite3"
-DEFAULT_GROUP_WINDOW_SECONDS = 900
 WORKER_STOP_SECONDS = 5.0
 RECANCEL_SECONDS = 0.05
 
@@ -55,10 +54,9 @@ async def admin_resources(app: web.Application) -> AsyncIterator[None]:
     log_store = await asyncio.to_thread(LogStore(settings.data_dir / LOG_STORE_FILE).open)
     feeder = LogFeeder(store.hits, log_store)
     await feeder.start()
-    window = int(settings.config.alerts.get("group_window_seconds",
-                                            DEFAULT_GROUP_WINDOW_SECONDS))
-    consumer = AlertConsumer(store, AlertDelivery(settings.config.alerts, settings.environ),
-                             window)
+    alerts = settings.config.alerts
+    consumer = AlertConsumer(store, AlertDelivery(alerts, settings.environ),
+                             alerts.group_window_seconds)
     state = AdminState(settings=settings, store=store, log_store=log_store, feeder=feeder,
                        alerts=consumer, policy=PolicyView(settings.instance, store.policy),
                        pseudonymiser=Pseudonymiser(settings.data_dir), metrics=app[METRICS])
@@ -108,9 +106,9 @@ async def _stopped(tasks: list[asyncio.Task[None]]) -> None:
 
 
 def build_app(settings: AdminSettings) -> web.Application:
-    metrics = RequestMetrics()
+    metrics = AdminMetrics()
     app = web.Application(
-        middlewares=[metrics.middleware(), error_middleware, authentication_middleware],
+        middlewares=[metrics.http.middleware(), error_middleware, authentication_middleware],
         client_max_size=256 * 1024)
     app[SETTINGS] = settings
     app[METRICS] = metrics

@@ -15,8 +15,8 @@ from aiohttp import web
 
 from admin_api.log_store import LogStore
 from admin_api.policy_view import PolicyView
+from admin_api.prometheus_metrics import AdminMetrics
 from admin_api.pseudonymiser import Pseudonymiser
-from admin_api.request_metrics import RequestMetrics
 from admin_api.workers.alert_consumer import AlertConsumer
 from admin_api.workers.log_feeder import LogFeeder
 from deployment.config import Config
@@ -60,7 +60,7 @@ class AdminState:
     alerts: AlertConsumer
     policy: PolicyView
     pseudonymiser: Pseudonymiser
-    metrics: RequestMetrics
+    metrics: AdminMetrics
 
     @property
     def tz(self) -> ZoneInfo:
@@ -69,7 +69,7 @@ class AdminState:
 
 SETTINGS = web.AppKey("settings", AdminSettings)
 STATE = web.AppKey("state", AdminState)
-METRICS = web.AppKey("metrics", RequestMetrics)
+METRICS = web.AppKey("metrics", AdminMetrics)
 USER = web.RequestKey("user", UserRecord)
 """The signed-in user; absent for anonymous requests."""
 AUTH_VIA = web.RequestKey("auth_via", str)

@@ -23,7 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from admin_api.errors import bad_input
-from admin_api.routes.request_input import HIT_REFERENCE
+from admin_api.routes.http_input import HIT_REFERENCE
 from categories.decision import Decision
 from categories.policy import Policy
 from categories.urlnorm import URLError, canonical_url

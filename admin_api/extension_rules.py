@@ -25,6 +25,13 @@ hosts of any prefixes left out get a ``check`` rule: Chrome holds page loads of 
 until the extension has asked the backend about the full address (nothing reaches the site
 first); ``unexpressed_prefixes`` counts them.
 
+Where no order of Chrome rules can give the policy's answer, the host is *held* with a
+``check`` rule above every override (:func:`held_hosts`): a path override that applies to the
+user, a host entry under a URL prefix of the opposite action (the policy ranks the entry with
+more labels first), and an allow-list URL prefix more specific than a block prefix it overlaps.
+``tests/admin_api/test_extension_rules_equivalence.py`` checks that the set blocks exactly what
+:meth:`categories.policy.Policy.decide` blocks.
+
 Each rule has a stable id and a content digest. The rule set's version is a digest of those,
 and :class:`RulesetHistory` remembers recent versions so a client that sends ``since`` gets
 only the rules that changed (or ``unchanged``).
@@ -72,6 +79,13 @@ MAX_URL_RULES = 400
 """url-prefix rules per set: each becomes two regex rules, and Chrome allows 1,000."""
 _CHECK_ID_BASE = 800_000
 """``check`` rules: 800,000 + 100 x category ordinal + chunk (below the overrides)."""
+_HELD_ID_BASE = 850_000
+"""``check`` rules for hosts whose decision Chrome's priorities cannot express: 850,000 +
+chunk."""
+PRIORITY_HELD = PRIORITY_ILLEGAL - 1
+"""Held hosts: above every override (a path override may outrank a host override), below
+the illegal lists (which win in the policy too)."""
+MAX_HELD_CHUNKS = 100
 _URL_IDS_FROM = 50
 """Within a category's 100 ids: 0-49 domain rules, 50-99 url-prefix rules."""
 _SCOPE_RANK = {OverrideScope.USER: 3, OverrideScope.GROUP: 2, OverrideScope.EVERYONE: 1}
@@ -294,6 +308,112 @@ def _labels(domain: str) -> int:
     return min(domain.count(".") + 1, MAX_LABELS_RANKED)
 
 
+# -- hosts the priorities cannot decide ------------------------------------------------------
+
+@dataclass(frozen=True)
+class Nesting:
+    """Listed entries whose order Chrome's priorities get wrong in the policy's terms
+    (see :func:`held_hosts`), found once per set of listed entries."""
+
+    host_under_prefix: tuple[tuple[str, str, str], ...]
+    """(host, its category, a URL prefix category): a host entry with more labels than a
+    URL prefix's host, under it. The policy ranks the host entry first (more labels), Chrome
+    the prefix (URL prefixes rank above every host entry)."""
+    allow_prefix_over_block: tuple[tuple[str, str], ...]
+    """(host, block prefix category): an allow-list URL prefix more specific than a block
+    URL prefix it overlaps. The policy lets the allow entry win, Chrome the block (block
+    prefixes rank above allow prefixes)."""
+
+
+def _parents(host: str) -> Iterable[str]:
+    """``host`` and each domain above it, longest first."""
+    yield host
+    dot = host.find(".")
+    while dot != -1:
+        yield host[dot + 1:]
+        dot = host.find(".", dot + 1)
+
+
+def _prefix_specificity(host: str, path: str) -> tuple[int, int]:
+    return host.count(".") + 1, len(path)
+
+
+def find_nesting(policy: Policy, hosts: dict[str, tuple[str, ...]],
+                 prefixes: dict[str, tuple[str, ...]]) -> Nesting:
+    by_host: dict[str, list[tuple[str, str]]] = {}  # prefix host -> [(path, category)]
+    for category_id, listed in prefixes.items():
+        for prefix in listed:
+            host, slash, path = prefix.partition("/")
+            by_host.setdefault(host, []).append((slash + path, category_id))
+    if not by_host:
+        return Nesting((), ())
+    under: set[tuple[str, str, str]] = set()
+    for category_id, domains in hosts.items():
+        for domain in domains:
+            for parent in _parents(domain):
+                if parent != domain and parent in by_host:
+                    under.update((domain, category_id, prefix_category)
+                                 for _path, prefix_category in by_host[parent])
+    allow_over_block: set[tuple[str, str]] = set()
+    for host, entries in by_host.items():
+        for path, category_id in entries:
+            if policy.categories[category_id].kind is not CategoryKind.ALLOW:
+                continue
+            mine = _prefix_specificity(host, path)
+            for parent in _parents(host):
+                for other_path, other in by_host.get(parent, ()):
+                    if policy.categories[other].kind is CategoryKind.ALLOW:
+                        continue
+                    overlap = path.startswith(other_path) or other_path.startswith(path)
+                    if overlap and mine > _prefix_specificity(parent, other_path):
+                        allow_over_block.add((host, other))
+    return Nesting(tuple(sorted(under)), tuple(sorted(allow_over_block)))
+
+
+_NESTING_CACHE: list[tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]], Nesting]] = []
+_NESTING_LOCK = threading.Lock()
+
+
+def _nesting(policy: Policy, hosts: dict[str, tuple[str, ...]],
+             prefixes: dict[str, tuple[str, ...]]) -> Nesting:
+    """:func:`find_nesting` for the same entries (the same dicts: they are cached per base
+    policy by :class:`CategoryHostsCache`) is worked out once."""
+    with _NESTING_LOCK:
+        for cached_hosts, cached_prefixes, found in _NESTING_CACHE:
+            if cached_hosts is hosts and cached_prefixes is prefixes:
+                return found
+    found = find_nesting(policy, hosts, prefixes)
+    with _NESTING_LOCK:
+        _NESTING_CACHE[:] = [*_NESTING_CACHE[-3:], (hosts, prefixes, found)]
+    return found
+
+
+def held_hosts(policy: Policy, nesting: Nesting, actions: dict[str, str], user: str,
+               group: str, now: float) -> set[str]:
+    """Hosts whose page loads must wait for the backend's decision on the full address,
+    because no order of Chrome rules gives the policy's answer there:
+
+    * a path override that applies to this user (its host rules decide every other path);
+    * a host entry under a URL prefix of the opposite action (the policy ranks the entry
+      with more labels first, Chrome ranks URL prefixes above host entries);
+    * an allow-list URL prefix more specific than a block URL prefix it overlaps.
+
+    ``actions`` maps each category that has rules in this set to ``allow`` or ``block``."""
+    held = {override.target.split("/", 1)[0] for override in policy.overrides
+            if "/" in override.target and override.applies_to(user, group, now)}
+    for host, category_id, prefix_category in nesting.host_under_prefix:
+        mine, theirs = actions.get(category_id), actions.get(prefix_category)
+        if (mine is not None and theirs is not None and mine != theirs
+                and not policy.categories[category_id].illegal
+                and not policy.categories[prefix_category].illegal):
+            held.add(host)
+    for host, block_category in nesting.allow_prefix_over_block:
+        if (actions.get(block_category) == "block"
+                and not policy.categories[block_category].illegal):
+            held.add(host)
+    return held
+
+
 def build_ruleset(policy: Policy, hosts: dict[str, tuple[str, ...]], *, user: str, group: str,
                   at: datetime | None = None,
                   prefixes: dict[str, tuple[str, ...]] | None = None) -> Ruleset:
@@ -303,6 +423,7 @@ def build_ruleset(policy: Policy, hosts: dict[str, tuple[str, ...]], *, user: st
     url_rules: list[tuple[int, HostRule]] = []
     unexpressed = 0
     left_out: dict[str, tuple[int, int, set[str]]] = {}  # category -> (ordinal, priority, hosts)
+    actions: dict[str, str] = {}  # category -> the action of its rules in this set
 
     def leave_out(ordinal: int, rule: HostRule, prefixes: tuple[str, ...]) -> None:
         if rule.action != "block":
@@ -322,6 +443,7 @@ def build_ruleset(policy: Policy, hosts: dict[str, tuple[str, ...]], *, user: st
             action, bonus = "block", 5 + category.severity.rank
         else:
             continue
+        actions[category_id] = action
         first_id = 1000 + ordinal * _IDS_PER_CATEGORY
         by_labels: dict[int, list[str]] = {}
         for domain in domains:
@@ -367,6 +489,14 @@ def build_ruleset(policy: Policy, hosts: dict[str, tuple[str, ...]], *, user: st
                 reason=category.reason, domains=chunk))
     overrides, next_expiry = _override_rules(policy.overrides, user, group, at.timestamp())
     rules.extend(overrides)
+    nesting = _nesting(policy, hosts, prefixes or {})
+    held = held_hosts(policy, nesting, actions, user, group, at.timestamp())
+    held_chunks = _chunks(tuple(sorted(held)))[:MAX_HELD_CHUNKS] if held else []
+    for chunk_number, chunk in enumerate(held_chunks):
+        rules.append(HostRule(
+            id=_HELD_ID_BASE + chunk_number, action="check", priority=PRIORITY_HELD,
+            category="", title="Checked with the centre",
+            reason="The centre decides this address by its full path.", domains=chunk))
     profile = policy.profile_for(group)
     if profile.block_ip_literals:
         rules.append(HostRule(

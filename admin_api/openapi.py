@@ -13,7 +13,7 @@ from aiohttp import web
 
 from admin_api import roles
 from admin_api.routes import (
-    accident_reports as routes_reports,
+    accident_reports as routes_accident_reports,
 )
 from admin_api.routes import (
     alerts as routes_alerts,
@@ -43,7 +43,7 @@ from admin_api.routes import (
     proxy_config as routes_proxy_config,
 )
 from admin_api.routes import (
-    reports as routes_summary,
+    reports as routes_report_summaries,
 )
 from admin_api.routes import (
     ui as routes_ui,
@@ -126,6 +126,7 @@ def _op(handler: Any, summary: str, tag: str, *, parameters: list[dict[str, Any]
 
 def build_document() -> dict[str, Any]:
     u, a, h = routes_unblock_requests, routes_auth, routes_hits
+    ar = routes_accident_reports
     paths: dict[str, dict[str, Any]] = {
         "/healthz": {"get": _op(routes_health.healthz, "The process is up", "health")},
         "/readyz": {"get": _op(routes_health.readyz, "Redis is reachable", "health")},
@@ -176,15 +177,16 @@ def build_document() -> dict[str, Any]:
             routes_users.revoke_user_tokens, "End all of a user's sessions", "users",
             parameters=[USER_NAME])},
         "/api/v1/unblock-requests": {
-            "post": _op(u.file_request, "Ask for a blocked site (201; 200 when merged into "
-                        "your open request for the same site; 409 not_blocked, and nothing "
-                        "filed, when the address is not blocked for you)", "unblock-requests",
+            "post": _op(u.file_unblock_request, "Ask for a blocked site (201; 200 when merged "
+                        "into your open request for the same site; 409 not_blocked, and "
+                        "nothing filed, when the address is not blocked for you)",
+                        "unblock-requests",
                         ok=201,
                         body=_body({"url": {"type": "string", "maxLength": 2000},
                                     "reason": {"type": "string", "maxLength": 1000},
                                     "hit_id": HIT_ID}, ["url", "reason"])),
-            "get": _op(u.list_requests, "List requests (learners and staff: their own)",
-                       "unblock-requests", parameters=[
+            "get": _op(u.list_unblock_requests, "List unblock requests (learners and staff: "
+                       "their own)", "unblock-requests", parameters=[
                            _q("status", "status", {"type": "string",
                                                    "enum": ["open", "approved", "denied",
                                                             "expired"]}),
@@ -192,20 +194,22 @@ def build_document() -> dict[str, Any]:
                                                        {"type": "string", "maxLength": 2000}),
                            FROM, TO, LIMIT, CURSOR])},
         "/api/v1/unblock-requests/{id}": {"get": _op(
-            u.show_request, "One request; for IT also the decision explained, what approving "
-            "it opens (approval), the logged hit and earlier requests for the same site",
+            u.show_unblock_request, "One unblock request; for IT also the decision explained, "
+            "what approving it opens (approval), the logged hit and earlier requests for the "
+            "same site",
             "unblock-requests", parameters=[ID])},
         "/api/v1/unblock-requests/{id}/approve": {"post": _op(
-            u.approve, "Approve: writes an allow override (applied by every proxy within a "
-            "second); refused (409) for sites on illegal lists, for an address no longer "
-            "blocked (not_blocked), and, without confirm_wider, when it would open more listed "
-            "entries than the one that blocked the request (confirm_wider)", "unblock-requests",
+            u.approve_unblock_request, "Approve: writes an allow override (applied by every "
+            "proxy within a second); refused (409) for sites on illegal lists, for an address "
+            "no longer blocked (not_blocked), and, without confirm_wider, when it would open "
+            "more listed entries than the one that blocked the request (confirm_wider)",
+            "unblock-requests",
             parameters=[ID], body=_body({"scope": {"type": "string",
                                                    "enum": ["user", "group", "everyone"]},
                                          "expires_at": DATE_TIME, "note": NOTE,
                                          "confirm_wider": {"type": "boolean"}}, []))},
         "/api/v1/unblock-requests/{id}/deny": {"post": _op(
-            u.deny, "Deny, with a note the requester sees", "unblock-requests",
+            u.deny_unblock_request, "Deny, with a note the requester sees", "unblock-requests",
             parameters=[ID], body=_body({"note": NOTE}, ["note"]))},
         "/api/v1/overrides": {
             "get": _op(routes_overrides.list_overrides, "List overrides", "overrides"),
@@ -219,28 +223,28 @@ def build_document() -> dict[str, Any]:
         "/api/v1/overrides/{id}": {"delete": _op(routes_overrides.remove_override,
                                                  "Delete an override", "overrides",
                                                  parameters=[OVERRIDE_ID])},
-        "/api/v1/reports": {
-            "post": _op(routes_reports.file_report, "Report reaching a blocked site by "
-                        "accident (no blame); hit_id must be the reporter's own hit (same "
+        "/api/v1/accident-reports": {
+            "post": _op(ar.file_accident_report, "Report reaching a blocked site "
+                        "by accident (no blame); hit_id must be the reporter's own hit (same "
                         "user, or an unowned hit from the same address within the hour), "
-                        "else 404", "reports", ok=201, body=_body({
+                        "else 404", "accident-reports", ok=201, body=_body({
                             "hit_id": HIT_ID, "url": {"type": "string", "maxLength": 2000},
                             "what_happened": {"type": "string", "maxLength": 2000}},
                             ["what_happened"])),
-            "get": _op(routes_reports.list_reports, "List accidental-hit reports (others: "
-                       "their own)", "reports", parameters=[
+            "get": _op(ar.list_accident_reports, "List accidental-hit reports "
+                       "(others: their own)", "accident-reports", parameters=[
                            _q("status", "status", {"type": "string",
                                                    "enum": ["open", "reviewed"]}),
                            _q("user", "reporter"), _q("group", "group"), FROM, TO, LIMIT,
                            CURSOR])},
-        "/api/v1/reports/{id}": {"get": _op(routes_reports.show_report,
-                                            "One report with the logged hit", "reports",
-                                            parameters=[ID])},
-        "/api/v1/reports/{id}/review": {"post": _op(
-            routes_reports.review_report, "Mark a report reviewed", "reports",
+        "/api/v1/accident-reports/{id}": {"get": _op(
+            ar.show_accident_report, "One report with the logged hit", "accident-reports",
+            parameters=[ID])},
+        "/api/v1/accident-reports/{id}/review": {"post": _op(
+            ar.review_accident_report, "Mark a report reviewed", "accident-reports",
             parameters=[ID], body=_body({"note": {"type": "string", "maxLength": 2000}}, []))},
         "/api/v1/reports/summary": {"get": _op(
-            routes_summary.summary_report, "Blocks and allows from the daily counters",
+            routes_report_summaries.summary_report, "Blocks and allows from the daily counters",
             "summary", parameters=[
                 _q("from", "first day", {"type": "string", "format": "date"}),
                 _q("to", "last day", {"type": "string", "format": "date"}),
@@ -248,7 +252,7 @@ def build_document() -> dict[str, Any]:
                                             "enum": ["day", "week", "category", "site",
                                                      "group"]})])},
         "/api/v1/reports/quarterly": {"get": _op(
-            routes_summary.quarterly, "Printable quarterly e-safety report (HTML with SVG "
+            routes_report_summaries.quarterly, "Printable quarterly e-safety report (HTML with SVG "
             "charts)", "summary", ok_type="text/html", parameters=[
                 _q("quarter", "like 2026Q3", {"type": "string", "pattern": "^[0-9]{4}Q[1-4]$"},
                    required=True)])},

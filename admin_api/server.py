@@ -1,10 +1,11 @@
-"""Running the admin API: ``esafety admin [--listen HOST:PORT]``."""
+"""Running the admin API: ``esafety admin [--listen HOST:PORT]``.
+
+The command line sets up logging (``deployment.json_logging``) before it calls :func:`serve`."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import socket
 
 from aiohttp import web
@@ -13,26 +14,16 @@ from admin_api.app import build_app
 from admin_api.context import AdminSettings
 from admin_api.routes.health import redis_auth_warning
 from deployment.instance import Instance
+from deployment.listen_address import ListenAddress, ListenAddressError, parse_listen
 from deployment.listen_socket import ListenError as SocketListenError
 from deployment.listen_socket import bind_listener, inherited_listener
 from store import redis_acl
 from store.key_migration import move_legacy_keys_at
 from store.keys import Keys
 
-_LISTEN = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):([0-9]{1,5})$")
-
 
 class ListenError(ValueError):
     pass
-
-
-def parse_listen(text: str) -> tuple[str | None, int]:
-    """``HOST:PORT``, ``:PORT`` (every interface) or ``[::1]:PORT``."""
-    match = _LISTEN.match(text)
-    if match is None or not 0 < int(match.group(2)) < 65536:
-        raise ListenError(f"--listen {text!r} is not HOST:PORT like 127.0.0.1:8090 or :8090")
-    host = match.group(1).strip("[]") or None
-    return host, int(match.group(2))
 
 
 def settings_for(instance: Instance) -> AdminSettings:
@@ -45,23 +36,28 @@ def settings_for(instance: Instance) -> AdminSettings:
                          keys=Keys(prefix=instance.config.redis_prefix))
 
 
-def open_socket(listen: str, listen_fd: int | None = None) -> socket.socket:
+def open_socket(listen: ListenAddress, listen_fd: int | None = None) -> socket.socket:
     """The admin API's listening socket: inherited (``listen_fd``) or bound here, never with
     SO_REUSEPORT. A port in use is one :class:`ListenError`, not a traceback."""
     try:
         if listen_fd is not None:
             return inherited_listener(listen_fd)
-        host, port = parse_listen(listen)
-        return bind_listener(host or "", port)
+        return bind_listener(listen.host, listen.port)
     except SocketListenError as exc:
         raise ListenError(str(exc)) from exc
 
 
-def serve(instance: Instance, listen: str, listen_fd: int | None = None) -> None:
+def listen_address(text: str) -> ListenAddress:
+    """``--listen``'s address; a malformed one is a :class:`ListenError`."""
+    try:
+        return parse_listen(text)
+    except ListenAddressError as exc:
+        raise ListenError(f"--listen {exc}") from exc
+
+
+def serve(instance: Instance, listen: ListenAddress, listen_fd: int | None = None) -> None:
     settings = settings_for(instance)
     sock = open_socket(listen, listen_fd)
-    logging.basicConfig(level=getattr(logging, instance.config.log_level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("admin_api")
     warn_if_redis_is_open(settings.redis_url, log)
     # Keys a version before the Redis Cluster hash tag wrote (esafety:x) move to {esafety}:x.

@@ -19,7 +19,7 @@ from pathlib import Path
 from categories.definitions import CategorySet, load_definitions
 from categories.policy import Policy
 from categories.snapshot import ListStore
-from deployment.config import Config, load_config
+from deployment.config import Config, build_policy, load_config
 from deployment.redis_url import running_embedded_url, with_password_file
 
 
@@ -65,11 +65,4 @@ class Instance:
         categories = categories or load_definitions()
         loaded = self.list_store.load_current()
         snapshot, version = (loaded[1], loaded[0]) if loaded else (None, None)
-        return Policy(
-            categories, snapshot,
-            profiles=self.config.profiles,
-            windows=self.config.windows,
-            timezone=self.config.timezone,
-            unidentified_group=self.config.unidentified_group,
-            snapshot_version=version,
-        )
+        return build_policy(self.config, categories, snapshot, version)

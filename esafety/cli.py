@@ -7,6 +7,7 @@ work but found problems (e.g. refused list files), 2 usage or configuration erro
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import shutil
 import sys
@@ -21,11 +22,14 @@ from categories.decision import Decision
 from categories.definitions import load_definitions
 from categories.list_formats import ListFormat
 from categories.list_import import ImportError_, read_source
-from categories.policy import Policy, PolicyError
+from categories.policy import PolicyError
 from categories.snapshot import ImportReport, SnapshotError
 from categories.validated_yaml import ValidationFailed
 from deployment import VERSION
+from deployment.config import build_policy
 from deployment.instance import Instance
+from deployment.json_logging import configure_logging
+from deployment.listen_address import ListenAddress
 from esafety import admin_commands, proxy_commands, redis_commands
 from esafety.backup import BackupError, backup, restore
 from store import redis_acl
@@ -36,6 +40,9 @@ from store.redis_store import Store
 EXIT_OK, EXIT_BLOCKED, EXIT_USAGE = 0, 1, 2
 
 Handler = Callable[[argparse.Namespace, Instance], int]
+
+SERVICE_NAMES = {"up": "supervisor"}
+"""The ``service`` field of a command's log lines, where it is not the command's name."""
 
 
 class UsageError(Exception):
@@ -231,9 +238,7 @@ def cmd_categories(args: argparse.Namespace, instance: Instance) -> int:
 def cmd_config_check(args: argparse.Namespace, instance: Instance) -> int:
     # Instance.resolve already validated the file; build the policy to check the groups
     # against the categories too.
-    Policy(load_definitions(), None, profiles=instance.config.profiles,
-           windows=instance.config.windows, timezone=instance.config.timezone,
-           unidentified_group=instance.config.unidentified_group)
+    build_policy(instance.config, load_definitions())
     where = instance.config.path or "built-in defaults"
     sys.stdout.write(f"{where}: OK\n")
     return EXIT_OK
@@ -249,9 +254,6 @@ def _store_client(instance: Instance) -> Any:
 
 
 def cmd_backup(args: argparse.Namespace, instance: Instance) -> int:
-    import asyncio
-
-
     async def run() -> int:
         client = _store_client(instance)
         try:
@@ -271,9 +273,6 @@ def cmd_backup(args: argparse.Namespace, instance: Instance) -> int:
 
 
 def cmd_restore(args: argparse.Namespace, instance: Instance) -> int:
-    import asyncio
-
-
     async def run() -> int:
         client = _store_client(instance)
         try:
@@ -293,18 +292,15 @@ def cmd_restore(args: argparse.Namespace, instance: Instance) -> int:
     return asyncio.run(run())
 
 
-def _local_url(listen: str, path: str) -> str:
-    host, _, port = listen.rpartition(":")
-    host = host.strip("[]")
-    if host in ("", "0.0.0.0", "::"):
-        host = "127.0.0.1"
-    return f"http://{host if ':' not in host else f'[{host}]'}:{port}{path}"
+def _local_url(listen: ListenAddress, path: str) -> str:
+    host = listen.connect_host if listen.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    return f"http://{host if ':' not in host else f'[{host}]'}:{listen.port}{path}"
 
 
 def cmd_healthcheck(args: argparse.Namespace, instance: Instance) -> int:
     """Exit 0 when the local service answers /healthz (for container health checks)."""
-    listen = (instance.config.proxy_status_listen if args.service == "proxy"
-              else instance.config.admin_listen)
+    listen = (instance.config.listen.proxy_status if args.service == "proxy"
+              else instance.config.listen.admin)
     url = args.url or _local_url(listen, "/healthz")
     try:
         with urllib.request.urlopen(url, timeout=args.timeout) as response:  # noqa: S310
@@ -386,6 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         instance = Instance.resolve(args.config, args.data_dir, args.redis_url)
+        configure_logging(SERVICE_NAMES.get(args.command, args.command),
+                          instance.config.log_level, instance.config.log_format)
         handler: Handler = args.handler
         return handler(args, instance)
     except ValidationFailed as exc:

@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 from deployment.instance import Instance
-from deployment.json_logging import configure_logging
-from esafety.supervisor import run_all, run_proxy_workers
+from esafety.supervisor import DEFAULTS, run_all, run_proxy_workers
 from proxy_addons.certificate_authority import export_ca
 from proxy_addons.runner import WorkerSettings, run_worker
 
@@ -26,8 +25,6 @@ def _parse_mitm_options(items: list[str]) -> dict[str, str]:
 
 
 def cmd_proxy(args: argparse.Namespace, instance: Instance) -> int:
-
-    configure_logging("proxy", instance.config.log_level, instance.config.log_format)
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if workers < 1:
         raise SystemExit("esafety: --workers must be at least 1")
@@ -86,10 +83,10 @@ def cmd_up(args: argparse.Namespace, instance: Instance) -> int:
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the proxy's subcommands (handlers import mitmproxy lazily)."""
     proxy = sub.add_parser("proxy", help="run the filtering proxy")
-    proxy.add_argument("--listen", help="HOST:PORT to listen on (default :8080)")
+    proxy.add_argument("--listen", help=f"HOST:PORT to listen on (default {DEFAULTS.proxy})")
     proxy.add_argument("--status-listen",
                        help="HOST:PORT for /healthz, /readyz and /metrics, +1 per worker "
-                            "('off' to disable; default 127.0.0.1:9180)")
+                            f"('off' to disable; default {DEFAULTS.proxy_status})")
     proxy.add_argument("--workers", type=int, metavar="N",
                        help="worker processes sharing the port (default: one per core)")
     proxy.add_argument("--worker-id", default="0", help=argparse.SUPPRESS)
@@ -106,8 +103,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
     up = sub.add_parser("up", help="start everything: Redis (embedded if none is configured), "
                                    "the proxy and the admin API")
-    up.add_argument("--proxy-listen", help="HOST:PORT for the proxy (default :8080)")
-    up.add_argument("--admin-listen", help="HOST:PORT for the admin API (default :8090)")
+    up.add_argument("--proxy-listen", help=f"HOST:PORT for the proxy (default {DEFAULTS.proxy})")
+    up.add_argument("--admin-listen",
+                    help=f"HOST:PORT for the admin API (default {DEFAULTS.admin})")
     up.set_defaults(handler=cmd_up)
 
     ca = sub.add_parser("ca", help="the proxy's certificate authority")

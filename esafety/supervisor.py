@@ -19,19 +19,21 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 
+from deployment.config import ListenSettings
 from deployment.instance import Instance
-from deployment.json_logging import configure_logging
+from deployment.listen_address import parse_listen
 from deployment.listen_socket import ListenError, bind_listener, inherited_listener
 from esafety.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from proxy_addons.certificate_authority import load_or_create_ca
-from proxy_addons.runner import split_listen
 from store.key_migration import move_legacy_keys_at
 
 log = logging.getLogger("esafety.supervisor")
+DEFAULTS = ListenSettings()
+"""The built-in listen addresses; their ports are the default for a bare ``HOST``."""
 
 RESTART_BACKOFF_MAX = 10.0
 
@@ -166,9 +168,8 @@ def child_env(instance: Instance, redis_url: str | None = None) -> dict[str, str
 
 
 def open_listener(listen: str, default_port: int) -> socket.socket:
-
-    host, port = split_listen(listen, default_port)
-    return bind_listener(host, port)
+    address = parse_listen(listen, default_port)
+    return bind_listener(address.host, address.port)
 
 
 def run_proxy_workers(instance: Instance, workers: int, *, listen: str,
@@ -179,19 +180,20 @@ def run_proxy_workers(instance: Instance, workers: int, *, listen: str,
 
     try:
         sock = (inherited_listener(listen_fd) if listen_fd is not None
-                else open_listener(listen, 8080))
+                else open_listener(listen, DEFAULTS.proxy.port))
     except (ListenError, ValueError) as exc:
         log.critical("%s", exc)
         return EXIT_CONFIG
     sock.set_inheritable(True)
     load_or_create_ca(instance)  # once, before the workers race to create it
     children = []
-    status_host, status_port = split_listen(status_listen, 9180) if status_listen else ("", 0)
+    status = (parse_listen(status_listen, DEFAULTS.proxy_status.port) if status_listen
+              else None)
     for index in range(workers):
         args = ["proxy", "--workers", "1", "--worker-id", str(index), "--listen", listen,
                 "--listen-fd", str(sock.fileno())]
-        args += ["--status-listen",
-                 f"{status_host}:{status_port + index}" if status_listen else "off"]
+        args += ["--status-listen", str(replace(status, port=status.port + index))
+                 if status is not None else "off"]
         children.append(Child(f"proxy worker {index}", esafety_argv(instance, *args, *extra),
                               child_env(instance), pass_fds=(sock.fileno(),)))
     try:
@@ -201,16 +203,14 @@ def run_proxy_workers(instance: Instance, workers: int, *, listen: str,
 
 
 def run_all(instance: Instance, *, proxy_listen: str | None, admin_listen: str | None) -> int:
-
-    configure_logging("supervisor", instance.config.log_level, instance.config.log_format)
     instance.ensure_data_dir()
     proxy_listen = proxy_listen or instance.config.proxy_listen
     admin_listen = admin_listen or instance.config.admin_listen
     # Both public ports first: a second deployment on the same ports stops here, clearly.
     sockets: list[socket.socket] = []
     try:
-        sockets.append(open_listener(proxy_listen, 8080))
-        sockets.append(open_listener(admin_listen, 8090))
+        sockets.append(open_listener(proxy_listen, DEFAULTS.proxy.port))
+        sockets.append(open_listener(admin_listen, DEFAULTS.admin.port))
     except (ListenError, ValueError) as exc:
         for sock in sockets:
             sock.close()

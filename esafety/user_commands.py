@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from admin_api.roles import natural_group
-from admin_api.server import ListenError, serve, settings_for
+from admin_api.server import ListenError, settings_for
 from deployment.instance import Instance
 from esafety.user_import import UserImportError, parse_rows
 from store.accounts import AccountError
@@ -50,14 +50,6 @@ def _with_store(instance: Instance, work: Callable[[Store], Awaitable[T]]) -> T:
         finally:
             await store.aclose()
     return asyncio.run(main())
-
-
-def cmd_admin(args: argparse.Namespace, instance: Instance) -> int:
-    try:
-        serve(instance, args.listen or instance.config.admin_listen)
-    except ListenError as exc:
-        return _fail(str(exc))
-    return EXIT_OK
 
 
 def cmd_users_add(args: argparse.Namespace, instance: Instance) -> int:

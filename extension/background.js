@@ -445,7 +445,7 @@ async function flushReports() {
     const now = Date.now();
     const report = reportQueue.next(state.reports, now);
     if (!report) return;
-    const answer = await call((token) => api.reportRequest(state.settings.backendUrl, token,
+    const answer = await call((token) => api.fileAccidentReport(state.settings.backendUrl, token,
       report));
     if (answer.ok) {
       state.reports = reportQueue.acknowledge(state.reports, report.key);
@@ -722,7 +722,7 @@ async function status() {
 }
 
 async function myRequests() {
-  const answer = await call((token) => api.myRequestsRequest(state.settings.backendUrl, token));
+  const answer = await call((token) => api.listMyUnblockRequests(state.settings.backendUrl, token));
   if (!answer.ok) return { ok: false, message: answer.message };
   const items = Array.isArray(answer.body?.items) ? answer.body.items : [];
   return { ok: true, items: items.map((r) => ({ id: String(r.id), url: String(r.url ?? ""),
@@ -746,7 +746,7 @@ async function askReview({ ticket, reason }) {
   const entry = await ticketed(ticket);
   if (!entry || !entry.url) return { ok: false, message: "This block page has expired; reload the site." };
   if (!state.device) return { ok: false, message: "Sign in first (click the esafety icon)." };
-  const answer = await call((token) => api.reviewRequest(state.settings.backendUrl, token,
+  const answer = await call((token) => api.fileUnblockRequest(state.settings.backendUrl, token,
     { url: entry.url, hitId: entry.hitId, reason }));
   if (!answer.ok) return { ok: false, message: answer.message };
   return { ok: true, id: String(answer.body?.id ?? ""), merged: Boolean(answer.body?.merged),

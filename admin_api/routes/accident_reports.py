@@ -1,4 +1,4 @@
-"""``/api/v1/reports``: accidental-hit reports ("I reached this by accident").
+"""``/api/v1/accident-reports``: accidental-hit reports ("I reached this by accident").
 
 No-blame: anyone may tell the centre what happened, in their own words, and the report is
 linked to the logged hit (by its block reference) so the incident log shows both. Managers,
@@ -23,8 +23,8 @@ from admin_api.context import AdminState, state_of
 from admin_api.errors import ApiError, bad_input, not_found
 from admin_api.roles import ANYONE_SIGNED_IN, SAFEGUARDING, current_user, requires, user_filter
 from admin_api.routes import audit_trail
+from admin_api.routes.http_input import choice, hit_reference, json_body, required_text, text
 from admin_api.routes.paging import list_query, page_response
-from admin_api.routes.request_input import choice, hit_reference, json_body, required_text, text
 from store.accident_reports import OPEN, REVIEWED, AccidentReport
 from store.records import HitRecord, UserRecord
 
@@ -54,9 +54,9 @@ def _visible(user: UserRecord, report: AccidentReport) -> bool:
     return user.role in SAFEGUARDING or report.user == user.name
 
 
-@routes.post("/api/v1/reports")
+@routes.post("/api/v1/accident-reports")
 @requires(ANYONE_SIGNED_IN)
-async def file_report(request: web.Request) -> web.Response:
+async def file_accident_report(request: web.Request) -> web.Response:
     state = state_of(request)
     user = current_user(request)
     body = await json_body(request, ("hit_id", "url", "what_happened"))
@@ -83,9 +83,9 @@ async def file_report(request: web.Request) -> web.Response:
                               "message": THANKS}, status=201)
 
 
-@routes.get("/api/v1/reports")
+@routes.get("/api/v1/accident-reports")
 @requires(ANYONE_SIGNED_IN)
-async def list_reports(request: web.Request) -> web.Response:
+async def list_accident_reports(request: web.Request) -> web.Response:
     state = state_of(request)
     user = current_user(request)
     listing = list_query(request, ("status", "user", "group"))
@@ -106,9 +106,9 @@ async def _report_or_404(request: web.Request) -> AccidentReport:
     return report
 
 
-@routes.get(f"/api/v1/reports/{ID}")
+@routes.get(f"/api/v1/accident-reports/{ID}")
 @requires(ANYONE_SIGNED_IN)
-async def show_report(request: web.Request) -> web.Response:
+async def show_accident_report(request: web.Request) -> web.Response:
     state = state_of(request)
     report = await _report_or_404(request)
     out = report.public_dict()
@@ -121,9 +121,9 @@ async def show_report(request: web.Request) -> web.Response:
     return web.json_response({"report": out})
 
 
-@routes.post(f"/api/v1/reports/{ID}/review")
+@routes.post(f"/api/v1/accident-reports/{ID}/review")
 @requires(SAFEGUARDING)
-async def review_report(request: web.Request) -> web.Response:
+async def review_accident_report(request: web.Request) -> web.Response:
     state = state_of(request)
     report = await _report_or_404(request)
     body = await json_body(request, ("note",))

@@ -15,8 +15,8 @@ from admin_api.errors import ApiError, not_found
 from admin_api.log_store import HitQuery
 from admin_api.roles import ALERT_HANDLERS, SAFEGUARDING, current_user, requires
 from admin_api.routes import audit_trail
+from admin_api.routes.http_input import choice, json_body, required_text, text
 from admin_api.routes.paging import list_query, page_response
-from admin_api.routes.request_input import choice, json_body, required_text, text
 from store.alerts import ACKNOWLEDGED, OPEN, Alert
 
 routes = web.RouteTableDef()

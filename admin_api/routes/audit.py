@@ -11,7 +11,7 @@ from aiohttp import web
 
 from admin_api.context import state_of
 from admin_api.roles import AUDIT_READERS, requires
-from admin_api.routes.request_input import page_limit, query_params, text, time_range
+from admin_api.routes.http_input import page_limit, query_params, text, time_range
 
 routes = web.RouteTableDef()
 _STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")

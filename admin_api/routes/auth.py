@@ -8,7 +8,7 @@ from admin_api.context import AUTH_VIA, TOKEN, state_of
 from admin_api.errors import ApiError
 from admin_api.roles import ANYONE_SIGNED_IN, current_user, requires
 from admin_api.routes import audit_trail
-from admin_api.routes.request_input import json_body, required_text
+from admin_api.routes.http_input import json_body, required_text
 from admin_api.sessions import SESSION_COOKIE, clear_session_cookies, set_session_cookies
 from store.accounts import TOKEN_TTL_SECONDS
 

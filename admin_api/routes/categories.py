@@ -11,7 +11,7 @@ from aiohttp import web
 
 from admin_api.context import state_of
 from admin_api.roles import POLICY_READERS, requires
-from admin_api.routes.request_input import optional_time, query_params, required_text, text
+from admin_api.routes.http_input import optional_time, query_params, required_text, text
 
 routes = web.RouteTableDef()
 

@@ -46,7 +46,7 @@ from admin_api.extension_rules import (
     delta_payload,
 )
 from admin_api.roles import ANYONE_SIGNED_IN, current_user, requires
-from admin_api.routes.request_input import boolean, json_body, query_params, required_text, text
+from admin_api.routes.http_input import boolean, json_body, query_params, required_text, text
 from categories.urlnorm import URLError, canonical_url
 from store.extension_devices import PUBLIC_KEY as DEVICE_PUBLIC_KEY
 from store.probe_key import load_or_create_probe_key, public_probe_key

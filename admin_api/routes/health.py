@@ -62,6 +62,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    body = await prometheus_metrics.render(state_of(request))
-    return web.Response(body=body.encode(),
-                        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+    state = state_of(request)
+    readings = await prometheus_metrics.read_store(state.store, state.tz, state.alerts,
+                                                   state.feeder)
+    return web.Response(body=state.metrics.exposition(readings),
+                        headers={"Content-Type": prometheus_metrics.CONTENT_TYPE})

@@ -23,7 +23,7 @@ from admin_api.errors import bad_input
 from admin_api.log_store import CursorError, HitQuery
 from admin_api.roles import ANYONE_SIGNED_IN, EXPORTERS, HIT_READERS, current_user, requires, user_filter
 from admin_api.routes import audit_trail
-from admin_api.routes.request_input import (
+from admin_api.routes.http_input import (
     boolean,
     choice,
     page_limit,

@@ -12,7 +12,7 @@ from admin_api.errors import bad_input, not_found
 from admin_api.override_rules import apply_override, target_of
 from admin_api.roles import APPROVERS, current_user, requires
 from admin_api.routes import audit_trail
-from admin_api.routes.request_input import choice, json_body, optional_time, query_params, required_text, text
+from admin_api.routes.http_input import choice, json_body, optional_time, query_params, required_text, text
 from categories.overrides import Override, OverrideScope
 
 routes = web.RouteTableDef()

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from admin_api.context import state_of
 from admin_api.errors import bad_input
-from admin_api.routes.request_input import page_limit, query_params, text, time_range
+from admin_api.routes.http_input import page_limit, query_params, text, time_range
 from store.indexed_collection import IndexedCollection, PageCursor, StoredRecord
 
 R = TypeVar("R", bound=StoredRecord)

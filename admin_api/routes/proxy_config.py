@@ -21,8 +21,7 @@ def proxy_address(config: Config) -> str:
     if config.proxy_public_address:
         return config.proxy_public_address
     host = urlsplit(config.admin_public_url).hostname or "localhost"
-    port = config.proxy_listen.rpartition(":")[2] or "8080"
-    return f"{host}:{port}"
+    return f"{host}:{config.listen.proxy.port}"
 
 
 def pac_file(config: Config) -> str:

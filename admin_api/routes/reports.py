@@ -11,7 +11,7 @@ from admin_api.errors import bad_input
 from admin_api.reports import quarterly as quarterly_report
 from admin_api.reports.summary import GROUP_BY, MAX_DAYS, summary
 from admin_api.roles import QUARTERLY_READERS, SAFEGUARDING, requires
-from admin_api.routes.request_input import choice, query_params, required_text
+from admin_api.routes.http_input import choice, query_params, required_text
 
 routes = web.RouteTableDef()
 SUMMARY_READERS = SAFEGUARDING | {"it_support"}

@@ -42,8 +42,7 @@ from admin_api.roles import (
     user_filter,
 )
 from admin_api.routes import audit_trail
-from admin_api.routes.paging import list_query, page_response
-from admin_api.routes.request_input import (
+from admin_api.routes.http_input import (
     boolean,
     choice,
     hit_reference,
@@ -52,6 +51,7 @@ from admin_api.routes.request_input import (
     required_text,
     text,
 )
+from admin_api.routes.paging import list_query, page_response
 from categories.decision import Decision, Rule
 from categories.overrides import Override, OverrideScope
 from categories.urlnorm import URLError, canonical_url
@@ -66,11 +66,11 @@ HIT_WAIT_SECONDS, HIT_WAIT_TRIES = 0.2, 15
 """How long a request waits for the hit it names to be logged (a proxy writes every 0.2 s)."""
 
 
-def _visible(user: UserRecord, request: UnblockRequest) -> bool:
-    return user.role in UNBLOCK_READERS or request.user == user.name
+def _visible(user: UserRecord, unblock: UnblockRequest) -> bool:
+    return user.role in UNBLOCK_READERS or unblock.user == user.name
 
 
-async def _request_or_404(request: web.Request) -> UnblockRequest:
+async def _unblock_request_or_404(request: web.Request) -> UnblockRequest:
     state = state_of(request)
     found = await state.store.unblock_requests.get(request.match_info["id"])
     if found is None or not _visible(current_user(request), found):
@@ -112,7 +112,7 @@ async def _blocked_for(state: AdminState, url: str, user: str, group: str,
 
 @routes.post("/api/v1/unblock-requests")
 @requires(ANYONE_SIGNED_IN)
-async def file_request(request: web.Request) -> web.Response:
+async def file_unblock_request(request: web.Request) -> web.Response:
     state = state_of(request)
     user = current_user(request)
     body = await json_body(request, ("url", "reason", "hit_id"))
@@ -138,7 +138,7 @@ async def file_request(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/unblock-requests")
 @requires(ANYONE_SIGNED_IN)
-async def list_requests(request: web.Request) -> web.Response:
+async def list_unblock_requests(request: web.Request) -> web.Response:
     state = state_of(request)
     user = current_user(request)
     listing = list_query(request, ("status", "user", "site"))
@@ -169,9 +169,9 @@ async def _details_for_it(state: AdminState, found: UnblockRequest) -> dict[str,
 
 @routes.get(f"/api/v1/unblock-requests/{ID}")
 @requires(ANYONE_SIGNED_IN)
-async def show_request(request: web.Request) -> web.Response:
+async def show_unblock_request(request: web.Request) -> web.Response:
     state = state_of(request)
-    found = await _request_or_404(request)
+    found = await _unblock_request_or_404(request)
     out: dict[str, Any] = {"request": found.to_dict()}
     if current_user(request).role in UNBLOCK_READERS:
         out.update(await _details_for_it(state, found))
@@ -185,10 +185,10 @@ def _open_or_conflict(found: UnblockRequest) -> None:
 
 @routes.post(f"/api/v1/unblock-requests/{ID}/approve")
 @requires(APPROVERS)
-async def approve(request: web.Request) -> web.Response:
+async def approve_unblock_request(request: web.Request) -> web.Response:
     state = state_of(request)
     approver = current_user(request)
-    found = await _request_or_404(request)
+    found = await _unblock_request_or_404(request)
     body = await json_body(request, ("scope", "expires_at", "note", "confirm_wider"))
     scope = OverrideScope(choice(body, "scope", [s.value for s in OverrideScope]) or "user")
     expires_at = optional_time(body, "expires_at", state.tz)
@@ -228,10 +228,10 @@ async def approve(request: web.Request) -> web.Response:
 
 @routes.post(f"/api/v1/unblock-requests/{ID}/deny")
 @requires(APPROVERS)
-async def deny(request: web.Request) -> web.Response:
+async def deny_unblock_request(request: web.Request) -> web.Response:
     state = state_of(request)
     approver = current_user(request)
-    found = await _request_or_404(request)
+    found = await _unblock_request_or_404(request)
     body = await json_body(request, ("note",))
     note = required_text(body, "note", max_length=1000)
     _open_or_conflict(found)

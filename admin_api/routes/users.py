@@ -12,7 +12,7 @@ from admin_api.context import state_of
 from admin_api.errors import ApiError, bad_input
 from admin_api.roles import USER_ADMINS, natural_group, requires
 from admin_api.routes import audit_trail
-from admin_api.routes.request_input import (
+from admin_api.routes.http_input import (
     choice,
     json_body,
     offset_cursor,

@@ -27,6 +27,7 @@ from typing import Any
 
 import aiohttp
 
+from deployment.config import AlertSettings
 from store.alerts import Alert
 
 log = logging.getLogger(__name__)
@@ -51,19 +52,19 @@ def alert_payload(alert: Alert) -> dict[str, Any]:
 
 
 class AlertDelivery:
-    def __init__(self, settings: Mapping[str, Any], environ: Mapping[str, str] | None = None
+    def __init__(self, settings: AlertSettings, environ: Mapping[str, str] | None = None
                  ) -> None:
         env = os.environ if environ is None else environ
-        self.webhook_url: str | None = settings.get("webhook_url") or None
-        secret_env = settings.get("webhook_secret_env") or ""
+        self.webhook_url = settings.webhook_url or None
+        secret_env = settings.webhook_secret_env
         self.webhook_secret = env.get(secret_env, "").encode() if secret_env else b""
-        self.email_to: list[str] = list(settings.get("email_to") or [])
-        self.email_from: str = settings.get("email_from") or "esafety@localhost"
-        self.smtp_host: str = settings.get("smtp_host") or ""
-        self.smtp_port: int = int(settings.get("smtp_port") or 25)
-        self.smtp_starttls: bool = bool(settings.get("smtp_starttls", False))
-        self.smtp_user = env.get(settings.get("smtp_user_env") or "", "") or None
-        self.smtp_password = env.get(settings.get("smtp_password_env") or "", "") or None
+        self.email_to = list(settings.email_to)
+        self.email_from = settings.email_from
+        self.smtp_host = settings.smtp_host
+        self.smtp_port = settings.smtp_port
+        self.smtp_starttls = settings.smtp_starttls
+        self.smtp_user = env.get(settings.smtp_user_env, "") or None
+        self.smtp_password = env.get(settings.smtp_password_env, "") or None
         self.retry_delay = 1.0
 
     async def deliver(self, alert: Alert) -> dict[str, str]:

@@ -1,5 +1,7 @@
-// Requests to the esafety admin API, built as {url, init} for fetch(). The bearer token
-// goes in the Authorization header; cookies are never sent (credentials: "omit").
+// HTTP requests to the esafety admin API, each built as {url, init} for fetch(). The bearer
+// token goes in the Authorization header; cookies are never sent (credentials: "omit").
+// (An "unblock request" is the learner's request for a site to be reviewed: see
+// fileUnblockRequest and listMyUnblockRequests.)
 
 function request(base, path, { token = null, method = "GET", body = undefined, headers: extra = {} } = {}) {
   const headers = { Accept: "application/json", ...extra };
@@ -20,20 +22,20 @@ export function logoutRequest(base, token) {
   return request(base, "/api/v1/auth/logout", { token, method: "POST" });
 }
 
-export function reportRequest(base, token, { hitId, url, whatHappened }) {
+export function fileAccidentReport(base, token, { hitId, url, whatHappened }) {
   const body = { what_happened: whatHappened };
   if (hitId) body.hit_id = hitId;
   if (url) body.url = url;
-  return request(base, "/api/v1/reports", { token, method: "POST", body });
+  return request(base, "/api/v1/accident-reports", { token, method: "POST", body });
 }
 
-export function reviewRequest(base, token, { hitId, url, reason }) {
+export function fileUnblockRequest(base, token, { hitId, url, reason }) {
   const body = { url, reason };
   if (hitId) body.hit_id = hitId;
   return request(base, "/api/v1/unblock-requests", { token, method: "POST", body });
 }
 
-export function myRequestsRequest(base, token) {
+export function listMyUnblockRequests(base, token) {
   return request(base, "/api/v1/unblock-requests?limit=10", { token });
 }
 

@@ -9,7 +9,7 @@ import { CheckCache } from "../lib/check_cache.js";
 const BASE = "https://esafety.example";
 
 test("requests carry the bearer token, JSON bodies and never cookies", () => {
-  const { url, init } = api.reviewRequest(BASE, "tok", { url: "https://x.example/", reason: "course", hitId: "20261122-7KQ2X9AB" });
+  const { url, init } = api.fileUnblockRequest(BASE, "tok", { url: "https://x.example/", reason: "course", hitId: "20261122-7KQ2X9AB" });
   assert.equal(url, `${BASE}/api/v1/unblock-requests`);
   assert.equal(init.method, "POST");
   assert.equal(init.credentials, "omit");
@@ -28,6 +28,13 @@ test("requests carry the bearer token, JSON bodies and never cookies", () => {
   assert.equal(api.unsignedRulesRequest(BASE, null).init.headers.Authorization, undefined);
   assert.equal(api.forgetDeviceRequest(BASE, "t", "dev1").init.headers["X-Esafety-Device"], "dev1");
   assert.equal(api.errorMessage(400, { error: { message: "bad" } }), "bad");
+});
+
+test("queued accident reports go to the accident-reports resource", () => {
+  const { url, init } = api.fileAccidentReport(BASE, "tok", { hitId: "20261122-7KQ2X9AB", url: "https://x.example/", whatHappened: "a typo" });
+  assert.equal(url, `${BASE}/api/v1/accident-reports`);
+  assert.equal(init.method, "POST");
+  assert.deepEqual(JSON.parse(init.body), { what_happened: "a typo", hit_id: "20261122-7KQ2X9AB", url: "https://x.example/" });
 });
 
 test("the proxy's block headers are recognised, and nothing else is", () => {

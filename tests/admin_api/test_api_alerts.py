@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestServer
 from aiosmtpd.controller import Controller
 
 from admin_api.workers.alert_consumer import GROUP
+from deployment.config import AlertSettings
 from esafety.embedded_redis import free_port
 from store.records import HitRecord
 from tests.harness.api import Api, ApiFactory, hit
@@ -75,11 +76,12 @@ async def smtp() -> AsyncIterator[tuple[Inbox, int]]:
 async def _alerting_app(make_api: ApiFactory, webhook: Webhook, smtp_port: int) -> Api:
     return await make_api(
         environ={"ESAFETY_WEBHOOK_SECRET": SECRET},
-        alerts={"webhook_url": str(webhook.server.make_url("/hook")),
-                "webhook_secret_env": "ESAFETY_WEBHOOK_SECRET",
-                "email_to": ["dsl@centre.example"], "email_from": "esafety@centre.example",
-                "smtp_host": "127.0.0.1", "smtp_port": smtp_port,
-                "group_window_seconds": 900})
+        alerts=AlertSettings(webhook_url=str(webhook.server.make_url("/hook")),
+                             webhook_secret_env="ESAFETY_WEBHOOK_SECRET",
+                             email_to=("dsl@centre.example",),
+                             email_from="esafety@centre.example",
+                             smtp_host="127.0.0.1", smtp_port=smtp_port,
+                             group_window_seconds=900))
 
 
 async def _consumed(api: Api, hits: list[HitRecord]) -> None:

@@ -253,7 +253,7 @@ async def test_errors_are_json_with_the_right_status(api: Api) -> None:
 
 async def test_oversized_bodies_are_refused(api: Api) -> None:
     learner = await api.user("l1", "learner")
-    status, body = await api.call("POST", "/api/v1/reports", learner,
+    status, body = await api.call("POST", "/api/v1/accident-reports", learner,
                                   data=b'{"what_happened": "' + b"x" * 300_000 + b'"}',
                                   headers={"Content-Type": "application/json"})
     assert status == 413 and body["error"]["code"] == "body_too_large"
@@ -261,7 +261,7 @@ async def test_oversized_bodies_are_refused(api: Api) -> None:
 
 async def test_bodies_must_be_json(api: Api) -> None:
     learner = await api.user("l1", "learner")
-    status, body = await api.call("POST", "/api/v1/reports", learner,
+    status, body = await api.call("POST", "/api/v1/accident-reports", learner,
                                   data=b"what_happened=oops", headers={
                                       "Content-Type": "application/x-www-form-urlencoded"})
     assert status == 415 and body["error"]["code"] == "unsupported_media_type"
@@ -283,9 +283,9 @@ async def test_security_headers_on_every_kind_of_response(api: Api) -> None:
 
 async def test_lone_surrogates_are_refused_not_stored(api: Api) -> None:
     learner = await api.user("l1", "learner")
-    status, body = await api.call("POST", "/api/v1/reports", learner,
+    status, body = await api.call("POST", "/api/v1/accident-reports", learner,
                                   data=b'{"what_happened": "x", "url": "\\udbb3p"}',
                                   headers={"Content-Type": "application/json"})
     assert status == 400 and body["error"]["code"] == "bad_json"
-    status, _ = await api.call("GET", "/api/v1/reports", learner)
+    status, _ = await api.call("GET", "/api/v1/accident-reports", learner)
     assert status == 200

@@ -93,28 +93,28 @@ async def test_accidental_hit_report_is_linked_to_the_logged_hit(api: Api) -> No
     dsl = await api.user("dsl1", "dsl")
     blocked = hit("l1", host="casino.example", category="gambling")
     await api.write_hits([blocked])
-    status, body = await api.call("POST", "/api/v1/reports", learner, json={
+    status, body = await api.call("POST", "/api/v1/accident-reports", learner, json={
         "hit_id": blocked.id.lower(), "what_happened": "A pop-up opened it while I was revising."})
     assert status == 201
     assert "not in trouble" in body["message"]
     report_id = body["id"]
     assert body["report"]["hit"]["host"] == "casino.example"
 
-    status, _ = await api.call("POST", "/api/v1/reports", other, json={
+    status, _ = await api.call("POST", "/api/v1/accident-reports", other, json={
         "hit_id": blocked.id, "what_happened": "not mine"})
     assert status == 404
-    status, _ = await api.call("POST", "/api/v1/reports", learner, json={"what_happened": "?"})
+    status, _ = await api.call("POST", "/api/v1/accident-reports", learner, json={"what_happened": "?"})
     assert status == 400
 
-    status, listing = await api.call("GET", "/api/v1/reports?status=open", dsl)
+    status, listing = await api.call("GET", "/api/v1/accident-reports?status=open", dsl)
     [report] = listing["items"]
     assert report["what_happened"].startswith("A pop-up") and report["hit"]["user"] == "l1"
-    _, mine = await api.call("GET", "/api/v1/reports", other)
+    _, mine = await api.call("GET", "/api/v1/accident-reports", other)
     assert mine["items"] == []
-    status, reviewed = await api.call("POST", f"/api/v1/reports/{report_id}/review", dsl,
+    status, reviewed = await api.call("POST", f"/api/v1/accident-reports/{report_id}/review", dsl,
                                       json={"note": "List entry is correct; no concern."})
     assert status == 200 and reviewed["report"]["status"] == "reviewed"
-    _, listing = await api.call("GET", "/api/v1/reports?status=open", dsl)
+    _, listing = await api.call("GET", "/api/v1/accident-reports?status=open", dsl)
     assert listing["items"] == []
 
 
@@ -228,16 +228,16 @@ async def test_a_report_attaches_only_the_reporters_own_hits(api: Api) -> None:
     }
     await api.write_hits([own, device_here, *refused.values()])
 
-    status, body = await api.call("POST", "/api/v1/reports", learner, json={
+    status, body = await api.call("POST", "/api/v1/accident-reports", learner, json={
         "hit_id": own.id, "what_happened": "A link in a revision forum."})
     assert status == 201 and body["report"]["hit"]["path"] == "/own-page"
-    status, body = await api.call("POST", "/api/v1/reports", learner, json={
+    status, body = await api.call("POST", "/api/v1/accident-reports", learner, json={
         "hit_id": device_here.id, "what_happened": "On the library PC."})
     assert status == 201 and body["report"]["hit"]["host"] == "shared-pc.example"
     assert "reporter_address" not in body["report"]
 
     for why, record in refused.items():
-        status, body = await api.call("POST", "/api/v1/reports", learner, json={
+        status, body = await api.call("POST", "/api/v1/accident-reports", learner, json={
             "hit_id": record.id, "what_happened": "Tell me about it"})
         assert status == 404, why
         assert body["error"]["code"] == "not_found", why
@@ -248,11 +248,11 @@ async def test_a_report_attaches_only_the_reporters_own_hits(api: Api) -> None:
 
     secrets = [r.path for r in refused.values()] + [r.host for r in refused.values()]
     for token in (learner, dsl):
-        status, listing = await api.call("GET", "/api/v1/reports", token)
+        status, listing = await api.call("GET", "/api/v1/accident-reports", token)
         assert status == 200 and len(listing["items"]) == 2
         assert {r["hit"]["host"] for r in listing["items"]} == {"own.example", "shared-pc.example"}
         for report in listing["items"]:
-            _, shown = await api.call("GET", f"/api/v1/reports/{report['id']}", token)
+            _, shown = await api.call("GET", f"/api/v1/accident-reports/{report['id']}", token)
             assert not any(s in json.dumps(shown) for s in secrets)
 
 
@@ -266,14 +266,14 @@ async def test_a_hit_logged_after_the_report_is_attached_only_if_it_is_the_repor
                                 client_ip="10.0.30.10")
     filed = {}
     for record in (mine, theirs, unowned_elsewhere):  # not logged yet: the report is taken
-        status, body = await api.call("POST", "/api/v1/reports", learner, json={
+        status, body = await api.call("POST", "/api/v1/accident-reports", learner, json={
             "hit_id": record.id, "what_happened": "It just happened"})
         assert status == 201 and body["report"]["hit"] is None
         filed[record.host] = body["id"]
     await api.write_hits([mine, theirs, unowned_elsewhere])
-    _, shown = await api.call("GET", f"/api/v1/reports/{filed['late-mine.example']}", dsl)
+    _, shown = await api.call("GET", f"/api/v1/accident-reports/{filed['late-mine.example']}", dsl)
     assert shown["report"]["hit"]["path"] == "/mine"
     for record in (theirs, unowned_elsewhere):
-        _, shown = await api.call("GET", f"/api/v1/reports/{filed[record.host]}", dsl)
+        _, shown = await api.call("GET", f"/api/v1/accident-reports/{filed[record.host]}", dsl)
         assert shown["report"]["hit"] is None
         assert record.client_ip not in json.dumps(shown) and record.path not in json.dumps(shown)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import subprocess
 
+from deployment.config import ListenSettings
+from deployment.listen_address import parse_listen
 from tests.harness.api import ApiFactory
 
 PAC_HELPERS = """
@@ -55,7 +57,7 @@ async def test_pac_sends_the_web_through_the_proxy_and_the_admin_direct(
 
 async def test_pac_defaults_to_the_admin_host_and_the_proxy_port(make_api: ApiFactory) -> None:
     api = await make_api(admin_public_url="http://filter.centre.example:8090",
-                         proxy_listen=":8080")
+                         listen=ListenSettings(proxy=parse_listen(":8080")))
     async with api.client.get("/proxy.pac") as response:
         pac = await response.text()
     assert evaluate(pac, ["example.org"])["example.org"] == "PROXY filter.centre.example:8080"

@@ -26,7 +26,7 @@ EXPECTED = {
     ("GET", "/api/v1/alerts"): {"manager", "dsl", "admin"},
     ("GET", "/api/v1/alerts/{id}"): {"manager", "dsl", "admin"},
     ("POST", "/api/v1/alerts/{id}/acknowledge"): {"dsl", "admin"},
-    ("POST", "/api/v1/reports/{id}/review"): {"manager", "dsl", "admin"},
+    ("POST", "/api/v1/accident-reports/{id}/review"): {"manager", "dsl", "admin"},
     ("GET", "/api/v1/reports/quarterly"): {"manager", "dsl", "admin"},
     ("GET", "/api/v1/reports/summary"): {"it_support", "manager", "dsl", "admin"},
     ("GET", "/api/v1/categories"): {"it_support", "manager", "dsl", "admin"},

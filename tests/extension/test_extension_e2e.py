@@ -162,7 +162,7 @@ def test_learner_signs_in_reports_an_accident_and_gets_a_site_approved(
     page.get_by_label("What happened? (optional)").fill("I mistyped the address.")
     page.get_by_role("button", name="Send", exact=True).click()
     expect(page.locator("#confirmation")).to_contain_text("you are not in trouble")
-    status, reports = admin.call("GET", "/api/v1/reports", learner)
+    status, reports = admin.call("GET", "/api/v1/accident-reports", learner)
     assert status == 200
     assert [(r["hit_id"], r["what_happened"]) for r in reports["items"]] == [
         (hit_id, "I mistyped the address.")]
@@ -542,7 +542,7 @@ def test_an_accident_report_made_while_the_backend_is_down_arrives_once_it_is_ba
             admin.start()
         eventually(lambda: browser.status()["reportsQueued"] == 0, timeout=60)
         learner = admin.login("learner2", PASSWORD)
-        status, reports = admin.call("GET", "/api/v1/reports", learner)
+        status, reports = admin.call("GET", "/api/v1/accident-reports", learner)
         assert status == 200
         mine = [(r["hit_id"], r["what_happened"]) for r in reports["items"]
                 if r["what_happened"] == "A pop-up opened it."]

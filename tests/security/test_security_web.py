@@ -107,14 +107,14 @@ async def test_ids_of_other_peoples_records_are_not_reachable(
     await api.write_hits([blocked])
     _, request = await api.call("POST", "/api/v1/unblock-requests", owner,
                                 json={"url": "https://dns.google/", "reason": "mine"})  # blocked: DoH
-    _, report = await api.call("POST", "/api/v1/reports", owner,
+    _, report = await api.call("POST", "/api/v1/accident-reports", owner,
                                json={"hit_id": blocked.id, "what_happened": "an advert"})
     attempts = [
         ("GET", f"/api/v1/unblock-requests/{request['id']}"),
         ("POST", f"/api/v1/unblock-requests/{request['id']}/approve"),
         ("POST", f"/api/v1/unblock-requests/{request['id']}/deny"),
-        ("GET", f"/api/v1/reports/{report['id']}"),
-        ("POST", f"/api/v1/reports/{report['id']}/review"),
+        ("GET", f"/api/v1/accident-reports/{report['id']}"),
+        ("POST", f"/api/v1/accident-reports/{report['id']}/review"),
         ("GET", "/api/v1/hits?user=owner"),
         ("GET", f"/api/v1/hits?q={blocked.id}"),
         ("GET", "/api/v1/alerts/1"),

@@ -114,7 +114,7 @@ def _seed_for_every_page(stack: UiStack) -> dict[str, str]:
     request = stack.api("POST", "/api/v1/unblock-requests", "page-learner",
                         {"url": "http://casino-royale.test/", "reason": "Business studies "
                          "case study on the gambling industry", "hit_id": blocked.id})
-    stack.api("POST", "/api/v1/reports", "page-learner",
+    stack.api("POST", "/api/v1/accident-reports", "page-learner",
               {"hit_id": blocked.id, "what_happened": "A pop-up opened it."})
     stack.add_user("page-dsl", "dsl")
     deadline = time.monotonic() + 10

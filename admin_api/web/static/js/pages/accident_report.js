@@ -27,7 +27,7 @@ export async function render(view, { query, announce }) {
     if (!hitId && !values.url) {
       throw Object.assign(new Error("Give the address of the page, as the report has no block reference."), { field: "url" });
     }
-    const sent = await apiPost("/api/v1/reports", {
+    const sent = await apiPost("/api/v1/accident-reports", {
       what_happened: values.what_happened, ...(hitId ? { hit_id: hitId } : { url: values.url }) });
     view.replaceChildren(pageHeading("Thank you – your report has been sent"),
       notice("success", h("p", {}, sent.message)),

@@ -106,7 +106,7 @@ function accidentReports(section, reports, reload) {
           type: "button", class: "button button--secondary button--small", "aria-label": `Mark report ${r.id} reviewed`,
           on: { click: async () => {
             try {
-              await apiPost(`/api/v1/reports/${r.id}/review`, {});
+              await apiPost(`/api/v1/accident-reports/${r.id}/review`, {});
               await reload();
             } catch (error) {
               messages.replaceChildren(errorNotice(error));
@@ -133,7 +133,7 @@ export async function render(view, { query, navigate }) {
     apiGet("/api/v1/categories"),
     summary(from, to, "category"), summary(from, to, "group"), summary(from, to, "site"),
     apiGetAll("/api/v1/unblock-requests", { from, to }),
-    apiGetAll("/api/v1/reports", { from, to }),
+    apiGetAll("/api/v1/accident-reports", { from, to }),
     apiGet("/api/v1/alerts", { status: "open", limit: 500 }),
   ]);
   const titles = new Map(policy.categories.map((category) => [category.id, category.title]));

@@ -13,7 +13,7 @@ export async function render(view) {
   view.append(pageHeading("My requests and reports"),
     h("p", {}, "When a site is blocked, the block page lets you ask for it to be reviewed, or tell us you reached it by accident. What you sent, and what happened next, is here."));
   const [requests, reports] = await Promise.all([
-    apiGet("/api/v1/unblock-requests", { limit: 100 }), apiGet("/api/v1/reports", { limit: 100 })]);
+    apiGet("/api/v1/unblock-requests", { limit: 100 }), apiGet("/api/v1/accident-reports", { limit: 100 })]);
   view.append(
     h("h2", {}, "Sites I asked to be reviewed"),
     dataTable({
