@@ -74,7 +74,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script from anywhere: the test fixtures live in tests/
 from tests.harness.list_fixtures import list_tree  # noqa: E402
 
-HOST_MAP = REPO / "tests" / "addons" / "host_map.py"
+HOST_MAP = REPO / "tests" / "harness" / "addons" / "host_map.py"
 PROXY_LISTS = list_tree("proxy_lists")
 
 TARGET_RATIO_TO_MITMDUMP = 0.9

@@ -38,7 +38,7 @@ def _proxy(config: Path, data: Path, port: int, status: int, redis_url: str,
         [sys.executable, "-m", "esafety.cli", "--redis-url", redis_url, "--config", str(config),
          "--data-dir", str(data), "proxy", "--workers", "2", "--listen", f"127.0.0.1:{port}",
          "--status-listen", f"127.0.0.1:{status}",
-         "--script", str(REPO / "tests" / "addons" / "host_map.py")],
+         "--script", str(REPO / "tests" / "harness" / "addons" / "host_map.py")],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

@@ -112,7 +112,7 @@ def test_killing_a_worker_loses_no_hits(tmp_path: Path, redis_url: str, origins:
         [sys.executable, "-m", "esafety.cli", "--config", str(config), "--data-dir",
          str(proxy.data_dir), "proxy", "--workers", "2", "--listen", f"127.0.0.1:{proxy.port}",
          "--status-listen", f"127.0.0.1:{status}",
-         "--script", str(REPO / "tests" / "addons" / "host_map.py"),
+         "--script", str(REPO / "tests" / "harness" / "addons" / "host_map.py"),
          "--mitm-option", f"ssl_verify_upstream_trusted_ca={origins.ca_file}"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen: list[str] = []
@@ -307,7 +307,7 @@ def test_every_worker_applies_an_override_whichever_way_redis_is_named(
         [sys.executable, "-m", "esafety.cli", *global_args, "--config", str(config),
          "--data-dir", str(tmp_path / "data"), "proxy", "--workers", "2",
          "--listen", f"127.0.0.1:{port}", "--status-listen", f"127.0.0.1:{status}",
-         "--script", str(REPO / "tests" / "addons" / "host_map.py")],
+         "--script", str(REPO / "tests" / "harness" / "addons" / "host_map.py")],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait_healthy(supervisor, status, status + 1)
@@ -345,7 +345,7 @@ def test_workers_start_from_any_working_directory(tmp_path: Path, redis_url: str
         [sys.executable, "-P", "-c", bootstrap, "--redis-url", redis_url, "--config",
          str(config), "--data-dir", str(tmp_path / "data"), "proxy", "--workers", "2",
          "--listen", f"127.0.0.1:{port}", "--status-listen", f"127.0.0.1:{status}",
-         "--script", str(REPO / "tests" / "addons" / "host_map.py")],
+         "--script", str(REPO / "tests" / "harness" / "addons" / "host_map.py")],
         cwd=elsewhere, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait_healthy(supervisor, status, status + 1)
@@ -379,7 +379,7 @@ def test_every_worker_gets_the_mitmproxy_options_and_no_fast_path(
         [sys.executable, "-m", "esafety.cli", "--redis-url", redis_url, "--config", str(config),
          "--data-dir", str(tmp_path / "data"), "proxy", "--workers", "2", "--no-fast-path",
          "--listen", f"127.0.0.1:{port}", "--status-listen", f"127.0.0.1:{status}",
-         "--script", str(REPO / "tests" / "addons" / "host_map.py"),
+         "--script", str(REPO / "tests" / "harness" / "addons" / "host_map.py"),
          "--mitm-option", "body_size_limit=5"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

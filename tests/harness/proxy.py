@@ -27,7 +27,7 @@ from aiohttp import web
 from tests.harness.list_fixtures import list_tree
 
 REPO = Path(__file__).resolve().parent.parent.parent
-ADDONS = REPO / "tests" / "addons"
+ADDONS = REPO / "tests" / "harness" / "addons"
 PROXY_LISTS = list_tree("proxy_lists")
 
 ORIGIN_NAMES = [
