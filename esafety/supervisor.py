@@ -24,10 +24,10 @@ from types import FrameType
 
 from deployment.instance import Instance
 from deployment.json_logging import configure_logging
+from deployment.listen_address import parse_listen
 from deployment.listen_socket import ListenError, bind_listener, inherited_listener
 from esafety.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from proxy_addons.certificate_authority import load_or_create_ca
-from proxy_addons.runner import split_listen
 
 log = logging.getLogger("esafety.supervisor")
 
@@ -165,8 +165,8 @@ def child_env(instance: Instance, redis_url: str | None = None) -> dict[str, str
 
 def open_listener(listen: str, default_port: int) -> socket.socket:
 
-    host, port = split_listen(listen, default_port)
-    return bind_listener(host, port)
+    address = parse_listen(listen, default_port)
+    return bind_listener(address.host, address.port)
 
 
 def run_proxy_workers(instance: Instance, workers: int, *, listen: str,
@@ -184,7 +184,9 @@ def run_proxy_workers(instance: Instance, workers: int, *, listen: str,
     sock.set_inheritable(True)
     load_or_create_ca(instance)  # once, before the workers race to create it
     children = []
-    status_host, status_port = split_listen(status_listen, 9180) if status_listen else ("", 0)
+    status_address = parse_listen(status_listen, 9180) if status_listen else None
+    status_host, status_port = ((status_address.host, status_address.port)
+                                if status_address else ("", 0))
     for index in range(workers):
         args = ["proxy", "--workers", "1", "--worker-id", str(index), "--listen", listen,
                 "--listen-fd", str(sock.fileno())]
