@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import select
 import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -45,10 +46,9 @@ log = logging.getLogger("esafety.front")
 
 HEAD_LIMIT = 64 * 1024
 IDLE_TIMEOUT = 60.0
-HEAD_WAIT = 0.05
-"""A head that is not complete in the first bytes this long after they came is left to
-mitmproxy (a client that sends its request head piecemeal is rare and never a fast tunnel)."""
-PEEK_INTERVAL = 0.005
+PEEK_PAUSES = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+"""Pauses between looks at a request head that is not complete yet (then the last, again)."""
+_HANGUP = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
 CLIENT_HELLO_TIMEOUT = 15.0
 CLIENT_HELLO_LIMIT = 32 * 1024
 UPSTREAM_TIMEOUT = 10.0
@@ -96,28 +96,43 @@ async def _readable(sock: socket.socket) -> None:
         loop.remove_reader(sock.fileno())
 
 
+def _client_finished(sock: socket.socket) -> bool:
+    """True once the client has shut its side (or the connection failed): what it sent is
+    all there will be. ``MSG_PEEK`` cannot see the end of a stream behind unread bytes."""
+    poller = select.poll()
+    poller.register(sock.fileno(), _HANGUP)
+    return bool(poller.poll(0))
+
+
 async def peek_head(sock: socket.socket) -> bytes | None:
-    """The request head the connection starts with, left unread in the socket; ``b""`` when
-    the client closed without sending anything, None when there is no complete head soon."""
+    """The request head the connection starts with, left unread in the socket.
+
+    ``b""`` when the client closed without sending anything; None when the client ended its
+    side, or sent ``HEAD_LIMIT`` bytes, without a complete head (the connection goes to
+    mitmproxy, which reads what there is). Raises TimeoutError after ``IDLE_TIMEOUT``
+    without a complete head. Bytes that are not yet a head are looked at again after a
+    growing pause: the socket stays readable while they are unread, so readiness cannot say
+    when more arrive (a head in pieces is rare: clients write it at once)."""
     async with asyncio.timeout(IDLE_TIMEOUT):
         await _readable(sock)
-    deadline = time.monotonic() + HEAD_WAIT
-    while True:
-        try:
-            data = sock.recv(HEAD_LIMIT, socket.MSG_PEEK)
-        except BlockingIOError:
-            data = None
-        if data == b"":
-            return b""
-        if data:
-            end = data.find(b"\r\n\r\n")
-            if end >= 0:
-                return data[:end + 4]
-            if len(data) >= HEAD_LIMIT:
+        pauses = 0
+        while True:
+            try:
+                data = sock.recv(HEAD_LIMIT, socket.MSG_PEEK)
+            except BlockingIOError:
+                data = None
+            if data == b"":
+                return b""
+            if data:
+                end = data.find(b"\r\n\r\n")
+                if end >= 0:
+                    return data[:end + 4]
+                if len(data) >= HEAD_LIMIT:
+                    return None
+            if _client_finished(sock):
                 return None
-        if time.monotonic() >= deadline:
-            return None
-        await asyncio.sleep(PEEK_INTERVAL)
+            await asyncio.sleep(PEEK_PAUSES[min(pauses, len(PEEK_PAUSES) - 1)])
+            pauses += 1
 
 
 async def streams(sock: socket.socket, limit: int = HEAD_LIMIT

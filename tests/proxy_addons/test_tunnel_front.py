@@ -49,12 +49,29 @@ def test_a_peeked_head_is_still_there_for_mitmproxy() -> None:
     assert rest == b"CONNECT allowed.test:443 HTTP/1.1\r\n\r\n\x16\x03\x01"
 
 
-def test_a_head_that_never_completes_is_left_to_mitmproxy() -> None:
+def test_a_head_in_pieces_is_waited_for() -> None:
     async def run() -> bytes | None:
         left, right = socket.socketpair()
         with left, right:
             right.setblocking(False)
             left.sendall(b"CONNECT allowed.te")
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.05, left.sendall, b"st:443 HTTP/1.1\r\n\r\n")
             return await peek_head(right)
 
-    assert asyncio.run(run()) is None
+    assert asyncio.run(run()) == b"CONNECT allowed.test:443 HTTP/1.1\r\n\r\n"
+
+
+def test_a_head_cut_short_by_the_client_is_left_to_mitmproxy() -> None:
+    async def run() -> tuple[bytes | None, bytes]:
+        left, right = socket.socketpair()
+        with left, right:
+            right.setblocking(False)
+            left.sendall(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\n\r\n")
+            left.shutdown(socket.SHUT_WR)
+            head = await peek_head(right)
+            return head, right.recv(100)
+
+    head, unread = asyncio.run(run())
+    assert head is None
+    assert unread == b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\n\r\n"
