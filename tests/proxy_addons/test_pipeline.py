@@ -6,6 +6,7 @@ The end-to-end behaviour (real mitmproxy, Redis and origins) is in the other pro
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import inspect
 from pathlib import Path
@@ -188,3 +189,24 @@ def test_respond_and_record_hold_no_policy() -> None:
     for stage in (Respond, Record):
         parameters = inspect.signature(stage.__init__).parameters
         assert not {"policy", "policy_sync", "planner", "decide"} & set(parameters), stage
+
+
+def test_credentials_the_fast_path_refused_are_checked_once(tmp_path: Path) -> None:
+    """The fast path hands a connection that must sign in to mitmproxy, whose identify stage
+    answers the 407 from the fast path's outcome: one attempt is counted once."""
+    config = dataclasses.replace(Config(), proxy_auth_mode="required")
+    identify = Identify(config, None, Keys("esafety-test-pipeline:"))
+    header = "Basic " + base64.b64encode(b"learner1:wrong").decode()
+
+    async def run() -> http.HTTPFlow:
+        assert await identify.resolve_before_handover(header, "127.0.0.1") is None
+        flow = tflow.tflow(req=tutils.treq(method=b"CONNECT", host="allowed.test", port=443,
+                                           scheme=b"", authority=b"allowed.test:443",
+                                           path=b"", headers=http.Headers(
+                                               proxy_authorization=header)))
+        await identify.http_connect(flow)
+        return flow
+
+    flow = asyncio.run(run())
+    assert flow.response is not None and flow.response.status_code == 407
+    assert identify.auth_failures == 1
