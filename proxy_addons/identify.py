@@ -72,6 +72,8 @@ VERSION_POLL_SECONDS = 1.0
 VERSION_STALE_SECONDS = 5.0
 """With no good read of the accounts version for this long, sign-ins are not honoured."""
 CHECK_TIMEOUT_SECONDS = 5.0
+HANDOVER_NOTE_SECONDS = 2.0
+"""How long the fast path's "challenge this" answer waits for mitmproxy to use it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,11 +130,14 @@ class CredentialCache:
         self._entries: dict[str, dict[tuple[str, bytes], tuple[float, SignIn | None]]] = {}
         self._size = 0
 
+    def digest(self, secret: str) -> bytes:
+        """A keyed digest of ``secret``, never the secret itself."""
+        return hmac.digest(self._key, secret.encode("utf-8", "surrogatepass"), hashlib.sha256)
+
     def _slot(self, address: str, secret: str) -> tuple[str, bytes]:
         # By address too: a success cached for the real user's desk must not answer a guess
         # from a laptop whose attempts are locked (that would be an oracle again).
-        return address, hmac.digest(self._key, secret.encode("utf-8", "surrogatepass"),
-                                    hashlib.sha256)
+        return address, self.digest(secret)
 
     def get(self, user: str, address: str, secret: str) -> tuple[bool, SignIn | None]:
         """(found, the sign-in, or None for a password found wrong)."""
@@ -207,6 +212,10 @@ class Identify:
         self._locks: dict[tuple[str, str], float] = {}
         """(user, address) pairs this process saw locked, until when: a cached success for
         the pair is not honoured meanwhile."""
+        self._challenged: dict[tuple[str, bytes], tuple[float, int | None]] = {}
+        """Credentials the fast path found wanting, by address and keyed digest of the
+        header, until when, and the lock-out left: used once by the mitmproxy path that the
+        connection is handed to, so one attempt is checked and counted once."""
 
     # -- networks ----------------------------------------------------------------------------
     def network_for(self, address: str) -> Network | None:
@@ -437,6 +446,29 @@ class Identify:
         identity, _locked_for = await self._resolve(header, address, challenge)
         return identity
 
+    async def resolve_before_handover(self, header: str, address: str) -> Identity | None:
+        """:meth:`resolve` with a challenge, for the fast path. When the device must sign in,
+        the fast path hands the connection to mitmproxy, whose ``http_connect`` answers the
+        407 from this outcome instead of checking (and counting) the same credentials again.
+        """
+        identity, locked_for = await self._resolve(header, address, challenge=True)
+        if identity is None and header:
+            now = time.monotonic()
+            if len(self._challenged) > 10_000:
+                self._challenged = {k: v for k, v in self._challenged.items() if v[0] > now}
+            self._challenged[(address, self.cache.digest(header))] = (
+                now + HANDOVER_NOTE_SECONDS, locked_for)
+        return identity
+
+    def _challenged_before(self, header: str, address: str) -> tuple[bool, int | None]:
+        """(True, lock-out) once, when the fast path just found these credentials wanting."""
+        if not header or not self._challenged:
+            return False, None
+        noted = self._challenged.pop((address, self.cache.digest(header)), None)
+        if noted is None or noted[0] < time.monotonic():
+            return False, None
+        return True, noted[1]
+
     def challenge_headers(self) -> dict[str, str]:
         realm = self.config.proxy_auth_realm.replace('"', "")
         return {"Proxy-Authenticate": f'Basic realm="{realm}"', "Content-Type": "text/plain",
@@ -487,8 +519,13 @@ class Identify:
     async def _identify(self, flow: http.HTTPFlow, challenge: bool) -> None:
         address = flow.client_conn.peername[0]
         header = flow.request.headers.get("Proxy-Authorization", "")
-        identity, locked_for = await self._resolve(header, address,
-                                                   challenge and flow.request.host != "mitm.it")
+        challenge = challenge and flow.request.host != "mitm.it"
+        noted, locked_for = (self._challenged_before(header, address)
+                             if challenge and flow.request.method == "CONNECT"
+                             else (False, None))
+        identity: Identity | None = None
+        if not noted:
+            identity, locked_for = await self._resolve(header, address, challenge)
         if identity is None:
             body = CHALLENGE_BODY if locked_for is None else (
                 "Too many wrong passwords for this name from this device. Try again in "

@@ -1,5 +1,5 @@
-"""Run one proxy worker: mitmproxy's DumpMaster with the esafety addons, in flow order
-identify → decide/enforce → safe search → search watch → log."""
+"""Run one proxy worker: a lean mitmproxy master with the esafety pipeline
+(proxy_addons.pipeline: identify → decide → respond → record), behind the tunnel front."""
 
 from __future__ import annotations
 
@@ -26,18 +26,21 @@ from mitmproxy.addons import (
 from mitmproxy.proxy import mode_servers
 
 from deployment.instance import Instance
+from deployment.listen_address import parse_listen
 from deployment.listen_socket import ListenError, bind_listener, inherited_listener
-from proxy_addons.enforce import Enforce
-from proxy_addons.forward_headers import ForwardHeaders
 from proxy_addons.hitlog import HitQueue, Spool
 from proxy_addons.identify import Identify
+from proxy_addons.pipeline import build_pipeline, worker_addons
 from proxy_addons.policy_sync import PolicySync
-from proxy_addons.safe_search import SafeSearch
-from proxy_addons.search_watch import SearchWatch
 from proxy_addons.service import ProxyService
-from proxy_addons.tunnel_contents import TunnelContents
-from proxy_addons.tunnel_front import FrontListener, Handover, TunnelFront, make_upstream_resolver
-from proxy_addons.upstream_guard import UpstreamGuard, redis_ports
+from proxy_addons.tunnel_front import (
+    ConnectionHandler,
+    FrontListener,
+    Handover,
+    TunnelFront,
+    hand_over_sockets,
+)
+from proxy_addons.upstream_guard import redis_ports
 from store.connection import connect
 from store.hits import HitWriter
 from store.keys import Keys
@@ -49,17 +52,6 @@ EXIT_CANNOT_LISTEN = 2
 """Exit code when a port cannot be listened on, or the mitmproxy options are wrong: a
 configuration problem that a restart does not fix, so a supervisor must not restart the
 worker in a loop."""
-
-
-def split_listen(text: str, default_port: int) -> tuple[str, int]:
-    """``HOST:PORT``, ``:PORT`` or ``[v6]:PORT`` to (host, port); host "" means all."""
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        return text, default_port
-    host = host.strip("[]")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{text!r} is not HOST:PORT")
-    return host, int(port)
 
 
 def ca_dir(instance: Instance) -> Path:
@@ -91,13 +83,16 @@ class WorkerSettings:
 async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
     # The ports first: one that is in use is one clear line and exit 2 (a supervisor then
     # stops instead of restarting), before anything else starts.
-    host, port = split_listen(settings.listen, 8080)
-    status = (split_listen(settings.status_listen, 9180) if settings.status_listen else None)
     try:
+        listen = parse_listen(settings.listen, 8080)
+        status_address = (parse_listen(settings.status_listen, 9180)
+                          if settings.status_listen else None)
+        host, port = listen.host, listen.port
+        status = (status_address.host, status_address.port) if status_address else None
         sock = (inherited_listener(settings.listen_fd) if settings.listen_fd is not None
                 else bind_listener(host, port))
         status_sock = bind_listener(*status) if status is not None else None
-    except ListenError as exc:
+    except (ListenError, ValueError) as exc:
         log.critical("%s", exc)
         return EXIT_CANNOT_LISTEN
     config = instance.config
@@ -114,10 +109,11 @@ async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
                     worker_id=f"{os.uname().nodename}-{settings.worker}")
     identify = Identify(config, redis, keys)
     policy_sync = PolicySync(instance, redis, keys)
-    enforce = Enforce(config, identify, policy_sync, hits,
-                      probe_key=load_or_create_probe_key(data_dir))
-    guard = UpstreamGuard(config.upstream, enforce, own_ports(instance, settings))
-    service = ProxyService(policy_sync, hits, enforce, identify, status, settings.worker)
+    pipeline = build_pipeline(config, identify, policy_sync, hits,
+                              own_ports(instance, settings),
+                              probe_key=load_or_create_probe_key(data_dir))
+    service = ProxyService(policy_sync, hits, pipeline.counters, identify, status,
+                           settings.worker)
     service.redis_url = instance.redis_url
     service.status_socket = status_sock
 
@@ -137,20 +133,14 @@ async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
         core.Core(), server_addon, next_layer.NextLayer(), tlsconfig.TlsConfig(),
         disable_h2c.DisableH2C(), onboarding.Onboarding(),  # type: ignore[no-untyped-call]
         script.ScriptLoader(), errorcheck.ErrorCheck())  # type: ignore[no-untyped-call]
-    handler = handover = _handover_to(server_addon)
+    handover = _handover_to(server_addon)
+    handler: ConnectionHandler = hand_over_sockets(handover)
     if use_front:
-        front = TunnelFront(identify, enforce, handover, make_upstream_resolver(proxy.addons),
-                            guard)
-        service.front = front
-        handler = front.handle
+        handler = TunnelFront(identify, pipeline.decide, pipeline.record, handover,
+                              pipeline.upstream_guard, pipeline.counters).handle
     front_listener = FrontListener(handler, host, port, sock)
     proxy.addons.add(  # type: ignore[no-untyped-call]
-                      identify, policy_sync, enforce, guard,
-                      SafeSearch(config.safe_search, config.youtube_restrict),
-                      SearchWatch(tuple(config.alerts.get("prevent_watch_terms", [])), enforce),
-                      service, front_listener,
-                      TunnelContents(enforce),
-                      ForwardHeaders())  # last: nothing after it adds a header
+        *worker_addons([policy_sync, service], pipeline, front_listener))
     try:
         # Never relay client bytes as raw TCP (see proxy_addons.tunnel_contents).
         opts.update(connection_strategy="lazy", rawtcp=False,  # type: ignore[no-untyped-call]
@@ -190,13 +180,13 @@ def own_ports(instance: Instance, settings: WorkerSettings) -> set[int]:
     listens = [config.admin_listen, config.proxy_listen, settings.listen]
     for text in listens:
         with contextlib.suppress(ValueError):
-            ports.add(split_listen(text, 0)[1])
+            ports.add(parse_listen(text, 0).port)
     bases = []
     with contextlib.suppress(ValueError):
-        bases.append(split_listen(config.proxy_status_listen, 9180)[1])
+        bases.append(parse_listen(config.proxy_status_listen, 9180).port)
     if settings.status_listen:
         with contextlib.suppress(ValueError):
-            own = split_listen(settings.status_listen, 9180)[1]
+            own = parse_listen(settings.status_listen, 9180).port
             bases.append(own - int(settings.worker) if settings.worker.isdigit() else own)
     for base in bases:
         ports.update(p for p in range(base, base + STATUS_PORT_SPAN) if p < 65536)

@@ -1,6 +1,6 @@
 """Safe search: force Google, Bing and DuckDuckGo safe search and YouTube restricted mode.
 
-Runs on decrypted requests (the enforce addon decrypts these hosts when safe search is on).
+Runs on decrypted requests (the decide stage has these hosts decrypted when safe search is on).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The proxy worker's own lifecycle: start and stop the background parts, and answer
-``/healthz``, ``/readyz`` and Prometheus ``/metrics`` on a small side port."""
+``/healthz``, ``/readyz`` and Prometheus ``/metrics`` (proxy_addons.metrics) on a small side
+port."""
 
 from __future__ import annotations
 
@@ -10,13 +11,19 @@ import socket
 import time
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
-from proxy_addons.enforce import Enforce
 from proxy_addons.hitlog import HitQueue
 from proxy_addons.identify import Identify
+from proxy_addons.metrics import (
+    Health,
+    WorkerCollector,
+    WorkerCounters,
+    exposition,
+    worker_registry,
+)
 from proxy_addons.policy_sync import PolicySync
-from proxy_addons.tunnel_front import TunnelFront
 from store.connection import UNAUTHENTICATED_WARNING, allows_anonymous_access
 
 log = logging.getLogger("esafety.proxy")
@@ -24,24 +31,21 @@ log = logging.getLogger("esafety.proxy")
 AUTH_RETRY_SECONDS = 10.0
 
 
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
-
-
 class ProxyService:
     """mitmproxy addon: owns the worker's background tasks and its status endpoint."""
 
-    def __init__(self, policy_sync: PolicySync, hits: HitQueue, enforce: Enforce,
+    def __init__(self, policy_sync: PolicySync, hits: HitQueue, counters: WorkerCounters,
                  identify: Identify, status_listen: tuple[str, int] | None,
                  worker: str = "0") -> None:
         self.policy_sync = policy_sync
         self.hits = hits
-        self.enforce = enforce
         self.identify = identify
         self.status_listen = status_listen
         self.worker = worker
         self.started_at = time.time()
-        self.front: TunnelFront | None = None
+        self.registry = worker_registry(WorkerCollector(worker, counters, hits, policy_sync,
+                                                        identify, self.health))
+        """This worker's own Prometheus registry (never the process-wide default)."""
         self.redis_url: str | None = None
         """Set by the runner: checked at start for a Redis open to unauthenticated clients."""
         self.redis_warning: str | None = None
@@ -121,61 +125,9 @@ class ProxyService:
             body["warnings"] = [self.redis_warning]
         return web.json_response(body, status=200 if ok else 503)
 
+    def health(self) -> Health:
+        return Health(ready=self.ready()[0], redis_unauthenticated=bool(self.redis_warning))
+
     async def _metrics(self, request: web.Request) -> web.Response:
-        worker = _escape_label(self.worker)
-        lines = [
-            "# HELP esafety_proxy_requests_total Requests and tunnels decided.",
-            "# TYPE esafety_proxy_requests_total counter",
-            f'esafety_proxy_requests_total{{worker="{worker}"}} {self.enforce.requests}',
-            "# HELP esafety_proxy_blocks_total Blocks by category.",
-            "# TYPE esafety_proxy_blocks_total counter",
-        ]
-        for category, count in sorted(self.enforce.blocks_by_category.items()):
-            lines.append(f'esafety_proxy_blocks_total{{worker="{worker}",'
-                         f'category="{_escape_label(category)}"}} {count}')
-        ok, _ = self.ready()
-        lines += [
-            "# HELP esafety_proxy_hit_queue_depth Hits not yet confirmed in Redis.",
-            "# TYPE esafety_proxy_hit_queue_depth gauge",
-            f'esafety_proxy_hit_queue_depth{{worker="{worker}"}} {self.hits.depth}',
-            "# HELP esafety_proxy_spool_bytes Size of the local hit spool.",
-            "# TYPE esafety_proxy_spool_bytes gauge",
-            f'esafety_proxy_spool_bytes{{worker="{worker}"}} {self.hits.spool.size()}',
-            "# HELP esafety_proxy_spool_writable 0 when the hit spool cannot be written "
-            "(disk full): hits wait in memory for Redis.",
-            "# TYPE esafety_proxy_spool_writable gauge",
-            f'esafety_proxy_spool_writable{{worker="{worker}"}} '
-            f'{0 if self.hits.spool.error else 1}',
-            "# HELP esafety_proxy_hits_delivered_total Hits confirmed in Redis.",
-            "# TYPE esafety_proxy_hits_delivered_total counter",
-            f'esafety_proxy_hits_delivered_total{{worker="{worker}"}} {self.hits.delivered}',
-            "# HELP esafety_proxy_hits_dropped_total Hits lost because memory was full.",
-            "# TYPE esafety_proxy_hits_dropped_total counter",
-            f'esafety_proxy_hits_dropped_total{{worker="{worker}"}} {self.hits.dropped}',
-            "# HELP esafety_proxy_fast_tunnels_total HTTPS tunnels relayed by the fast path.",
-            "# TYPE esafety_proxy_fast_tunnels_total counter",
-            f'esafety_proxy_fast_tunnels_total{{worker="{worker}"}} '
-            f'{self.front.tunnels if self.front else 0}',
-            "# HELP esafety_proxy_handed_over_total Connections the fast path passed to "
-            "mitmproxy (plain HTTP, hosts to decrypt, other ports).",
-            "# TYPE esafety_proxy_handed_over_total counter",
-            f'esafety_proxy_handed_over_total{{worker="{worker}"}} '
-            f'{self.front.handed_over if self.front else 0}',
-            "# HELP esafety_proxy_policy_version Policy version in force.",
-            "# TYPE esafety_proxy_policy_version gauge",
-            f'esafety_proxy_policy_version{{worker="{worker}"}} {self.policy_sync.version}',
-            "# HELP esafety_proxy_auth_failures_total Refused proxy credentials.",
-            "# TYPE esafety_proxy_auth_failures_total counter",
-            f'esafety_proxy_auth_failures_total{{worker="{worker}"}} '
-            f'{self.identify.auth_failures}',
-            "# HELP esafety_proxy_redis_unauthenticated 1 when Redis runs commands for clients "
-            "that never authenticated (anyone reaching it can change the policy).",
-            "# TYPE esafety_proxy_redis_unauthenticated gauge",
-            f'esafety_proxy_redis_unauthenticated{{worker="{worker}"}} '
-            f'{1 if self.redis_warning else 0}',
-            "# HELP esafety_proxy_ready 1 when Redis, spool and snapshot are all fine.",
-            "# TYPE esafety_proxy_ready gauge",
-            f'esafety_proxy_ready{{worker="{worker}"}} {1 if ok else 0}',
-        ]
-        return web.Response(text="\n".join(lines) + "\n",
-                            content_type="text/plain", charset="utf-8")
+        return web.Response(body=exposition(self.registry),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -20,8 +20,8 @@ from mitmproxy import tls
 from mitmproxy.proxy import commands, events, layer, layers
 from mitmproxy.proxy.layers.http import HttpStream
 
-from proxy_addons.enforce import Enforce
 from proxy_addons.tunnel_plan import TunnelAction
+from proxy_addons.verdict import TunnelVerdicts
 
 log = logging.getLogger("esafety.tunnel")
 
@@ -70,8 +70,8 @@ class _ClosedByPlan(logging.Filter):
 
 
 class TunnelContents:
-    def __init__(self, enforce: Enforce) -> None:
-        self.enforce = enforce
+    def __init__(self, tunnels: TunnelVerdicts) -> None:
+        self.tunnels = tunnels
         self.closed = 0
         server_log = logging.getLogger("mitmproxy.proxy.server")
         if not any(isinstance(f, _ClosedByPlan) for f in server_log.filters):
@@ -100,7 +100,7 @@ class TunnelContents:
 
     def tls_start_client(self, tls_start: tls.TlsData) -> None:
         """No TLS for a tunnel the planner closed: mitmproxy then closes the connection."""
-        tunnel = self.enforce.tunnels.get(tls_start.context.client)
+        tunnel = self.tunnels.tunnel(tls_start.context.client)
         if tunnel is not None and tunnel.action is TunnelAction.CLOSE:
             self.closed += 1
             tls_start.ssl_conn = None

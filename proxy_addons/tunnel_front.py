@@ -2,14 +2,19 @@
 
 A pass-through HTTPS tunnel (most of a centre's traffic) needs only: who is asking, is the
 host allowed, and does the TLS server name agree. mitmproxy's layer machinery spends about
-3 ms of CPU on such a tunnel; this front answers it with the same identify and policy code
-and relays the bytes itself. Everything else — plain HTTP, hosts to decrypt, other ports,
-anything malformed — is handed to mitmproxy on the same connection, untouched, so mitmproxy
-remains the one place that parses HTTP, serves block pages and answers errors.
+3 ms of CPU on such a tunnel; this front answers it with the same ``identify``, the same
+tunnel planner (through ``decide``) and the same ``record`` stage, and relays the bytes
+itself. It is only a relay: everything else (plain HTTP, hosts to decrypt, other ports,
+refusals, sign-in challenges, names that do not resolve, anything malformed) is handed to
+mitmproxy on the same connection, untouched, so mitmproxy remains the one place that parses
+HTTP, serves block pages and 407s, and answers errors.
 
-Flow per connection: read one request head → identify → plan (proxy_addons.tunnel_plan) →
-refuse (403), hand over, or tunnel: check the destination (proxy_addons.upstream_guard), 200,
-plan again on the ClientHello's server name, and relay only if the plan is still a tunnel.
+The request head is read with ``MSG_PEEK``, so a connection handed over still holds every
+byte the client sent: nothing needs to be pushed back into a stream reader.
+
+Flow per connection: peek one request head (parsed by mitmproxy's HTTP/1 reader) → identify →
+plan → guard check → record → 200 → plan again on the ClientHello's server name → relay only
+if the plan is still a tunnel.
 """
 
 from __future__ import annotations
@@ -18,191 +23,232 @@ import asyncio
 import contextlib
 import logging
 import re
+import select
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
-from mitmproxy import connection
-from mitmproxy.proxy import server_hooks
+from mitmproxy import ctx
+from mitmproxy.net.http import http1
 from mitmproxy.proxy.layers.tls import parse_client_hello
 
-from categories.decision import Decision
 from deployment.listen_socket import ListenError, bind_listener, describe
-from proxy_addons.block_page import connect_refusal
-from proxy_addons.enforce import Enforce
-from proxy_addons.identify import CHALLENGE_BODY, Identify, Identity
-from proxy_addons.tunnel_plan import TunnelAction
-from proxy_addons.upstream_guard import Refusal, UpstreamGuard
+from proxy_addons.decide import Decide
+from proxy_addons.identify import Identify, Identity
+from proxy_addons.metrics import WorkerCounters
+from proxy_addons.record import Record
+from proxy_addons.tunnel_plan import ONBOARDING_HOST, TunnelAction
+from proxy_addons.upstream_guard import Destination, UpstreamGuard
+from proxy_addons.verdict import OpenTunnel
 
 log = logging.getLogger("esafety.front")
 
 HEAD_LIMIT = 64 * 1024
 IDLE_TIMEOUT = 60.0
+PEEK_PAUSES = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+"""Pauses between looks at a request head that is not complete yet (then the last, again)."""
+_HANGUP = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
 CLIENT_HELLO_TIMEOUT = 15.0
 CLIENT_HELLO_LIMIT = 32 * 1024
 UPSTREAM_TIMEOUT = 10.0
 RELAY_CHUNK = 256 * 1024
-BAD_GATEWAY = b"The web filter could not reach this site.\n"
+CONNECTION_ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
+BAD_GATEWAY = (b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 42\r\nConnection: close\r\n\r\n"
+               b"The web filter could not reach this site.\n")
+"""Always these bytes: the reason the connection failed stays in the proxy's log."""
 
 Handover = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-UpstreamResolver = Callable[[str, int, str], Awaitable[tuple[str, int] | None]]
+ConnectionHandler = Callable[[socket.socket], Coroutine[Any, Any, None]]
+
+_PLAIN_HOST = re.compile(r"[A-Za-z0-9._-]{1,253}")
 
 
-def _response(status: int, reason: str, body: bytes, headers: dict[str, str],
-              close: bool) -> bytes:
-    lines = [f"HTTP/1.1 {status} {reason}"]
-    lines += [f"{k}: {v}" for k, v in headers.items()]
-    lines.append(f"Content-Length: {len(body)}")
-    if close:
-        lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-_PLAIN_TARGET = re.compile(rb"([A-Za-z0-9._-]{1,253}):([0-9]{1,5})")
-
-
-def split_connect_target(target: bytes) -> tuple[str, int] | None:
-    """``host:port`` of a CONNECT line when it is a plain ASCII host name, else None.
+def connect_target(head: bytes) -> tuple[str, int, str] | None:
+    """``(host, port, Proxy-Authorization)`` of a ``CONNECT`` head that names a plain ASCII
+    host, read by mitmproxy's HTTP/1 parser; None for anything else.
 
     Anything unusual (IP literals in odd forms, brackets, non-ASCII, percent signs) is left to
     mitmproxy, which parses it strictly and refuses what it cannot read."""
-    match = _PLAIN_TARGET.fullmatch(target)
-    if match is None:
+    try:
+        request = http1.read_request_head(head.split(b"\r\n")[:-2])
+    except ValueError:
         return None
-    port = int(match.group(2))
-    if not 0 < port < 65536:
+    if request.method != "CONNECT" or not _PLAIN_HOST.fullmatch(request.host):
         return None
-    return match.group(1).decode("ascii"), port
+    if not 0 < request.port < 65536:
+        return None
+    return request.host, request.port, request.headers.get("proxy-authorization", "")
 
 
-def header_value(head: bytes, name: bytes) -> str:
-    for line in head.split(b"\r\n")[1:]:
-        key, sep, value = line.partition(b":")
-        if sep and key.strip().lower() == name:
-            return value.strip().decode("latin-1")
-    return ""
+async def _readable(sock: socket.socket) -> None:
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(sock.fileno(), wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(sock.fileno())
 
 
-def push_back(reader: asyncio.StreamReader, data: bytes) -> None:
-    """Return bytes already read to the front of the reader, for mitmproxy to read again.
+def _client_finished(sock: socket.socket) -> bool:
+    """True once the client has shut its side (or the connection failed): what it sent is
+    all there will be. ``MSG_PEEK`` cannot see the end of a stream behind unread bytes."""
+    poller = select.poll()
+    poller.register(sock.fileno(), _HANGUP)
+    return bool(poller.poll(0))
 
-    asyncio's StreamReader has no public "unread"; its buffer is a bytearray."""
-    buffer: bytearray = reader._buffer  # type: ignore[attr-defined]
-    buffer[0:0] = data
+
+async def peek_head(sock: socket.socket) -> bytes | None:
+    """The request head the connection starts with, left unread in the socket.
+
+    ``b""`` when the client closed without sending anything; None when the client ended its
+    side, or sent ``HEAD_LIMIT`` bytes, without a complete head (the connection goes to
+    mitmproxy, which reads what there is). Raises TimeoutError after ``IDLE_TIMEOUT``
+    without a complete head. Bytes that are not yet a head are looked at again after a
+    growing pause: the socket stays readable while they are unread, so readiness cannot say
+    when more arrive (a head in pieces is rare: clients write it at once)."""
+    async with asyncio.timeout(IDLE_TIMEOUT):
+        await _readable(sock)
+        pauses = 0
+        while True:
+            try:
+                data = sock.recv(HEAD_LIMIT, socket.MSG_PEEK)
+            except BlockingIOError:
+                data = None
+            if data == b"":
+                return b""
+            if data:
+                end = data.find(b"\r\n\r\n")
+                if end >= 0:
+                    return data[:end + 4]
+                if len(data) >= HEAD_LIMIT:
+                    return None
+            if _client_finished(sock):
+                return None
+            await asyncio.sleep(PEEK_PAUSES[min(pauses, len(PEEK_PAUSES) - 1)])
+            pauses += 1
+
+
+async def streams(sock: socket.socket, limit: int = HEAD_LIMIT
+                  ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection(sock=sock, limit=limit)
+
+
+def hand_over_sockets(handover: Handover) -> ConnectionHandler:
+    """A connection handler that gives every connection to mitmproxy (no fast path)."""
+
+    async def handle(sock: socket.socket) -> None:
+        try:
+            reader, writer = await streams(sock)
+        except OSError:
+            sock.close()
+            return
+        try:
+            await handover(reader, writer)
+        finally:
+            if not writer.is_closing():
+                writer.close()
+
+    return handle
 
 
 class TunnelFront:
-    def __init__(self, identify: Identify, enforce: Enforce, handover: Handover,
-                 resolve_upstream: UpstreamResolver, guard: UpstreamGuard) -> None:
+    def __init__(self, identify: Identify, decide: Decide, record: Record, handover: Handover,
+                 guard: UpstreamGuard, counters: WorkerCounters) -> None:
         self.identify = identify
-        self.enforce = enforce
+        self.decide = decide
+        self.record = record
         self.guard = guard
         self.handover = handover
-        self.resolve_upstream = resolve_upstream
-        self.tunnels = 0
-        self.handed_over = 0
+        self.counters = counters
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        address = str(peer[0]) if peer else ""
+    async def handle(self, sock: socket.socket) -> None:
+        address = ""
+        with contextlib.suppress(OSError):
+            address = str(sock.getpeername()[0])
+        owners: list[asyncio.StreamWriter] = []
         try:
-            await self._serve(reader, writer, address)
+            await self._serve(sock, address, owners)
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
             pass
         except Exception:  # never let one connection take the worker down
             log.exception("connection from %s failed", address)
         finally:
-            if not writer.is_closing():
-                writer.close()
+            for writer in owners:
+                if not writer.is_closing():
+                    writer.close()
+            if not owners:
+                sock.close()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     address: str) -> None:
-        while True:
-            try:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IDLE_TIMEOUT)
-            except asyncio.IncompleteReadError as exc:
-                if exc.partial:
-                    push_back(reader, exc.partial)
-                    await self._hand_over(reader, writer)
-                return
-            except asyncio.LimitOverrunError:
-                await self._hand_over(reader, writer)
-                return
-            request_line = head.split(b"\r\n", 1)[0].split(b" ")
-            target = split_connect_target(request_line[1]) if (
-                len(request_line) == 3 and request_line[0] == b"CONNECT") else None
-            if target is None:
-                push_back(reader, head)
-                await self._hand_over(reader, writer)
-                return
-            host, port = target
-            identity = await self.identify.resolve(
-                header_value(head, b"proxy-authorization"), address, challenge=True)
-            if identity is None:
-                writer.write(_response(407, "Proxy Authentication Required", CHALLENGE_BODY,
-                                       self.identify.challenge_headers(), close=False))
-                await writer.drain()
-                continue  # the browser asks again with credentials on this connection
-            plan = self.enforce.tunnel_plan(host, port, None, identity)
-            if plan.action is TunnelAction.REFUSE:
-                await self._refuse(writer, address, identity, plan.decision, plan.host)
-                return
-            if plan.action is TunnelAction.DECRYPT:
-                push_back(reader, head)
-                await self._hand_over(reader, writer)
-                return
-            verdict = await self.guard.check(host, port)
-            if isinstance(verdict, Refusal):
-                if verdict.decision is None:
-                    writer.write(_response(502, "Bad Gateway", BAD_GATEWAY, {}, close=True))
-                    return
-                await self._refuse(writer, address, identity, verdict.decision, plan.host)
-                return
-            await self._tunnel(reader, writer, address, identity, host, port)
+    async def _serve(self, sock: socket.socket, address: str,
+                     owners: list[asyncio.StreamWriter]) -> None:
+        """Relay the connection or hand it over; ``owners`` gets the stream writer that
+        owns the socket from then on."""
+        head = await peek_head(sock)
+        if head == b"":
             return
+        target = connect_target(head) if head else None
+        if head is None or target is None or target[0].rstrip(".").lower() == ONBOARDING_HOST:
+            await self._hand_over(sock, owners)
+            return
+        host, port, authorization = target
+        identity = await self.identify.resolve_before_handover(authorization, address)
+        if identity is None:
+            await self._hand_over(sock, owners)  # mitmproxy's identify answers the 407
+            return
+        plan = self.decide.connect_plan(host, port, identity)
+        if plan.action is not TunnelAction.TUNNEL:
+            await self._hand_over(sock, owners)  # refused, or to decrypt
+            return
+        destination = await self.guard.check(host, port)
+        if not isinstance(destination, Destination):
+            await self._hand_over(sock, owners)  # refused, or the name does not resolve
+            return
+        sock.recv(len(head))  # the head was only peeked; this CONNECT is answered here
+        self.record.record(self.decide.tunnel_verdict(plan, identity, address))
+        reader, writer = await streams(sock, RELAY_CHUNK)
+        owners.append(writer)
+        await self._tunnel(reader, writer, address, identity,
+                           OpenTunnel(host, port, plan.host, plan.action, identity),
+                           destination)
 
-    async def _refuse(self, writer: asyncio.StreamWriter, address: str, identity: Identity,
-                      decision: Decision, host: str) -> None:
-        hit_id = self.enforce.log_hit(address, "CONNECT", identity, decision, host, "", False)
-        writer.write(_response(403, "Forbidden", connect_refusal(decision, hit_id),
-                               self.enforce.refusal_headers(hit_id), close=True))
-        await writer.drain()
-
-    async def _hand_over(self, reader: asyncio.StreamReader,
-                         writer: asyncio.StreamWriter) -> None:
-        self.handed_over += 1
+    async def _hand_over(self, sock: socket.socket,
+                         owners: list[asyncio.StreamWriter]) -> None:
+        self.counters.handed_over += 1
+        reader, writer = await streams(sock)
+        owners.append(writer)
         await self.handover(reader, writer)
 
     async def _tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                      address: str, identity: Identity, host: str, port: int) -> None:
-        upstream_address = await self.resolve_upstream(host, port, address)
-        if upstream_address is None:
-            writer.write(_response(502, "Bad Gateway", BAD_GATEWAY, {}, close=True))
-            return
+                      address: str, identity: Identity, tunnel: OpenTunnel,
+                      destination: Destination) -> None:
         try:
             up_reader, up_writer = await asyncio.wait_for(
-                asyncio.open_connection(*upstream_address, limit=RELAY_CHUNK), UPSTREAM_TIMEOUT)
+                asyncio.open_connection(*destination.address, limit=RELAY_CHUNK),
+                UPSTREAM_TIMEOUT)
         except (OSError, TimeoutError) as exc:
-            log.info("cannot reach %s:%d (%s): %s", host, port, upstream_address[0], exc)
-            writer.write(_response(502, "Bad Gateway", BAD_GATEWAY, {}, close=True))
+            log.info("cannot reach %s:%d (%s): %s", tunnel.connect_host, tunnel.port,
+                     destination.address[0], exc)
+            writer.write(BAD_GATEWAY)
             return
         try:
-            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            writer.write(CONNECTION_ESTABLISHED)
             hello = await self._client_hello(reader)
             if hello is None:
                 return  # not TLS: closed, never forwarded
             first, sni = hello
-            plan = self.enforce.tunnel_plan(host, port, sni, identity)
-            if plan.action is not TunnelAction.TUNNEL:
-                # The TLS name needs a different plan: closed, never relayed undecrypted.
-                if plan.decision.blocked:
-                    self.enforce.log_hit(address, "CONNECT", identity, plan.decision, plan.host,
-                                         "", False)
-                return
-            self.tunnels += 1
-            if self.enforce.config.log_allowed:
-                self.enforce.log_hit(address, "CONNECT", identity, plan.decision, plan.host, "",
-                                     False)
+            action, closed = self.decide.hello_plan(tunnel, sni, address)
+            if closed is not None:
+                self.record.record(closed)
+            if action is not TunnelAction.TUNNEL:
+                return  # the TLS name needs a different plan: closed, never relayed
+            self.counters.fast_tunnels += 1
             up_writer.write(first)
             untrack = None
             if identity.source == "auth" and identity.user:
@@ -274,22 +320,7 @@ async def _relay(client_reader: asyncio.StreamReader, client_writer: asyncio.Str
         await client_writer.drain()
 
 
-def make_upstream_resolver(master_addons: object) -> UpstreamResolver:
-    """Upstream address for a tunnel, after mitmproxy's ``server_connect`` hook, so addons and
-    scripts that redirect upstream connections apply to the fast path too."""
-
-    async def resolve(host: str, port: int, client_address: str) -> tuple[str, int] | None:
-        server = connection.Server(address=(host, port))
-        client = connection.Client(peername=(client_address, 0), sockname=("", 0),
-                                   timestamp_start=time.time())
-        data = server_hooks.ServerConnectionHookData(server=server, client=client)
-        await master_addons.handle_lifecycle(  # type: ignore[attr-defined]
-            server_hooks.ServerConnectHook(data))
-        if server.error or server.address is None:
-            return None
-        return str(server.address[0]), int(server.address[1])
-
-    return resolve
+ACCEPT_RETRY_SECONDS = 0.1
 
 
 class FrontListener:
@@ -302,47 +333,62 @@ class FrontListener:
     the same port fails with "address in use" instead of sharing it.
     """
 
-    def __init__(self, handler: Handover, host: str, port: int,
+    def __init__(self, handler: ConnectionHandler, host: str, port: int,
                  sock: socket.socket | None = None) -> None:
         self.handler = handler
         self.host = host
         self.port = port
         self.sock = sock
         self.failed: str | None = None
-        self._server: asyncio.Server | None = None
+        self._listening: socket.socket | None = None
+        self._accepting: asyncio.Task[None] | None = None
+        self._connections: set[asyncio.Task[None]] = set()
 
     async def running(self) -> None:
-
         try:
             sock = self.sock or bind_listener(self.host, self.port)
-            self._server = await asyncio.start_server(self._accepted, sock=sock,
-                                                      limit=HEAD_LIMIT)
+            sock.setblocking(False)
         except (ListenError, OSError) as exc:
             self.failed = (str(exc) if isinstance(exc, ListenError) else
                            f"cannot listen on {describe(self.host, self.port)}: {exc}")
             log.critical("%s", self.failed)
-            from mitmproxy import ctx
-
             ctx.master.shutdown()  # type: ignore[no-untyped-call]
             return
-        where = self._server.sockets[0].getsockname() if self._server.sockets else ()
-        log.info("filtering proxy listening at %s", describe(str(where[0]), int(where[1]))
-                 if where else describe(self.host, self.port))
+        self._listening = sock
+        self._accepting = asyncio.get_running_loop().create_task(
+            self._accept(sock), name="esafety-front-accept")
+        where = sock.getsockname()
+        log.info("filtering proxy listening at %s", describe(str(where[0]), int(where[1])))
 
-    async def _accepted(self, reader: asyncio.StreamReader,
-                        writer: asyncio.StreamWriter) -> None:
+    async def _accept(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _peer = await loop.sock_accept(sock)
+            except OSError as exc:  # out of descriptors, ...: wait, do not spin
+                log.warning("cannot accept a connection: %s", exc)
+                await asyncio.sleep(ACCEPT_RETRY_SECONDS)
+                continue
+            self._nodelay(conn)
+            conn.setblocking(False)
+            task: asyncio.Task[None] = loop.create_task(self.handler(conn))
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
+
+    @staticmethod
+    def _nodelay(conn: socket.socket) -> None:
         """Every connection without Nagle's algorithm. asyncio only switches it off for
         sockets made with ``IPPROTO_TCP``, and a listening socket from ``socket.create_server``
         or a supervisor's descriptor need not be one; with Nagle on, each small response
         waited for the client's delayed ACK (about 40 ms a request on keep-alive)."""
-        sock = writer.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        if conn.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        await self.handler(reader, writer)
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     async def done(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 5)
+        if self._accepting is not None:
+            self._accepting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._accepting
+        if self._listening is not None:
+            self._listening.close()

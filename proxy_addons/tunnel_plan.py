@@ -1,7 +1,7 @@
 """What a CONNECT tunnel may carry: refuse it, tunnel it untouched, decrypt it, or close it.
 
 One pure planner serves both the CONNECT fast path (``tunnel_front``) and mitmproxy's hooks
-(``enforce``), so both give the same answer. It is asked twice per tunnel: at CONNECT time
+(``decide``), so both give the same answer. It is asked twice per tunnel: at CONNECT time
 (``sni=None``) and again when the ClientHello arrives (``sni`` is its server name, ``""`` when
 the client sent none). The TLS name is the host that is decided: a tunnel is relayed
 undecrypted only when both the CONNECT host and the TLS name would be tunnelled as they are.
@@ -23,6 +23,7 @@ from proxy_addons.search_engines import engine_of
 
 ONBOARDING_HOST = "mitm.it"
 """mitmproxy's onboarding app (the CA download), served by the proxy itself, never upstream."""
+ONBOARDING_REASON = "The proxy's certificate page is only served under its own name."
 DOH_NAME_PREFIXES = ("dns.", "doh.", "dns-over-https.", "dot.")
 
 PORT_REASON = ("The centre's web filter only opens secure connections to the usual web port; "

@@ -25,16 +25,13 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from mitmproxy import connection, http
+from mitmproxy import connection, ctx
 from mitmproxy.proxy import server_hooks
 
 from categories.decision import Action, Decision, Rule
 from categories.urlnorm import HostKind, URLError, canonical_host_with_kind
 from deployment.config import UpstreamSettings
-from proxy_addons.block_page import connect_refusal
-from proxy_addons.enforce import ONBOARDING_REASON, Enforce
-from proxy_addons.identify import identity_of
-from proxy_addons.tunnel_plan import ONBOARDING_HOST
+from proxy_addons.tunnel_plan import ONBOARDING_HOST, ONBOARDING_REASON
 
 log = logging.getLogger("esafety.upstream")
 
@@ -49,9 +46,6 @@ LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopb
 
 INTERNAL_REASON = ("This address is inside the centre's own network, which the web filter does "
                    "not open to browsing.")
-HTTP_PORT_REASON = ("The centre's web filter only fetches plain web pages from the usual web "
-                    "port; this port is not allowed.")
-UNRESOLVED_BODY = b"The web filter could not find the address of this site.\n"
 _NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
 
 
@@ -150,16 +144,15 @@ async def system_resolver(host: str, port: int) -> list[tuple[str, int]]:
 
 
 class UpstreamGuard:
-    """mitmproxy addon: checks and pins every upstream connection.
+    """mitmproxy addon: checks and pins every upstream connection (the backstop; the
+    ``decide`` stage and the fast path ask :meth:`check` before answering).
 
     ``resolver`` may be replaced (a test addon maps test names to loopback through it)."""
 
     name = "upstreamguard"
 
-    def __init__(self, settings: UpstreamSettings, enforce: Enforce,
-                 own_ports: Iterable[int] = ()) -> None:
+    def __init__(self, settings: UpstreamSettings, own_ports: Iterable[int] = ()) -> None:
         self.settings = settings
-        self.enforce = enforce
         self.own_ports: set[int] = set(own_ports)
         self.resolver: Resolver = system_resolver
         self._cache: dict[tuple[str, int], tuple[float, list[tuple[str, int]]]] = {}
@@ -234,8 +227,6 @@ class UpstreamGuard:
 
     # -- mitmproxy hooks ----------------------------------------------------------------------
     def running(self) -> None:
-        from mitmproxy import ctx
-
         server = ctx.master.addons.get("proxyserver")  # type: ignore[no-untyped-call]
         for address in (server.listen_addrs() if server else []):
             self.own_ports.add(int(address[1]))
@@ -269,46 +260,3 @@ class UpstreamGuard:
         name = self._names.pop(data.server, None)
         if name is not None:
             object.__setattr__(data.server, "address", name)
-
-    async def http_connect(self, flow: http.HTTPFlow) -> None:
-        """A CONNECT to a refused destination gets its 403 at CONNECT time."""
-        if flow.response is not None:
-            return
-        if flow.request.host.rstrip(".").lower() == ONBOARDING_HOST:
-            return  # decrypted and answered by the onboarding app; never connected upstream
-        verdict = await self.check(flow.request.host, flow.request.port)
-        if isinstance(verdict, Destination):
-            return
-        if verdict.decision is None:
-            flow.response = http.Response.make(502, UNRESOLVED_BODY,
-                                               {"Content-Type": "text/plain; charset=utf-8"})
-            return
-        hit_id = self.enforce.log_flow_hit(flow, verdict.decision, verdict.decision.host, "",
-                                           False)
-        flow.response = http.Response.make(403, connect_refusal(verdict.decision, hit_id),
-                                           self.enforce.refusal_headers(hit_id))
-
-    async def request(self, flow: http.HTTPFlow) -> None:
-        """Plain HTTP (and requests inside decrypted tunnels): a 403 block page, not a 502."""
-        if flow.response is not None or flow.request.method == "CONNECT":
-            return
-        request = flow.request
-        decision: Decision | None = None
-        if request.scheme == "http" and request.port not in self.settings.http_ports:
-            decision = Decision(Action.BLOCK, Rule.PORT, request.host, HTTP_PORT_REASON)
-        elif ONBOARDING_HOST in (request.host.lower(), request.pretty_host.lower()):
-            # The onboarding app answers its own name and paths before this hook; whatever
-            # is left (a foreign Host header, onboarding switched off) never goes upstream.
-            decision = Decision(Action.BLOCK, Rule.INTERNAL_DESTINATION, request.host,
-                                ONBOARDING_REASON)
-        else:
-            verdict = await self.check(request.host, request.port)
-            if isinstance(verdict, Destination):
-                return
-            if verdict.decision is None:
-                flow.response = http.Response.make(
-                    502, UNRESOLVED_BODY, {"Content-Type": "text/plain; charset=utf-8"})
-                return
-            decision = verdict.decision
-        self.enforce.block(flow, decision, identity_of(flow) or self.enforce.fallback(flow))
-

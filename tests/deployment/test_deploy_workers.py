@@ -248,7 +248,7 @@ def _worker_metric(status_port: int, name: str) -> int:
     with urllib.request.urlopen(f"http://127.0.0.1:{status_port}/metrics", timeout=5) as r:
         text = r.read().decode()
     line = next(x for x in text.splitlines() if x.startswith(name + "{"))
-    return int(line.rsplit(" ", 1)[1])
+    return int(float(line.rsplit(" ", 1)[1]))  # prometheus_client writes 3 as 3.0
 
 
 def _worker_requests(status_port: int) -> int:

@@ -258,11 +258,31 @@ def test_status_endpoint_reports_health_and_metrics(proxy: ProxyProcess) -> None
     code, metrics = proxy.status("/metrics")
     assert code == 200
     assert "esafety_proxy_requests_total" in metrics
-    assert 'esafety_proxy_blocks_total{worker="0",category="gambling"}' in metrics
+    # prometheus_client writes labels in name order
+    assert 'esafety_proxy_blocks_total{category="gambling",worker="0"}' in metrics
     # Pass-through HTTPS tunnels earlier in this module went through the fast path (when on).
     fast = [line for line in metrics.splitlines()
             if line.startswith('esafety_proxy_fast_tunnels_total{worker="0"}')]
-    assert fast and (int(fast[0].split()[-1]) > 0) == proxy.fast_path
+    assert fast and (float(fast[0].split()[-1]) > 0) == proxy.fast_path
+
+
+def _requests_total(proxy: ProxyProcess) -> float:
+    line = next(x for x in proxy.status("/metrics")[1].splitlines()
+                if x.startswith('esafety_proxy_requests_total{worker="0"}'))
+    return float(line.split()[-1])
+
+
+@pytest.mark.parametrize(("url", "decided"), [
+    ("https://allowed.test/hello", 1),  # the tunnel (relayed by the fast path when on)
+    ("https://mixed-content.test/news", 2),  # the tunnel (handed over), and the request in it
+    ("https://casino-royale.test/", 1),  # the refused CONNECT (handed over)
+    ("http://allowed.test/hello", 1),
+])
+def test_each_request_and_tunnel_is_counted_once(proxy: ProxyProcess, url: str,
+                                                 decided: int) -> None:
+    before = _requests_total(proxy)
+    curl(proxy, url)
+    assert _requests_total(proxy) - before == decided
 
 
 def test_required_auth_challenges_with_407(tmp_path: Path, redis_url: str, origins: Origins,

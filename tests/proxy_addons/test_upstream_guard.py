@@ -58,7 +58,7 @@ def test_names_are_not_literals(host: str) -> None:
 
 def _guard(answers: dict[str, list[str]], settings: UpstreamSettings = UpstreamSettings(),
            own_ports: tuple[int, ...] = ()) -> UpstreamGuard:
-    guard = UpstreamGuard(settings, enforce=None, own_ports=own_ports)  # type: ignore[arg-type]
+    guard = UpstreamGuard(settings, own_ports=own_ports)
 
     async def resolver(host: str, port: int) -> list[tuple[str, int]]:
         if host not in answers:

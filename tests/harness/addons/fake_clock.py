@@ -1,4 +1,4 @@
-"""Test-only mitmproxy addon: the enforce addon's clock reads an ISO time from a file.
+"""Test-only mitmproxy addon: the decide stage's clock reads an ISO time from a file.
 
 The test writes ESAFETY_TEST_CLOCK_FILE to move time across a time-window boundary.
 """
@@ -20,8 +20,8 @@ class FakeClock:
             text = path.read_text().strip() if path.exists() else ""
             return datetime.fromisoformat(text) if text else datetime.now(UTC)
 
-        enforce = ctx.master.addons.get("enforce")
-        enforce.clock = now
+        decide = ctx.master.addons.get("decide")
+        decide.clock = now
 
 
 addons = [FakeClock()]

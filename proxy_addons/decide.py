@@ -1,0 +1,274 @@
+"""Stage 2 of the proxy, ``decide``: one frozen verdict per flow (see proxy_addons.verdict).
+
+It asks the policy (with the facts of DNS-over-HTTPS detection and the Prevent watch list),
+the tunnel planner (proxy_addons.tunnel_plan) and the upstream guard's destination check, and
+writes what to answer and which hits to record. It answers nothing and records nothing itself.
+
+Decryption is selective. A tunnel is decrypted only when the path can change the decision
+(URL-level rules or overrides for the host), the host is a search engine that needs safe
+search, the host is configured for inspection, or the host looks like a DNS-over-HTTPS
+resolver. It is never decrypted for categories marked no-decrypt (banking, health) or hosts
+configured as pinned. Everything else is tunnelled untouched, and its certificate is the
+origin's own. What a tunnel may carry once its TLS name is known is the tunnel planner's
+answer, the same one the CONNECT fast path uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from mitmproxy import http, tls
+
+from categories.decision import Action, Decision, Rule
+from deployment.config import Config
+from proxy_addons.doh import doh_verdicts
+from proxy_addons.identify import Identify, Identity, identity_of
+from proxy_addons.policy_sync import PolicySync
+from proxy_addons.probe_answer import PROBE_HOST
+from proxy_addons.search_watch import SearchWatch, watch_decision
+from proxy_addons.tunnel_plan import (
+    ONBOARDING_HOST,
+    ONBOARDING_REASON,
+    TunnelAction,
+    TunnelPlan,
+    TunnelPlanner,
+)
+from proxy_addons.upstream_guard import Refusal, UpstreamGuard
+from proxy_addons.verdict import (
+    VERDICT_KEY,
+    Answer,
+    HitEntry,
+    OpenTunnel,
+    TunnelVerdicts,
+    Verdict,
+    verdict_of,
+)
+from store.records import new_hit_id
+
+HTTP_PORT_REASON = ("The centre's web filter only fetches plain web pages from the usual web "
+                    "port; this port is not allowed.")
+
+
+def client_ip(flow: http.HTTPFlow) -> str:
+    return flow.client_conn.peername[0] if flow.client_conn.peername else ""
+
+
+class Decide:
+    """mitmproxy addon: writes ``flow.metadata["esafety.verdict"]`` once per flow."""
+
+    def __init__(self, config: Config, identify: Identify, policy_sync: PolicySync,
+                 guard: UpstreamGuard, watch: SearchWatch, tunnels: TunnelVerdicts,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self.config = config
+        self.identify = identify
+        self.policy_sync = policy_sync
+        self.guard = guard
+        self.watch = watch
+        self.tunnels = tunnels
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.planner = TunnelPlanner(config, lambda: self.policy_sync.policy)
+
+    # -- building verdicts -------------------------------------------------------------------
+    def now(self) -> tuple[datetime, ZoneInfo]:
+        tz = self.policy_sync.policy.schedule.timezone
+        return self.clock().astimezone(tz), tz
+
+    def verdict(self, answer: Answer, decision: Decision | None, identity: Identity,
+                address: str, method: str, url: str,
+                hits: list[tuple[Decision, str, str, bool, str]],
+                counted: bool = True) -> Verdict:
+        """A verdict decided now; ``hits`` are (decision, host, path, decrypted, search
+        terms), each given its reference here so the block page can show it."""
+        at, tz = self.now()
+        ts = at.timestamp()
+        entries = tuple(HitEntry(new_hit_id(ts, tz), hit_decision, host, path, decrypted,
+                                 terms)
+                        for hit_decision, host, path, decrypted, terms in hits)
+        return Verdict(answer, decision, identity, address, method, url, at, tz, entries,
+                       counted)
+
+    def connect_plan(self, host: str, port: int, identity: Identity) -> TunnelPlan:
+        """The planner's answer for ``CONNECT host:port`` now (the fast path asks it too)."""
+        return self.planner.tunnel_plan(host, port, None, identity, self.clock())
+
+    def tunnel_verdict(self, plan: TunnelPlan, identity: Identity, address: str) -> Verdict:
+        """An opened tunnel: logged when allowed requests are logged."""
+        hits = ([(plan.decision, plan.host, "", False, "")]
+                if self.config.log_allowed and plan.action is TunnelAction.TUNNEL else [])
+        return self.verdict(Answer.FORWARD, plan.decision, identity, address, "CONNECT",
+                            plan.host, hits)
+
+    def refusal_verdict(self, decision: Decision, host: str, identity: Identity,
+                        address: str) -> Verdict:
+        return self.verdict(Answer.REFUSE_CONNECT, decision, identity, address, "CONNECT",
+                            host, [(decision, host, "", False, "")])
+
+    def hello_plan(self, tunnel: OpenTunnel, sni: str, address: str
+                   ) -> tuple[TunnelAction, Verdict | None]:
+        """The tunnel planned again with its TLS name: the action, and a verdict when the
+        tunnel is closed (with a hit when a rule refused the name)."""
+        plan = self.planner.tunnel_plan(tunnel.connect_host, tunnel.port, sni, tunnel.identity,
+                                        self.clock())
+        if plan.action not in (TunnelAction.CLOSE, TunnelAction.REFUSE):
+            return plan.action, None
+        hits = [(plan.decision, plan.host, "", False, "")] if plan.decision.blocked else []
+        return TunnelAction.CLOSE, self.verdict(
+            Answer.CLOSE, plan.decision, tunnel.identity, address, "CONNECT", plan.host, hits,
+            counted=False)
+
+    def fallback(self, flow: http.HTTPFlow) -> Identity:
+        return self.identify.fallback_identity(client_ip(flow))
+
+    @staticmethod
+    def _write(flow: http.HTTPFlow, verdict: Verdict) -> None:
+        flow.metadata[VERDICT_KEY] = verdict
+
+    def _block(self, flow: http.HTTPFlow, decision: Decision, identity: Identity,
+               counted: bool = True) -> Verdict:
+        request = flow.request
+        path = request.path if request.path.startswith("/") else "/" + request.path
+        url = f"{request.scheme}://{request.host}{path}"
+        return self.verdict(Answer.BLOCK_PAGE, decision, identity, client_ip(flow),
+                            request.method, url,
+                            [(decision, decision.host or request.host, path,
+                              request.scheme == "https", "")], counted)
+
+    # -- hooks -------------------------------------------------------------------------------
+    async def http_connect(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None or verdict_of(flow) is not None:
+            return  # the identify stage asked for credentials
+        request = flow.request
+        identity = identity_of(flow) or self.fallback(flow)
+        address = client_ip(flow)
+        plan = self.connect_plan(request.host, request.port, identity)
+        if plan.action is TunnelAction.REFUSE:
+            self._write(flow, self.refusal_verdict(plan.decision, plan.host, identity, address))
+            return
+        self.tunnels.open(flow.client_conn, OpenTunnel(request.host, request.port, plan.host,
+                                                       plan.action, identity))
+        if request.host.rstrip(".").lower() != ONBOARDING_HOST:
+            # Decrypted and answered by the onboarding app; never connected upstream.
+            destination = await self.guard.check(request.host, request.port)
+            if isinstance(destination, Refusal):
+                if destination.decision is None:
+                    self._write(flow, self.verdict(Answer.UNRESOLVED, None, identity, address,
+                                                   "CONNECT", plan.host, []))
+                else:
+                    self._write(flow, self.refusal_verdict(
+                        destination.decision, destination.decision.host, identity, address))
+                return
+        self._write(flow, self.tunnel_verdict(plan, identity, address))
+
+    def tls_clienthello(self, data: tls.ClientHelloData) -> None:
+        client = data.context.client
+        tunnel = self.tunnels.tunnel(client)
+        address = client.peername[0] if client.peername else ""
+        if tunnel is None:
+            # Transparent mode, or TLS without a CONNECT: the TLS name is all there is.
+            server = data.context.server.address
+            name = data.client_hello.sni or (server[0] if server else "")
+            port = server[1] if server else 443
+            identity = self.identify.fallback_identity(address)
+            plan = self.planner.host_plan(name, port, identity, self.clock())
+            # A refused host is decrypted too, so that its block page can be shown.
+            action = (TunnelAction.TUNNEL if plan.action is TunnelAction.TUNNEL
+                      else TunnelAction.DECRYPT)
+            self.tunnels.open(client, OpenTunnel(name, port, plan.host, action, identity))
+            return
+        action, verdict = self.hello_plan(tunnel, data.client_hello.sni or "", address)
+        self.tunnels.open(client, replace(tunnel, action=action))
+        if verdict is not None:
+            self.tunnels.hello_decided(client, verdict)
+
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if (flow.response is not None or flow.request.method == "CONNECT"
+                or verdict_of(flow) is not None):
+            return
+        request = flow.request
+        names_given = (request.host.lower(), request.pretty_host.lower().rstrip("."))
+        if ONBOARDING_HOST in names_given:
+            if names_given != (ONBOARDING_HOST, ONBOARDING_HOST):
+                # The onboarding app answers under its own name only; never a foreign Host.
+                self._write(flow, self._block(
+                    flow, Decision(Action.BLOCK, Rule.INTERNAL_DESTINATION, ONBOARDING_HOST,
+                                   ONBOARDING_REASON),
+                    identity_of(flow) or self.fallback(flow), counted=False))
+            return  # served by the onboarding app (or refused in ``request``)
+        if request.host == PROBE_HOST:
+            self._write(flow, self.verdict(Answer.PROBE, None,
+                                           identity_of(flow) or self.fallback(flow),
+                                           client_ip(flow), request.method, request.url, [],
+                                           counted=False))
+            return
+        self._write(flow, await self._decide_request(flow))
+
+    async def _decide_request(self, flow: http.HTTPFlow) -> Verdict:
+        request = flow.request
+        tunnel = self.tunnels.tunnel(flow.client_conn)
+        identity = (identity_of(flow) or (tunnel.identity if tunnel else None)
+                    or self.fallback(flow))
+        scheme = request.scheme
+        path = request.path if request.path.startswith("/") else "/" + request.path
+        names = [request.host]
+        host_header = request.headers.get("host")
+        if host_header and host_header.rsplit(":", 1)[0].strip("[]") != request.host:
+            names.append(host_header)
+        if flow.client_conn.sni and flow.client_conn.sni != request.host:
+            names.append(flow.client_conn.sni)
+        if tunnel is not None and tunnel.host != request.host:
+            names.append(tunnel.host)
+        verdicts = doh_verdicts(flow)
+        policy = self.policy_sync.policy
+        at = self.clock()
+        decision: Decision | None = None
+        for name in names:
+            if name.count(":") >= 2 and not name.startswith("["):
+                name = f"[{name}]"  # an IPv6 literal, as it is written in a URL
+            candidate = policy.decide(f"{scheme}://{name}{path}", user=identity.user,
+                                      group=identity.group, at=at, verdicts=verdicts)
+            if decision is None or (candidate.blocked and not decision.blocked):
+                decision = candidate
+            if candidate.blocked:
+                break
+        assert decision is not None
+        if decision.blocked:
+            return self._block(flow, decision, identity)
+        # Allowed by the policy: now the destination (plain HTTP, and requests inside
+        # decrypted tunnels), which gets a block page too, not a 502.
+        if scheme == "http" and request.port not in self.config.upstream.http_ports:
+            return self._block(flow, Decision(Action.BLOCK, Rule.PORT, request.host,
+                                              HTTP_PORT_REASON), identity)
+        destination = await self.guard.check(request.host, request.port)
+        if isinstance(destination, Refusal):
+            if destination.decision is None:
+                return self.verdict(Answer.UNRESOLVED, None, identity, client_ip(flow),
+                                    request.method, request.url, [])
+            return self._block(flow, destination.decision, identity)
+        host = decision.host or request.host
+        hits = ([(decision, host, path, scheme == "https", "")]
+                if self.config.log_allowed else [])
+        terms = self.watch.matches(flow)
+        if terms:
+            hits.append((watch_decision(request.pretty_host), request.pretty_host,
+                         request.path, scheme == "https", ", ".join(terms)[:200]))
+        return self.verdict(Answer.FORWARD, decision, identity, client_ip(flow),
+                            request.method, request.url, hits)
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        """What the onboarding app did not answer under its own name never goes upstream."""
+        if (flow.response is not None or flow.request.method == "CONNECT"
+                or verdict_of(flow) is not None):
+            return
+        request = flow.request
+        identity = identity_of(flow) or self.fallback(flow)
+        if request.scheme == "http" and request.port not in self.config.upstream.http_ports:
+            self._write(flow, self._block(flow, Decision(Action.BLOCK, Rule.PORT, request.host,
+                                                         HTTP_PORT_REASON), identity,
+                                          counted=False))
+        elif ONBOARDING_HOST in (request.host.lower(), request.pretty_host.lower()):
+            self._write(flow, self._block(
+                flow, Decision(Action.BLOCK, Rule.INTERNAL_DESTINATION, request.host,
+                               ONBOARDING_REASON), identity, counted=False))
