@@ -297,14 +297,6 @@ class AlertSettings:
     prevent_watch_terms: tuple[str, ...] = ()
     """Search terms that raise an alert whatever the category."""
 
-    def get(self, name: str, default: Any = None) -> Any:
-        """The setting ``name`` as the config file's mapping used to give it.
-
-        Only for callers not yet moved to the typed fields (``proxy_addons.runner``); new code
-        reads the attributes."""
-        value = getattr(self, name, default)
-        return list(value) if isinstance(value, tuple) else value
-
 
 @dataclass(frozen=True)
 class ListenSettings:
@@ -357,20 +349,6 @@ class Config:
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     offnetwork_unsigned: str = "block_prohibited"
     """What the browser extension blocks off the centre network with nobody signed in."""
-
-    # The text forms of the listen addresses, for callers not yet moved to ``listen``
-    # (``proxy_addons.runner``).
-    @property
-    def proxy_listen(self) -> str:
-        return str(self.listen.proxy)
-
-    @property
-    def admin_listen(self) -> str:
-        return str(self.listen.admin)
-
-    @property
-    def proxy_status_listen(self) -> str:
-        return str(self.listen.proxy_status)
 
 
 def build_policy(config: Config, categories: CategorySet, snapshot: DomainIndex | None = None,

@@ -29,7 +29,7 @@ def cmd_proxy(args: argparse.Namespace, instance: Instance) -> int:
     if workers < 1:
         raise SystemExit("esafety: --workers must be at least 1")
     mitm_options = _parse_mitm_options(args.mitm_option or [])
-    listen = args.listen or instance.config.proxy_listen
+    listen = args.listen or str(instance.config.listen.proxy)
     if workers > 1:
 
         return run_proxy_workers(instance, workers, listen=listen, status_listen=
@@ -48,7 +48,7 @@ def cmd_proxy(args: argparse.Namespace, instance: Instance) -> int:
 
 
 def _status_listen(args: argparse.Namespace, instance: Instance) -> str | None:
-    value: str = args.status_listen or instance.config.proxy_status_listen
+    value: str = args.status_listen or str(instance.config.listen.proxy_status)
     return None if value == "off" else value
 
 

@@ -204,8 +204,8 @@ def run_proxy_workers(instance: Instance, workers: int, *, listen: str,
 
 def run_all(instance: Instance, *, proxy_listen: str | None, admin_listen: str | None) -> int:
     instance.ensure_data_dir()
-    proxy_listen = proxy_listen or instance.config.proxy_listen
-    admin_listen = admin_listen or instance.config.admin_listen
+    proxy_listen = proxy_listen or str(instance.config.listen.proxy)
+    admin_listen = admin_listen or str(instance.config.listen.admin)
     # Both public ports first: a second deployment on the same ports stops here, clearly.
     sockets: list[socket.socket] = []
     try:

@@ -66,7 +66,7 @@ def build_pipeline(config: Config, identify: Identify, policy_sync: PolicySync,
     tunnels = TunnelVerdicts()
     counters = WorkerCounters()
     guard = UpstreamGuard(config.upstream, own_ports)
-    watch = SearchWatch(tuple(config.alerts.get("prevent_watch_terms", [])))
+    watch = SearchWatch(config.alerts.prevent_watch_terms)
     return Pipeline(
         identify=identify,
         decide=Decide(config, identify, policy_sync, guard, watch, tunnels),

@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from categories.definitions import CategorySet, load_definitions
 from categories.policy import Policy
 from categories.snapshot import SnapshotError
+from deployment.config import build_policy
 from deployment.instance import Instance
 from proxy_addons.policy_copy import POLICY_COPY_FILE, load_policy_copy, save_policy_copy
 from store.keys import Keys
@@ -64,10 +65,7 @@ class PolicySync:
             # the built-in entries must keep filtering. /readyz reports it.
             log.warning("no list snapshot loads (%s): filtering with the built-in "
                       "category entries only until a good snapshot is imported", exc)
-            return Policy(self.categories, None, profiles=self.instance.config.profiles,
-                          windows=self.instance.config.windows,
-                          timezone=self.instance.config.timezone,
-                          unidentified_group=self.instance.config.unidentified_group)
+            return build_policy(self.instance.config, self.categories)
 
     def _current_mark(self) -> tuple[str | None, float]:
         path: Path = self.instance.list_store.snapshots_dir / "CURRENT"

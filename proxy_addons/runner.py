@@ -84,8 +84,9 @@ async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
     # The ports first: one that is in use is one clear line and exit 2 (a supervisor then
     # stops instead of restarting), before anything else starts.
     try:
-        listen = parse_listen(settings.listen, 8080)
-        status_address = (parse_listen(settings.status_listen, 9180)
+        defaults = instance.config.listen
+        listen = parse_listen(settings.listen, defaults.proxy.port)
+        status_address = (parse_listen(settings.status_listen, defaults.proxy_status.port)
                           if settings.status_listen else None)
         host, port = listen.host, listen.port
         status = (status_address.host, status_address.port) if status_address else None
@@ -177,16 +178,13 @@ def own_ports(instance: Instance, settings: WorkerSettings) -> set[int]:
     API, every worker's status port, and the proxy's own."""
     config = instance.config
     ports = redis_ports(instance.redis_url)
-    listens = [config.admin_listen, config.proxy_listen, settings.listen]
-    for text in listens:
-        with contextlib.suppress(ValueError):
-            ports.add(parse_listen(text, 0).port)
-    bases = []
+    ports.update((config.listen.admin.port, config.listen.proxy.port))
     with contextlib.suppress(ValueError):
-        bases.append(parse_listen(config.proxy_status_listen, 9180).port)
+        ports.add(parse_listen(settings.listen, 0).port)
+    bases = [config.listen.proxy_status.port]
     if settings.status_listen:
         with contextlib.suppress(ValueError):
-            own = parse_listen(settings.status_listen, 9180).port
+            own = parse_listen(settings.status_listen, config.listen.proxy_status.port).port
             bases.append(own - int(settings.worker) if settings.worker.isdigit() else own)
     for base in bases:
         ports.update(p for p in range(base, base + STATUS_PORT_SPAN) if p < 65536)

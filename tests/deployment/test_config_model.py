@@ -49,7 +49,7 @@ def test_listen_addresses_are_parsed_once_into_the_config(tmp_path: Path) -> Non
                                            admin=ListenAddress("127.0.0.1", 9000))
     assert config.listen.proxy_status == ListenSettings().proxy_status
     assert Config().listen.admin == ListenAddress("", 8090)
-    assert config.admin_listen == "127.0.0.1:9000" and config.proxy_listen == "[::1]:3128"
+    assert str(config.listen.admin) == "127.0.0.1:9000" and str(config.listen.proxy) == "[::1]:3128"
 
 
 def test_the_schema_uses_the_one_listen_pattern() -> None:
