@@ -31,7 +31,7 @@ from deployment.config import build_policy
 from deployment.instance import Instance
 from proxy_addons.policy_copy import POLICY_COPY_FILE, load_policy_copy, save_policy_copy
 from store.keys import Keys
-from store.policy_state import PolicyState, read_overrides, read_version
+from store.policy_state import LivePolicy, PolicyState
 
 log = logging.getLogger("esafety.policy")
 
@@ -110,10 +110,11 @@ class PolicySync:
     async def _refresh_overrides(self) -> None:
         assert self.redis is not None
         try:
-            version = await read_version(self.redis, self.keys)
-            if version == self.version:
+            state = await LivePolicy(self.redis, self.keys).changed_since(self.version)
+            if state is None:
                 self.redis_ok = True
                 return
+            version, overrides = state.version, list(state.overrides)
             if self._copy_version is not None and version < self._copy_version:
                 # The newer version wins: the copy's, until Redis catches up.
                 if not self._copy_ahead_reported:
@@ -123,7 +124,6 @@ class PolicySync:
                     self._copy_ahead_reported = True
                 self.redis_ok = True
                 return
-            overrides = await read_overrides(self.redis, self.keys)
         except (RedisError, OSError) as exc:
             if self.redis_ok:
                 log.warning("Redis unavailable (%s): keeping the policy in memory", exc)

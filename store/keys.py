@@ -53,7 +53,6 @@ key                                     type       holds
 ``<kind>:index-format``                 string     the index format the records were built to
 ``audit``                               stream     append-only audit log
 ``ratelimit:<scope>:<key>``             string     counters with TTL
-``proxy:<instance>``                    hash       a running proxy's heartbeat and version
 ======================================  =========  ============================================
 """
 
@@ -212,9 +211,6 @@ class Keys:
 
     def rate_limit(self, scope: str, key: str) -> str:
         return self._k("ratelimit", scope, key)
-
-    def proxy_instance(self, instance: str) -> str:
-        return self._k("proxy", instance)
 
     # browser extension devices (added for the extension's device sign-in; keep at the end)
     def extension_device(self, device_id: str) -> str:

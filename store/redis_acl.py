@@ -7,7 +7,7 @@
 * ``esafety-proxy``: a proxy worker. It reads the policy version, the overrides, accounts,
   session tokens and the accounts change log (for sign-in); it listens on the policy and
   accounts channels; it writes only what the hit writer (``store.hits.INGEST_SCRIPT``)
-  writes, rate-limit / sign-in lockout counters (``ratelimit:*``) and its heartbeat.
+  writes, and rate-limit / sign-in lockout counters (``ratelimit:*``).
   It cannot write overrides, accounts, roles, tokens, workflow records or the audit log, nor
   read the hit log, nor publish on the policy channel.
 * ``default``: off, so a client that never authenticates can do nothing (see
@@ -39,7 +39,7 @@ _PROXY_COMMANDS = (
     # the hit writer is a script; the commands it runs are checked against the keys too
     "+evalsha", "+eval", "+script|load", "+script|exists",
     "+set", "+xadd", "+hincrby", "+zincrby", "+hset", "+expire", "+pexpire",
-    # rate-limit and sign-in lockout counters (also inside their scripts), the heartbeat
+    # rate-limit and sign-in lockout counters (also inside their scripts)
     "+incr", "+incrby", "+decr", "+del",
     # policy change notifications
     "+subscribe", "+unsubscribe", "+psubscribe", "+punsubscribe",
@@ -57,7 +57,7 @@ def _proxy_keys(keys: Keys) -> tuple[str, ...]:
         f"%R~{keys.accounts_version}", f"%R~{keys.accounts_changes}",
         f"%W~{keys.hits}", f"~{keys.hit_batch('*')}", f"~{keys.day_counts(day)}",
         f"~{keys.top_hosts(day)}", f"~{keys.hitref(day)}",
-        f"~{keys.rate_limit('*', '*')}", f"~{keys.proxy_instance('*')}",
+        f"~{keys.rate_limit('*', '*')}",
         f"&{keys.policy_channel}", f"&{keys.accounts_channel}",
     )
 
