@@ -143,12 +143,12 @@ def lazy_imports() -> list[str]:
                         for allowed in LAZY_ALLOWED)]
 
 
-def test_the_scan_sees_every_package_and_both_kinds_of_import() -> None:
-    """Guards the test itself: an empty scan would pass anything."""
+def test_the_scan_sees_every_package() -> None:
+    """Guards the test itself: an empty scan would pass anything. (Function-level imports are
+    caught in the sample below: none is left in the packages themselves.)"""
     found = _all_imports()
     assert {package for package, _ in found} == OURS
     assert any(i.target.startswith("categories.") for p, i in found if p == "deployment")
-    assert any(i.in_function for _, i in found)
 
 
 def test_the_scanner_catches_what_it_must() -> None:

@@ -75,8 +75,6 @@ def test_alerts_are_typed(tmp_path: Path) -> None:
                                           group_window_seconds=60)
     assert config.alerts.smtp_port == 25 and config.alerts.email_from == "esafety@localhost"
     assert Config().alerts == AlertSettings()
-    # callers not yet moved to the attributes read it as the mapping they used to get
-    assert config.alerts.get("prevent_watch_terms", []) == ["a phrase"]
 
 
 def test_the_example_config_loads(tmp_path: Path) -> None:
