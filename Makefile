@@ -54,8 +54,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Two workers: most tests wait on real processes; each file runs whole on one worker, and the
+# browser tests share one (tests/conftest.py).
 pytest: $(STAMP) system-deps ui-vendor
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadgroup
 
 test: lint typecheck pytest extension-test
 

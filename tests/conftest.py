@@ -8,6 +8,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -86,6 +87,34 @@ cells), printed at the end of the run and written to artifacts/security-figures.
 @pytest.fixture(scope="session")
 def security_figures() -> dict[str, str]:
     return SECURITY_FIGURES
+
+
+BROWSER_TEST_DIRS = ("tests/extension/", "tests/admin_api/ui/")
+"""Browser tests share one Chromium policy folder: under ``pytest -n`` they run on one worker."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``--dist loadgroup``) each test file runs whole on one worker, so a
+    module's proxy, origins and Redis start once; the browser tests all run on one worker."""
+    for item in items:
+        path = str(Path(item.path).relative_to(REPO))
+        group = "browser" if path.startswith(BROWSER_TEST_DIRS) else path
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """An xdist worker hands its security figures to the controller, which prints them."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["security_figures"] = json.dumps(SECURITY_FIGURES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """On the controller: merge a finished worker's security figures."""
+    figures = getattr(node, "workeroutput", {}).get("security_figures")
+    if figures:
+        SECURITY_FIGURES.update(json.loads(figures))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
