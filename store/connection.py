@@ -22,6 +22,8 @@ Sentinels as well, as before.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -103,6 +105,18 @@ def _hosts(netloc: str, default_port: int) -> list[tuple[str, int]]:
     return hosts
 
 
+@contextmanager
+def _outage_as_connection_error() -> Iterator[None]:
+    """An unreachable cluster (or a slot with no node) raised as a RedisConnectionError, the
+    outage every caller already handles; any other cluster error as it is."""
+    try:
+        yield
+    except RedisClusterException as exc:
+        if _unreachable(exc):
+            raise RedisConnectionError(f"Redis Cluster: {exc}") from exc
+        raise
+
+
 class ClusterSubscriber(ClusterPubSub):
     """A cluster pub/sub that learns the cluster's slots before its first SUBSCRIBE.
 
@@ -112,12 +126,8 @@ class ClusterSubscriber(ClusterPubSub):
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         await self.cluster.initialize()
-        try:
+        with _outage_as_connection_error():
             return await super().execute_command(*args, **kwargs)
-        except RedisClusterException as exc:
-            if _unreachable(exc):
-                raise RedisConnectionError(f"Redis Cluster: {exc}") from exc
-            raise
 
 
 def _unreachable(exc: RedisClusterException) -> bool:
@@ -135,20 +145,12 @@ class ClusterClient(RedisCluster):
     service's outage handling works unchanged."""
 
     async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
-        try:
+        with _outage_as_connection_error():
             return await super().initialize(*args, **kwargs)
-        except RedisClusterException as exc:
-            if _unreachable(exc):
-                raise RedisConnectionError(f"Redis Cluster: {exc}") from exc
-            raise
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        try:
+        with _outage_as_connection_error():
             return await super().execute_command(*args, **kwargs)
-        except RedisClusterException as exc:
-            if _unreachable(exc):
-                raise RedisConnectionError(f"Redis Cluster: {exc}") from exc
-            raise
 
     def pubsub(self, node: ClusterNode | None = None, host: str | None = None,
                port: int | None = None, **kwargs: Any) -> ClusterPubSub:
