@@ -47,6 +47,10 @@ CONFIG_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "properties": {
         "centre_id": {**_NAME, "description": "the centre or site id stamped on every hit"},
+        "centre_name": {"type": "string", "minLength": 1, "maxLength": 80,
+                        "pattern": r"^[^\x00-\x1f<>]+$",
+                        "description": "the centre's name as people read it, e.g. Riverside "
+                                       "Training (reports, the CA, the block page)"},
         "listen": {
             "type": "object", "additionalProperties": False,
             "properties": {"proxy": _LISTEN, "admin": _LISTEN, "proxy_status": _LISTEN},
@@ -103,6 +107,10 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "type": "object", "additionalProperties": False, "required": ["cidr", "group"],
                 "properties": {"cidr": {"type": "string"}, "group": _NAME, "site": _NAME,
                                "name": {"type": "string"},
+                               "managed": {"type": "boolean",
+                                           "description": "devices here trust the esafety CA, "
+                                                          "so blocked HTTPS sites get the block "
+                                                          "page"},
                                "auth": {"enum": ["required", "off", True, False],
                                         "description": "required (devices here must sign in) "
                                                        "or off (identified by address)"}},
@@ -214,6 +222,10 @@ class Network:
     site: str | None
     auth: str | None = None
     """``required``, ``off``, or None to follow ``proxy_auth.mode``."""
+    name: str | None = None
+    managed: bool = False
+    """Devices on this network trust the esafety CA (pushed by Group Policy, Intune...), so a
+    blocked HTTPS host is decrypted only to serve the block page."""
 
 
 @dataclass(frozen=True)
@@ -316,6 +328,8 @@ class Config:
 
     path: Path | None = None
     centre_id: str = "main"
+    centre_name: str = "esafety"
+    """The centre's name as people read it (reports, the CA's subject, the block page)."""
     listen: ListenSettings = field(default_factory=ListenSettings)
     data_dir: str | None = None
     admin_public_url: str = "http://127.0.0.1:8090"
@@ -363,7 +377,7 @@ def build_policy(config: Config, categories: CategorySet, snapshot: DomainIndex 
 
 _SECTIONS: dict[str, dict[str, str]] = {
     # config file section -> {key in the file: Config field}; "" is the top level
-    "": {"centre_id": "centre_id", "data_dir": "data_dir",
+    "": {"centre_id": "centre_id", "centre_name": "centre_name", "data_dir": "data_dir",
          "admin_public_url": "admin_public_url", "proxy_public_address": "proxy_public_address",
          "pac_direct_hosts": "pac_direct_hosts", "redis_url": "redis_url",
          "redis_prefix": "redis_prefix"},
@@ -459,7 +473,8 @@ def load_config(path: Path | None) -> Config:
             problems.append(_problem(path, text, ["networks", i, "group"],
                                      f"group {spec['group']!r} is not defined under groups"))
         auth_mode = _on_off(spec.get("auth"), "") or None
-        networks.append(Network(net, spec["group"], spec.get("site"), auth_mode))
+        networks.append(Network(net, spec["group"], spec.get("site"), auth_mode,
+                                spec.get("name"), bool(spec.get("managed", False))))
     upstream_spec = data.get("upstream") or {}
     allowances = []
     for i, entry in enumerate(upstream_spec.get("allow_internal") or []):
