@@ -435,10 +435,19 @@ def upstream_section(ctx: Context) -> dict[str, Any]:
             "allow_internal": [f"127.0.0.1:{hp}", f"127.0.0.1:{sp}"]}
 
 
+def _tree_knows_section(tree: Path, section: str) -> bool:
+    """Whether the config schema of the esafety source ``tree`` has the top-level ``section``
+    (the config module moved from ``esafety/`` to ``deployment/``)."""
+    for module in (tree / "deployment" / "config.py", tree / "esafety" / "config.py"):
+        if module.is_file() and f'"{section}"' in module.read_text(encoding="utf-8"):
+            return True
+    return False
+
+
 def prepare_baseline(ctx: Context, tree: Path, config: dict[str, Any]) -> None:
     """An earlier esafety source tree as a second contender, ``esafety_before``, measured in
-    the same run: its own data directory and the same lists and config (minus the sections it
-    predates), with its own loopback redis-server, so "before and after" are compared on the
+    the same run: its own data directory and the same lists and config (minus any section its
+    config schema predates), with its own loopback redis-server, so "before and after" are compared on the
     same machine at the same time."""
     import yaml
 
@@ -466,7 +475,7 @@ def prepare_baseline(ctx: Context, tree: Path, config: dict[str, Any]) -> None:
     ctx.baseline_tree = tree
     ctx.baseline_config = directory / "esafety.yaml"
     ctx.baseline_config.write_text(yaml.safe_dump(
-        {k: v for k, v in config.items() if k != "upstream"}))
+        {k: v for k, v in config.items() if _tree_knows_section(tree, k)}))
     ctx.baseline_data = directory / "data"
     done = subprocess.run(esafety_cli(ctx, "lists", "import", str(PROXY_LISTS), "--source",
                                       "fixtures", baseline=True),
