@@ -383,7 +383,7 @@ def build_document() -> dict[str, Any]:
         "/api/v1/setup/lists/upload": {"post": _op(
             routes_first_run.upload_lists, "Upload a squidGuard list tarball (.tar.gz) and "
             "import it (a background job)", "setup", ok=202,
-            body={"required": True, "content": {"application/gzip": {"schema": {
+            body={"required": True, "content": {"application/octet-stream": {"schema": {
                 "type": "string", "format": "binary"}}}})},
         "/api/v1/setup/lists/job": {"get": _op(
             routes_first_run.list_job, "The latest list download or upload: phase and bytes",

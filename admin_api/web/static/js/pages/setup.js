@@ -249,7 +249,6 @@ async function followJob(progress, messages, onDone) {
       return;
     }
     if (job.phase === "done") {
-      messages.replaceChildren(notice("success", h("p", {}, job.message)));
       onDone();
       return;
     }
@@ -262,6 +261,7 @@ function listsStep(view, _context, settings) {
   const progress = progressView();
   const next = h("p", { hidden: true }, link("/setup?step=devices", "Continue to devices"));
   const onDone = () => {
+    intro.replaceWith(notice("success", h("p", {}, "Block lists are loaded. You can load newer ones here at any time.")));
     next.hidden = false;
     next.querySelector("a").focus();
     const banner = document.getElementById("site-notices");
