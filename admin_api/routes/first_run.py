@@ -204,7 +204,7 @@ async def create_first_admin(request: web.Request) -> web.Response:
     body = await json_body(request, ("token", "username", "password", "display_name"))
     token = text(body, "token", max_length=200) or ""
     if await admin_exists(state):
-        raise ApiError(403, "setup_done", "Set-up is done: an admin account exists. Sign in.")
+        raise ApiError(409, "setup_done", "Set-up is done: an admin account exists. Sign in.")
     if not await state.store.setup_tokens.is_valid(token):
         await audit_trail.record(request, "setup.token_refused", "setup", actor="")
         raise ApiError(403, "invalid_setup_token", "The set-up link is wrong, has expired or "

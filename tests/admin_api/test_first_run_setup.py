@@ -72,7 +72,7 @@ async def test_the_set_up_link_makes_the_first_admin_once_and_signs_them_in(api:
 
     assert await api.redis.get(api.keys.setup_token) is None  # consumed
     status, body = await _create_admin(api, token, name="second.admin")
-    assert status == 403 and body["error"]["code"] == "setup_done"
+    assert status == 409 and body["error"]["code"] == "setup_done"
     status, page = await api.call("GET", f"/setup?token={token}")
     assert status == 200  # the page now says set-up is done
     status, body = await api.call("GET", "/api/v1/setup")
@@ -94,7 +94,7 @@ async def test_set_up_is_refused_once_an_admin_exists(api: Api) -> None:
     await api.user("existing.admin", "admin")
     token = await api.state.store.setup_tokens.issue()  # e.g. issued before the CLI made one
     status, body = await _create_admin(api, token)
-    assert status == 403 and body["error"]["code"] == "setup_done"
+    assert status == 409 and body["error"]["code"] == "setup_done"
     assert await api.state.store.accounts.get("centre.admin") is None
 
 
