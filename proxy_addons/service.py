@@ -130,8 +130,8 @@ class ProxyService:
         if reasons == self._last_reasons:
             return
         self._last_reasons = reasons
-        if not ok:
-            log.error("proxy worker %s not ready: %s", self.worker, "; ".join(reasons))
+        if not ok:  # a warning: mitmproxy stops a worker that logs an error while starting
+            log.warning("proxy worker %s not ready: %s", self.worker, "; ".join(reasons))
         elif reasons:
             log.warning("proxy worker %s ready but degraded: %s", self.worker,
                         "; ".join(reasons))
