@@ -31,6 +31,9 @@ from admin_api.routes import (
     extension as routes_extension,
 )
 from admin_api.routes import (
+    first_run as routes_first_run,
+)
+from admin_api.routes import (
     health as routes_health,
 )
 from admin_api.routes import (
@@ -129,7 +132,9 @@ def build_document() -> dict[str, Any]:
     ar = routes_accident_reports
     paths: dict[str, dict[str, Any]] = {
         "/healthz": {"get": _op(routes_health.healthz, "The process is up", "health")},
-        "/readyz": {"get": _op(routes_health.readyz, "Redis is reachable", "health")},
+        "/readyz": {"get": _op(routes_health.readyz, "Ready (503 when Redis is unreachable); "
+                                           "degraded, with the reasons, when not fully set "
+                                           "up", "health")},
         "/metrics": {"get": _op(routes_health.metrics, "Prometheus metrics", "health",
                                 ok_type="text/plain")},
         "/proxy.pac": {"get": _op(routes_proxy_config.proxy_pac, "Proxy auto-configuration",
@@ -337,6 +342,55 @@ def build_document() -> dict[str, Any]:
             routes_extension.extension_forget_device, "Sign this install out (the "
             "X-Esafety-Device header names it); its refresh token stops working",
             "extension")},
+        "/setup": {"get": _op(routes_first_run.setup_page, "The set-up page: with the one-time "
+                              "token while no admin exists (403 page otherwise), then the UI's "
+                              "page", "setup", ok_type="text/html",
+                              parameters=[_q("token", "the one-time set-up token",
+                                             {"type": "string", "maxLength": 200})])},
+        "/api/v1/setup": {"get": _op(
+            routes_first_run.setup_status, "Whether set-up is needed (and the token valid); "
+            "an admin also gets the current settings", "setup",
+            parameters=[_q("token", "the one-time set-up token",
+                           {"type": "string", "maxLength": 200})])},
+        "/api/v1/setup/admin": {"post": _op(
+            routes_first_run.create_first_admin, "Create the first admin with the one-time "
+            "token (consumed) and sign them in", "setup", ok=201,
+            body=_body({"token": {"type": "string", "maxLength": 200},
+                        "username": {"type": "string", "maxLength": 64},
+                        "password": {"type": "string", "minLength": 8, "maxLength": 1024},
+                        "display_name": {"type": "string", "maxLength": 100}},
+                       ["token", "username", "password"]))},
+        "/api/v1/setup/settings": {"put": _op(
+            routes_first_run.save_settings, "Save the centre's name, public addresses, networks "
+            "and proxy sign-in to settings.yaml (the services restart)", "setup",
+            body=_body({"centre_name": {"type": "string", "maxLength": 80},
+                        "admin_public_url": {"type": "string", "maxLength": 300},
+                        "proxy_public_address": {"type": "string", "maxLength": 300},
+                        "networks": {"type": "array", "maxItems": 200, "items": {
+                            "type": "object", "additionalProperties": False,
+                            "required": ["cidr", "group"],
+                            "properties": {"cidr": {"type": "string", "maxLength": 50},
+                                           "group": {"type": "string", "maxLength": 41},
+                                           "site": {"type": "string", "maxLength": 41},
+                                           "name": {"type": "string", "maxLength": 80},
+                                           "auth": {"enum": ["required", "off", ""]},
+                                           "managed": {"type": "boolean"}}}},
+                        "proxy_auth_mode": {"enum": ["off", "required"]}}, []))},
+        "/api/v1/setup/lists/download": {"post": _op(
+            routes_first_run.download_lists, "Download a configured list source and import it "
+            "(a background job: poll /api/v1/setup/lists/job)", "setup", ok=202,
+            body=_body({"source": {"type": "string", "maxLength": 64}}, []))},
+        "/api/v1/setup/lists/upload": {"post": _op(
+            routes_first_run.upload_lists, "Upload a squidGuard list tarball (.tar.gz) and "
+            "import it (a background job)", "setup", ok=202,
+            body={"required": True, "content": {"application/octet-stream": {"schema": {
+                "type": "string", "format": "binary"}}}})},
+        "/api/v1/setup/lists/job": {"get": _op(
+            routes_first_run.list_job, "The latest list download or upload: phase and bytes",
+            "setup")},
+        "/api/v1/lists/status": {"get": _op(
+            routes_first_run.lists_status, "Whether block lists are loaded, and the categories "
+            "without one", "setup")},
         "/api/v1/extension/session": {"post": _op(
             routes_extension.extension_session, "A new bearer token for a registered "
             "install, from its device id and refresh token (no sign-in needed)", "extension",

@@ -33,8 +33,8 @@ from categories.domain_index import (
     load_index,
     save_index,
 )
-from categories.list_formats import EntryKind
-from categories.list_import import ImportedList
+from categories.list_formats import EntryKind, ListFormat
+from categories.list_import import ImportedList, read_source
 
 _SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 KEEP_SNAPSHOTS = 3
@@ -221,6 +221,30 @@ class ListStore:
         for old in versions[:-KEEP_SNAPSHOTS]:
             if old.name != keep:
                 shutil.rmtree(old, ignore_errors=True)
+
+    def import_path(self, path: Path, categories: CategorySet, *, source: str | None = None,
+                    list_name: str | None = None, fmt: str | None = None,
+                    origin: str | None = None) -> ImportReport:
+        """Stage the lists in ``path`` (a squidGuard tree or tarball, or one list file) as
+        ``source`` and compile a new snapshot: what ``esafety lists import`` and the admin
+        UI's set-up both do. Raises ImportError_ (not a list source) or SnapshotError."""
+        chosen = ListFormat(fmt) if fmt and fmt != "squidguard" else None
+        imported = read_source(path, list_name=list_name, fmt=chosen)
+        if source is None:
+            # One source per file or tree: a shared default would make each import of another
+            # file silently drop the lists imported from the previous one.
+            source = path.name.split(".")[0] if path.is_file() else path.resolve().name
+        reports = self.stage(source, imported, origin or str(path), categories)
+        version, index, unmapped = self.compile(categories)
+        return ImportReport(source, reports, version, index.host_count, index.url_count, unmapped)
+
+    def categories_without_lists(self, categories: CategorySet) -> list[str]:
+        """Ids of the categories that name block lists of which none is imported (they have
+        only their built-in entries)."""
+        imported = {item["name"] for manifest in self.sources()
+                    for item in manifest.get("lists", []) if item.get("entries", 0) > 0}
+        return [category.id for category in categories.values()
+                if category.lists and not imported.intersection(category.lists)]
 
     # -- loading -----------------------------------------------------------------------------
     def current_version(self) -> str | None:

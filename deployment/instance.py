@@ -21,6 +21,7 @@ from categories.policy import Policy
 from categories.snapshot import ListStore
 from deployment.config import Config, build_policy, load_config
 from deployment.redis_url import running_embedded_url, with_password_file
+from deployment.site_settings import with_site_settings
 
 
 def default_data_dir() -> Path:
@@ -45,7 +46,8 @@ class Instance:
         password_file = os.environ.get("ESAFETY_REDIS_PASSWORD_FILE")
         if url and password_file:
             url = with_password_file(url, password_file)
-        return cls(config, Path(directory).expanduser(), url)
+        data_path = Path(directory).expanduser()
+        return cls(with_site_settings(config, data_path), data_path, url)
 
     def store_url(self, user: str) -> str | None:
         """The configured Redis URL, else the embedded one that ``esafety up`` runs on this data

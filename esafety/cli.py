@@ -21,7 +21,7 @@ from typing import Any, TextIO
 from categories.decision import Decision
 from categories.definitions import load_definitions
 from categories.list_formats import ListFormat
-from categories.list_import import ImportError_, read_source
+from categories.list_import import ImportError_
 from categories.policy import PolicyError
 from categories.snapshot import ImportReport, SnapshotError
 from categories.validated_yaml import ValidationFailed
@@ -126,18 +126,9 @@ def _print_import(report: ImportReport, out: TextIO) -> None:
 
 def import_path(instance: Instance, path: Path, source: str | None, list_name: str | None,
                 fmt: str | None, origin: str | None = None) -> ImportReport:
-    categories = load_definitions()
-    chosen = ListFormat(fmt) if fmt and fmt != "squidguard" else None
-    imported = read_source(path, list_name=list_name, fmt=chosen)
-    if source is None:
-        # One source per file or tree: a shared default would make each import of another
-        # file silently drop the lists imported from the previous one.
-        source = path.name.split(".")[0] if path.is_file() else path.resolve().name
-    store = instance.list_store
     instance.ensure_data_dir()
-    reports = store.stage(source, imported, origin or str(path), categories)
-    version, index, unmapped = store.compile(categories)
-    return ImportReport(source, reports, version, index.host_count, index.url_count, unmapped)
+    return instance.list_store.import_path(path, load_definitions(), source=source,
+                                           list_name=list_name, fmt=fmt, origin=origin)
 
 
 def cmd_lists_import(args: argparse.Namespace, instance: Instance) -> int:

@@ -27,7 +27,9 @@ from deployment.config import ListenSettings
 from deployment.instance import Instance
 from deployment.listen_address import parse_listen
 from deployment.listen_socket import ListenError, bind_listener, inherited_listener
+from deployment.site_settings import settings_path
 from esafety.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+from esafety.first_run import print_first_run
 from proxy_addons.certificate_authority import load_or_create_ca
 from store.key_migration import move_legacy_keys_at
 
@@ -89,9 +91,12 @@ def _die_with_parent(parent: int) -> Callable[[], None] | None:
 
 
 class Supervisor:
-    def __init__(self, children: Sequence[Child]) -> None:
+    def __init__(self, children: Sequence[Child], watched: Path | None = None) -> None:
         self.children = list(children)
         self._stopping = False
+        self.watched = watched
+        """A settings file: when it changes, every child is restarted to read it."""
+        self._watched_stamp = _file_stamp(watched)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._stopping = True
@@ -105,6 +110,7 @@ class Supervisor:
                 child.start()
             while not self._stopping:
                 time.sleep(0.2)
+                self._restart_if_settings_changed()
                 for child in self.children:
                     assert child.process is not None
                     code = child.process.poll()
@@ -129,6 +135,16 @@ class Supervisor:
                 signal.signal(s, handler)
         return status
 
+    def _restart_if_settings_changed(self) -> None:
+        stamp = _file_stamp(self.watched)
+        if stamp == self._watched_stamp or self._stopping:
+            return
+        self._watched_stamp = stamp
+        log.info("%s changed: restarting the services to use it", self.watched)
+        self.stop()
+        for child in self.children:
+            child.start()
+
     def stop(self, timeout: float = 15.0) -> None:
         for child in self.children:
             if child.process is not None and child.process.poll() is None:
@@ -143,6 +159,14 @@ class Supervisor:
                 log.error("%s did not stop in time; killing it", child.name)
                 child.process.kill()
                 child.process.wait()
+
+
+def _file_stamp(path: Path | None) -> tuple[int, int, int] | None:
+    try:
+        found = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return (found.st_mtime_ns, found.st_size, found.st_ino) if found is not None else None
 
 
 def esafety_argv(instance: Instance, *args: str) -> list[str]:
@@ -242,8 +266,10 @@ def run_all(instance: Instance, *, proxy_listen: str | None, admin_listen: str |
         Child("admin", esafety_argv(instance, *admin_args), admin_env,
               pass_fds=(admin_sock.fileno(),)),
     ]
+    print_first_run(instance, redis.url_for("admin") if redis is not None else instance.redis_url,
+                    admin_listen, sys.stdout)
     try:
-        return Supervisor(children).run()
+        return Supervisor(children, watched=settings_path(instance.data_dir)).run()
     finally:
         for sock in sockets:
             sock.close()

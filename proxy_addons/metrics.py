@@ -97,7 +97,8 @@ class WorkerCollector:
                           "(anyone reaching it can change the policy).",
                           1 if health.redis_unauthenticated else 0)
         yield self._gauge("esafety_proxy_ready",
-                          "1 when Redis, spool and snapshot are all fine.",
+                          "1 when Redis and the hit spool are fine (still 1 without block lists: "
+                          "/readyz then says it is degraded, and why).",
                           1 if health.ready else 0)
 
 

@@ -29,6 +29,8 @@ from store.connection import UNAUTHENTICATED_WARNING, allows_anonymous_access
 log = logging.getLogger("esafety.proxy")
 
 AUTH_RETRY_SECONDS = 10.0
+NO_LISTS = ("no block lists are loaded: only the built-in starter lists are active; import "
+            "lists in the admin UI's Set-up or with esafety lists import")
 
 
 class ProxyService:
@@ -54,6 +56,7 @@ class ProxyService:
         clear error, not a startup traceback)."""
         self._runner: web.AppRunner | None = None
         self._auth_check: asyncio.Task[None] | None = None
+        self._last_reasons: tuple[str, ...] = ()
 
     async def running(self) -> None:
         self.hits.start()
@@ -64,6 +67,7 @@ class ProxyService:
             self._auth_check = asyncio.create_task(self._check_redis_auth(self.redis_url))
         log.info("proxy worker %s ready (pid %d, policy version %d)", self.worker, os.getpid(),
                  self.policy_sync.version)
+        self._log_readiness()
 
     async def _check_redis_auth(self, url: str) -> None:
         """Find out once whether Redis runs commands for clients that never authenticated
@@ -105,21 +109,45 @@ class ProxyService:
         await site.start()
 
     def ready(self) -> tuple[bool, list[str]]:
+        """Whether the worker can filter as configured, and what stops it (a 503)."""
         problems = []
         if not self.policy_sync.redis_ok or not self.hits.redis_ok:
             problems.append("redis unreachable: policy held in memory, hits spooled")
         if self.hits.spool.error:
             problems.append(f"hit spool not writable: {self.hits.spool.error}")
-        if self.policy_sync.policy.snapshot is None:
-            problems.append("no list snapshot loaded: built-in entries only")
         return not problems, problems
+
+    def degraded(self) -> list[str]:
+        """What the worker filters without (still ready: it filters, with less)."""
+        if self.policy_sync.policy.snapshot is None:
+            return [NO_LISTS]
+        return []
+
+    def _log_readiness(self) -> None:
+        """Log the reasons once each time they change, so the log says why."""
+        ok, problems = self.ready()
+        reasons = tuple(problems + self.degraded())
+        if reasons == self._last_reasons:
+            return
+        self._last_reasons = reasons
+        if not ok:  # a warning: mitmproxy stops a worker that logs an error while starting
+            log.warning("proxy worker %s not ready: %s", self.worker, "; ".join(reasons))
+        elif reasons:
+            log.warning("proxy worker %s ready but degraded: %s", self.worker,
+                        "; ".join(reasons))
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "worker": self.worker})
 
     async def _readyz(self, request: web.Request) -> web.Response:
+        """200 while the worker filters (with ``degraded`` and the reasons when it filters
+        with less, such as only the built-in starter lists), 503 with the reasons when it
+        cannot filter as configured: a load balancer keeps a working filter in service."""
         ok, problems = self.ready()
-        body: dict[str, object] = {"ready": ok, "problems": problems}
+        degraded = self.degraded()
+        self._log_readiness()
+        body: dict[str, object] = {"ready": ok, "degraded": bool(problems or degraded),
+                                   "reasons": problems + degraded, "problems": problems}
         if self.redis_warning:
             # Still 200: the filter works; monitoring sees the warning (and the metric).
             body["warnings"] = [self.redis_warning]

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 KEY_FAMILIES = frozenset({
     "hits", "hitref", "hitbatch", "count", "tophosts", "policy", "overrides", "seq", "user",
     "users", "token", "usertokens", "accounts", "ratelimit", "unblock", "report", "alert",
-    "audit", "proxy", "extdevice", "extdevices",
+    "audit", "proxy", "extdevice", "extdevices", "setup",
 })
 """The first part of every key name :class:`Keys` spells (after the prefix)."""
 

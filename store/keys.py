@@ -238,3 +238,9 @@ class Keys:
     def record_index_format(self, kind: str) -> str:
         """string: the index format every ``kind`` record has been indexed to."""
         return self._k(kind, "index-format")
+
+    # first-run set-up (keep at the end)
+    @property
+    def setup_token(self) -> str:
+        """string: the SHA-256 digest of the one-time set-up token, with a time to live."""
+        return self._k("setup", "token")

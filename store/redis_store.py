@@ -10,7 +10,8 @@ Built from a Redis client and the deployment's :class:`~store.keys.Keys`, so no 
 
 Groups: ``accounts``, ``sign_in_limits``, ``devices`` (browser extension), ``hits``,
 ``policy`` (overrides and version), ``audit``, ``unblock_requests``, ``accident_reports``,
-``alerts``. The time zone places records in the centre's calendar quarters for the quarterly
+``alerts``, ``setup_tokens`` (the first-run set-up link). The time zone places records in
+the centre's calendar quarters for the quarterly
 figures. The module functions the proxy uses (``store.accounts``, ``store.policy_state``,
 ``store.login_limits``, ``store.hits``) stay as they are; the groups are built on them.
 """
@@ -30,6 +31,7 @@ from store.hits import Hits
 from store.keys import Keys
 from store.login_limits import LoginLimits, SignInLimits
 from store.policy_state import LivePolicy
+from store.setup_token import SetupTokens
 from store.unblock_requests import UnblockRequests
 
 UTC = ZoneInfo("UTC")
@@ -50,6 +52,7 @@ class Store:
         self.unblock_requests = UnblockRequests(redis, keys, tz)
         self.accident_reports = AccidentReports(redis, keys, tz)
         self.alerts = Alerts(redis, keys, tz)
+        self.setup_tokens = SetupTokens(redis, keys)
 
     async def ping(self) -> None:
         """Raises RedisError/OSError when Redis does not answer."""

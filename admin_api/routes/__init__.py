@@ -16,6 +16,7 @@ from admin_api.routes import (
     auth,
     categories,
     extension,
+    first_run,
     health,
     hits,
     overrides,
@@ -28,5 +29,5 @@ from admin_api.routes import (
 
 RESOURCES: tuple[ModuleType, ...] = (
     health, proxy_config, auth, users, unblock_requests, overrides, reports, accident_reports,
-    hits, alerts, audit, categories, extension, ui,
+    hits, alerts, audit, categories, extension, first_run, ui,
 )

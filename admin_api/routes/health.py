@@ -1,11 +1,16 @@
 """``/healthz`` (the process is up), ``/readyz`` (Redis answers) and ``/metrics``.
 
-``/readyz`` stays 200 when Redis answers but also answers clients that never authenticated;
-it then carries ``"warnings": [...]`` saying so, for monitoring to alert on (a 503 would take
-a working filter out of a load balancer for a configuration fault)."""
+``/readyz`` answers ``{"ready": ..., "degraded": ..., "reasons": [...]}``. It is 503 only when
+the service cannot work (Redis does not answer). A service that works but is not fully set up
+(no admin account yet, no block lists loaded: only the built-in starter lists) is ready but
+*degraded*: 200, with the reasons, so a load balancer keeps a working filter in service and
+monitoring (and a person) can read why. A Redis that also answers clients that never
+authenticated is a ``"warnings": [...]`` entry, for the same reason. Each change of the reasons
+is logged once."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 from aiohttp import web
@@ -13,10 +18,13 @@ from redis.exceptions import RedisError
 
 from admin_api import prometheus_metrics
 from admin_api.context import state_of
-from admin_api.errors import error_response
+from admin_api.first_run_status import NO_ADMIN, admin_exists, block_list_status
 from store.connection import UNAUTHENTICATED_WARNING, allows_anonymous_access
 
 routes = web.RouteTableDef()
+log = logging.getLogger("admin_api.health")
+_last_reasons: dict[str, tuple[str, ...]] = {}
+"""Key prefix -> the reasons /readyz last gave (logged when they change)."""
 
 AUTH_CHECK_SECONDS = 60.0
 _auth_checks: dict[str, tuple[float, str | None]] = {}
@@ -50,14 +58,39 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
+    state = state_of(request)
     try:
-        await state_of(request).store.ping()
+        await state.store.ping()
+        has_admin = await admin_exists(state)
     except (RedisError, OSError):
-        return error_response(503, "not_ready", "Redis is not reachable.")
-    warning = await _cached_auth_warning(state_of(request).settings.redis_url)
+        reason = "Redis is not reachable"
+        _log_change(state.store.keys.prefix, (reason,), ready=False)
+        return web.json_response({"ready": False, "degraded": True, "reasons": [reason],
+                                  "error": {"code": "not_ready", "message": f"{reason}."}},
+                                 status=503)
+    reasons = [] if has_admin else [NO_ADMIN]
+    lists = (await block_list_status(state)).reason
+    if lists:
+        reasons.append(lists)
+    _log_change(state.store.keys.prefix, tuple(reasons), ready=True)
+    body: dict[str, object] = {"status": "ready", "ready": True, "degraded": bool(reasons),
+                               "reasons": reasons}
+    warning = await _cached_auth_warning(state.settings.redis_url)
     if warning:
-        return web.json_response({"status": "ready", "warnings": [warning]})
-    return web.json_response({"status": "ready"})
+        body["warnings"] = [warning]
+    return web.json_response(body)
+
+
+def _log_change(prefix: str, reasons: tuple[str, ...], *, ready: bool) -> None:
+    if _last_reasons.get(prefix) == reasons:
+        return
+    _last_reasons[prefix] = reasons
+    if not ready:
+        log.error("not ready: %s", "; ".join(reasons))
+    elif reasons:
+        log.warning("ready but degraded: %s", "; ".join(reasons))
+    else:
+        log.info("ready: an admin account exists and block lists are loaded")
 
 
 @routes.get("/metrics")

@@ -40,7 +40,8 @@ def _shell_html() -> str:
     return SHELL_FILE.read_text(encoding="utf-8")
 
 
-async def _shell(request: web.Request) -> web.Response:
+async def page_shell(request: web.Request) -> web.Response:
+    """The UI shell (every page of the UI is drawn from it in the browser)."""
     request[UI_PAGE] = True
     html = await asyncio.to_thread(_shell_html)
     return web.Response(text=html, content_type="text/html", charset="utf-8")
@@ -48,12 +49,12 @@ async def _shell(request: web.Request) -> web.Response:
 
 @routes.get("/")
 async def ui_home(request: web.Request) -> web.Response:
-    return await _shell(request)
+    return await page_shell(request)
 
 
 @routes.get(f"/{{page:{PAGE_PATTERN}}}")
 async def ui_page(request: web.Request) -> web.Response:
-    return await _shell(request)
+    return await page_shell(request)
 
 
 @routes.get(f"/static/{{path:{STATIC_PATTERN}}}")

@@ -72,3 +72,24 @@ export async function apiGetAll(path, query = {}, max = 2000) {
   } while (cursor && items.length < max);
   return items;
 }
+
+/** Send a file as the request body (with the CSRF header), e.g. a list tarball. */
+export async function apiUpload(path, file, contentType = "application/octet-stream") {
+  let response;
+  try {
+    response = await fetch(path, {
+      method: "POST", credentials: "same-origin", body: file,
+      headers: { Accept: "application/json", "Content-Type": contentType,
+        "X-CSRF-Token": cookieValue("esafety_csrf"), "X-File-Name": file.name || "" },
+    });
+  } catch {
+    throw new ApiError(0, "network", "The server could not be reached. Check the connection and try again.");
+  }
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = (data && data.error) || {};
+    throw new ApiError(response.status, error.code || "error",
+      error.message || `The server answered ${response.status}.`, error.field);
+  }
+  return data;
+}

@@ -5,6 +5,7 @@ import { apiGet, apiPost, hasSession } from "./api.js";
 import { h, link, notice, pageHeading } from "./elements.js";
 import { errorNotice } from "./forms.js";
 import { roleLabel } from "./format.js";
+import { drawListBanner } from "./notices.js";
 import { findPage, homeFor, mayUse, navigationFor } from "./pages.js";
 
 const main = document.getElementById("main");
@@ -104,6 +105,7 @@ async function render(moveFocus) {
     view.append(errorNotice(error));
   }
   if (ticket !== renders) return undefined;
+  drawListBanner(document.getElementById("site-notices"));
   main.setAttribute("aria-busy", "false");
   markCurrentPage(url.pathname);
   if (moveFocus) {

@@ -7,6 +7,7 @@ const EVERYONE = ["learner", "staff", "it_support", "manager", "dsl", "admin"];
 
 export const PAGES = [
   { path: "/sign-in", title: "Sign in", roles: null, load: () => import("./pages/sign_in.js") },
+  { path: "/setup", title: "Set up esafety", roles: null, load: () => import("./pages/setup.js") },
   { path: "/my-requests", title: "My requests and reports", nav: "My requests", roles: ["learner", "staff"],
     load: () => import("./pages/my_requests.js") },
   { path: "/report", title: "I reached this by accident", roles: EVERYONE, load: () => import("./pages/accident_report.js") },

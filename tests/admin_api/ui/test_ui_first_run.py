@@ -1,0 +1,222 @@
+"""A centre's first day in a real browser: ``esafety up`` on an empty data directory prints a
+set-up link; the set-up page makes the first admin, names the centre, sets the networks
+(the services restart to use them), takes a block-list tarball, and points to onboarding;
+then the real proxy blocks a listed site.
+
+Real ``esafety up`` (embedded Redis, proxy workers, admin), Debian's Chromium through
+Playwright, curl through the proxy. A screenshot of each step is saved in
+``artifacts/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+from playwright.sync_api import Browser, Page, expect
+
+from tests.harness.list_fixtures import list_tree
+from tests.harness.proxy import curl_plain, free_port
+from tests.harness.ui import (
+    SCREENSHOTS,
+    browser,  # noqa: F401
+    chromium_path,
+)
+
+LINK = re.compile(r"(http://\S+/setup\?token=[A-Za-z0-9_-]+)")
+WAIT_MS = 20_000
+RESTART_MS = 60_000
+ADMIN_PASSWORD = "a long first password"
+LISTED_SITE = "http://casino-royale.test/"
+
+
+def _status_ports() -> int:
+    while True:
+        port = free_port()
+        if free_port() != port + 1:
+            return port
+
+
+def _get_json(url: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            return int(reply.status), json.loads(reply.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+    except OSError:
+        return 0, None
+
+
+def _wait_for_link(output: Path, up: subprocess.Popen[bytes], log: Path) -> str:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        found = LINK.search(output.read_text(errors="replace"))
+        if found:
+            return found.group(1)
+        assert up.poll() is None, log.read_text(errors="replace")
+        time.sleep(0.2)
+    raise AssertionError("esafety up printed no set-up link:\n" + output.read_text())
+
+
+def _wait_until(check: Any, what: str, seconds: float = 60) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"first-run-{name}.png"), full_page=True)
+
+
+def _unlabelled(page: Page) -> list[str]:
+    found: list[str] = page.evaluate("""() => [...document.querySelectorAll("input, select")]
+        .filter((el) => el.type !== "hidden" && ![...(el.labels || [])].some((l) => l.textContent.trim()))
+        .map((el) => el.outerHTML.slice(0, 120))""")
+    return found
+
+
+def test_a_first_run_from_the_printed_link_to_a_filtering_centre(browser: Browser,  # noqa: F811
+                                                                  tmp_path: Path) -> None:
+    assert chromium_path()
+    proxy_port, admin_port, status_port = free_port(), free_port(), _status_ports()
+    config = tmp_path / "esafety.yaml"
+    config.write_text(yaml.safe_dump({"listen": {"proxy_status": f"127.0.0.1:{status_port}"},
+                                      "logging": {"format": "json"}}))
+    data_dir = tmp_path / "data"
+    tarball = tmp_path / "blacklists.tar.gz"
+    with tarfile.open(tarball, "w:gz") as archive:
+        archive.add(list_tree("proxy_lists"), arcname="blacklists")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ESAFETY_REDIS_URL", "ESAFETY_CONFIG", "ESAFETY_DATA_DIR")}
+    output, log = tmp_path / "up.out", tmp_path / "up.log"
+    with output.open("wb") as out, log.open("wb") as err:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "esafety.cli", "--config", str(config), "--data-dir",
+             str(data_dir), "up", "--proxy-listen", f"127.0.0.1:{proxy_port}",
+             "--admin-listen", f"127.0.0.1:{admin_port}"], env=env, stdout=out, stderr=err)
+    admin = f"http://127.0.0.1:{admin_port}"
+    proxy = f"http://127.0.0.1:{proxy_port}"
+    try:
+        link = _wait_for_link(output, up, log)
+        assert link.startswith(f"{admin}/setup?token=")
+        printed = output.read_text()
+        assert "No admin account exists yet" in printed
+        assert "esafety users add NAME --role admin" in printed
+        assert "No block lists are loaded: only the built-in starter lists are active" in printed
+        logged = [json.loads(line) for line in log.read_text().splitlines()
+                  if line.startswith("{")]
+        assert any("there is no admin account" in entry.get("msg", "") for entry in logged)
+        assert link.split("token=")[1] not in log.read_text()  # the token is never logged
+
+        code, ready = _wait_until(lambda: (lambda r: r if r[0] == 200 else None)(
+            _get_json(f"{admin}/readyz")), "the admin service")
+        assert ready["ready"] is True and ready["degraded"] is True
+        assert any("no admin account" in reason for reason in ready["reasons"])
+        assert any("no block lists are loaded" in reason for reason in ready["reasons"])
+        proxy_ready = _wait_until(lambda: (lambda r: r if r[0] == 200 else None)(
+            _get_json(f"http://127.0.0.1:{status_port}/readyz")), "the proxy")[1]
+        assert proxy_ready["degraded"] is True
+        assert "no block lists are loaded" in proxy_ready["reasons"][0]
+        assert curl_plain(proxy, LISTED_SITE)[0] != 403  # not listed yet
+
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+
+        # 1. the first admin, typed and submitted from the keyboard
+        page.goto(link)
+        expect(page.get_by_role("heading", name="Step 1 of 5: Admin account")).to_be_visible()
+        assert _unlabelled(page) == []
+        page.get_by_label("User name").focus()
+        page.keyboard.type("centre.admin")
+        page.keyboard.press("Tab")
+        page.keyboard.type("Alex Admin")
+        page.keyboard.press("Tab")
+        page.keyboard.press("Tab")  # past the hint
+        page.get_by_label("Password", exact=True).fill(ADMIN_PASSWORD)
+        page.get_by_label("Password again").fill(ADMIN_PASSWORD)
+        _shot(page, "1-admin")
+        page.get_by_label("Password again").press("Enter")
+
+        # 2. the centre: its name and addresses (the banner says no lists are loaded)
+        expect(page.get_by_role("heading", name="Step 2 of 5: Centre")).to_be_visible()
+        expect(page.locator("#signed-in-as")).to_contain_text("Signed in as Alex Admin (Administrator)")
+        expect(page.locator("#site-notices")).to_contain_text("No block lists are loaded")
+        expect(page.locator("#site-notices")).to_contain_text("Gambling")
+        assert _unlabelled(page) == []
+        page.get_by_label("Centre name").fill("Riverside Training")
+        page.get_by_label("Admin address").fill(admin)
+        page.get_by_label("Proxy address").fill(f"127.0.0.1:{proxy_port}")
+        _shot(page, "2-centre")
+        page.get_by_role("button", name="Continue").click()
+
+        # 3. networks and proxy sign-in; saving restarts the services
+        expect(page.get_by_role("heading", name="Step 3 of 5: Networks")).to_be_visible()
+        page.get_by_role("button", name="Add a network").click()
+        expect(page.get_by_label("Address range")).to_be_focused()
+        page.get_by_label("Address range").fill("127.0.0.0/8")
+        page.get_by_label("Network name").fill("Test Wi-Fi")
+        page.get_by_label("Group").select_option("learner")
+        page.get_by_label("Site").fill("main")
+        page.get_by_label("Off", exact=True).check()
+        assert _unlabelled(page) == []
+        _shot(page, "3-networks")
+        page.get_by_role("button", name="Save and apply").click()
+        expect(page.get_by_role("heading", name="Step 4 of 5: Block lists")).to_be_visible(
+            timeout=RESTART_MS)
+        settings = yaml.safe_load((data_dir / "settings.yaml").read_text())
+        assert settings["centre_name"] == "Riverside Training"
+        assert settings["networks"][0]["cidr"] == "127.0.0.0/8"
+        assert oct((data_dir / "settings.yaml").stat().st_mode & 0o777) == "0o600"
+        assert "settings.yaml changed: restarting" in log.read_text()
+
+        # 4. block lists: upload the tarball, follow its progress
+        page.get_by_label("Block list tarball (.tar.gz)").set_input_files(str(tarball))
+        page.get_by_role("button", name="Upload and import").click()
+        expect(page.get_by_role("link", name="Continue to devices")).to_be_visible(
+            timeout=RESTART_MS)
+        expect(page.locator(".list-progress")).to_contain_text("Done. Loaded")
+        expect(page.locator("#site-notices")).to_be_hidden()
+        _shot(page, "4-lists")
+        page.get_by_role("link", name="Continue to devices").click()
+
+        # 5. devices: the CA and onboarding
+        expect(page.get_by_role("heading", name="Step 5 of 5: Devices")).to_be_visible()
+        expect(page.get_by_role("link", name=re.compile("Onboarding"))).to_have_attribute(
+            "href", "/onboarding")
+        _shot(page, "5-devices")
+
+        # The link is used up: the page now says set-up is done.
+        other = browser.new_context().new_page()
+        other.goto(link)
+        expect(other.get_by_text("Set-up is done: an admin account exists.")).to_be_visible(
+            timeout=WAIT_MS)
+        other.context.close()
+        context.close()
+
+        # The real proxy blocks a listed site, and nothing is missing any more.
+        blocked = _wait_until(lambda: (lambda r: r if r[0] == 403 else None)(
+            curl_plain(proxy, LISTED_SITE)), "the proxy to block the listed site", 30)
+        assert "Riverside Training" in blocked[1] or "blocked" in blocked[1].lower()
+        code, ready = _get_json(f"{admin}/readyz")
+        assert code == 200 and ready["reasons"] == [], ready
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(60)
+    assert up.returncode == 0, log.read_text()[-3000:]
