@@ -33,6 +33,7 @@ from admin_api.workers import housekeeping
 from admin_api.workers.alert_consumer import AlertConsumer
 from admin_api.workers.alert_delivery import AlertDelivery, OutboxWorker
 from admin_api.workers.log_feeder import LogFeeder
+from admin_api.workers.weekly_digest import WeeklyDigest
 from store.connection import connect
 from store.redis_store import Store
 
@@ -56,11 +57,18 @@ async def admin_resources(app: web.Application) -> AsyncIterator[None]:
     feeder = LogFeeder(store.hits, log_store)
     await feeder.start()
     alerts = settings.config.alerts
-    delivery = AlertDelivery(alerts, settings.environ)
+    policy = PolicyView(settings.instance, store.policy)
+
+    def titles() -> dict[str, str]:
+        return {c.id: c.title for c in policy.base().categories.values()}
+
+    delivery = AlertDelivery(alerts, settings.environ, titles)
     consumer = AlertConsumer(store, delivery, alerts.group_window_seconds)
     outbox = OutboxWorker(store, delivery)
+    digest = WeeklyDigest(store, delivery, alerts, settings.timezone, settings.config.centre_name,
+                          titles)
     state = AdminState(settings=settings, store=store, log_store=log_store, feeder=feeder,
-                       alerts=consumer, policy=PolicyView(settings.instance, store.policy),
+                       alerts=consumer, policy=policy, digest=digest,
                        pseudonymiser=Pseudonymiser(settings.data_dir), metrics=app[METRICS])
     app[STATE] = state
     tasks: list[asyncio.Task[None]] = []
@@ -70,6 +78,7 @@ async def admin_resources(app: web.Application) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(feeder.run(stop), name="log-feeder"),
                  asyncio.create_task(consumer.run(stop), name="alert-consumer"),
                  asyncio.create_task(outbox.run(stop), name="alert-delivery"),
+                 asyncio.create_task(digest.run(stop), name="weekly-digest"),
                  asyncio.create_task(housekeeping.run(state, stop), name="housekeeping")]
     try:
         yield

@@ -234,6 +234,19 @@ class Alerts:
             await self._redis.zadd(self._keys.alert_outbox,
                                    {outbox_entry(a, c): at for a, c in entries}, xx=True)
 
+    # -- the weekly digest ---------------------------------------------------------------------
+
+    async def claim_digest(self, week: str, by: str, ttl_seconds: int = 30 * 86400) -> bool:
+        """True for the one caller (of every admin host) that claims ``week``'s digest."""
+        return bool(await self._redis.set(self._keys.digest_claim(week), by, nx=True,
+                                          ex=ttl_seconds))
+
+    async def release_digest(self, week: str, by: str) -> None:
+        """Give the claim back (sending failed), if it is still this caller's."""
+        key = self._keys.digest_claim(week)
+        if _s(await self._redis.get(key)) == by:
+            await self._redis.delete(key)
+
     async def outbox_size(self) -> int:
         return int(await self._redis.zcard(self._keys.alert_outbox))
 

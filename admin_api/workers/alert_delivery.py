@@ -31,7 +31,7 @@ import logging
 import os
 import smtplib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
@@ -39,6 +39,7 @@ from typing import Any
 import aiohttp
 from redis.exceptions import RedisError
 
+from admin_api.reports.wording import category_title
 from deployment.config import AlertSettings
 from store.alerts import Alert, Alerts, retry_delay
 from store.redis_store import Store
@@ -70,9 +71,11 @@ def alert_payload(alert: Alert) -> dict[str, Any]:
 class AlertDelivery:
     """The configured channels, and one try at sending an alert on one of them."""
 
-    def __init__(self, settings: AlertSettings, environ: Mapping[str, str] | None = None
-                 ) -> None:
+    def __init__(self, settings: AlertSettings, environ: Mapping[str, str] | None = None,
+                 titles: Callable[[], Mapping[str, str]] = dict) -> None:
         env = os.environ if environ is None else environ
+        self.titles = titles
+        """Category id -> title (read when a mail is written: the definitions may change)."""
         self.webhook_url = settings.webhook_url or None
         secret_env = settings.webhook_secret_env
         self.webhook_secret = env.get(secret_env, "").encode() if secret_env else b""
@@ -125,14 +128,15 @@ class AlertDelivery:
 
     def message(self, alert: Alert) -> EmailMessage:
         message = EmailMessage()
-        message["Subject"] = f"[esafety] Safeguarding alert {alert.id}: {alert.category}"
+        category = category_title(alert.category, self.titles())
+        message["Subject"] = f"[esafety] Safeguarding alert {alert.id}: {category}"
         message["From"] = self.email_from
         message["To"] = ", ".join(self.email_to)
         terms = f"Search terms: {', '.join(alert.search_terms)}\n" if alert.search_terms else ""
         message.set_content(
             f"A safeguarding alert was raised.\n\n"
             f"Alert: {alert.id}\nUser: {alert.user or '(unidentified device)'}\n"
-            f"Group: {alert.group}\nCategory: {alert.category} ({alert.severity})\n"
+            f"Group: {alert.group}\nCategory: {category} ({alert.severity})\n"
             f"Sites: {', '.join(alert.hosts)}\n{terms}"
             f"First seen: {_when(alert.first_seen)}\n\n"
             f"Please review and acknowledge it in the esafety admin (alert {alert.id}).\n")
@@ -151,7 +155,7 @@ class AlertDelivery:
         if not self.smtp_host or not self.email_to:
             return "not configured"
         try:
-            await asyncio.to_thread(self.send_email_now, self.message(alert))
+            await asyncio.to_thread(lambda: self.send_email_now(self.message(alert)))
             return None
         except (smtplib.SMTPException, OSError) as exc:
             return type(exc).__name__
