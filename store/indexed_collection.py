@@ -361,7 +361,9 @@ class IndexedCollection(Generic[R]):
     async def figures(self, quarter: str, site: str | None = None) -> dict[str, int]:
         """The quarter's figures: every site's, or one ``site``'s."""
         raw = await self._redis.hgetall(self._keys.record_figures(self.kind.name, quarter, site))
-        return {_s(k): int(v) for k, v in raw.items() if int(v)}
+        # a figure below zero can only come from a record counted before per-site figures
+        # existed and changed since: there is no such count to show
+        return {_s(k): int(v) for k, v in raw.items() if int(v) > 0}
 
     async def durations(self, quarter: str, site: str | None = None) -> DurationFigures:
         """How many records of ``quarter`` (of one ``site``'s, when given) have a duration,

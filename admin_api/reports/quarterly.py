@@ -180,7 +180,7 @@ async def render(store: Store, quarter: Quarter, tz: ZoneInfo, centre_name: str,
                   if handled else "")
         open_now = raised - handled
         were_raised = plural(raised, "{n} alert was raised", "{n} alerts were raised")
-        were_handled = plural(handled, "{n} was", "{n} were")
+        were_handled = plural(handled, "{n} was", "{n} were", zero="none has yet been")
         remain = plural(open_now, "{n} remains", "{n} remain")
         parts.append(f"<p>{were_raised}; {were_handled} acknowledged by the safeguarding "
                      f"team{median}. {remain} open.</p>")
@@ -230,7 +230,7 @@ async def render(store: Store, quarter: Quarter, tz: ZoneInfo, centre_name: str,
     if reported:
         how_often = plural(reported, "once", "{n} times", two="twice")
         were_reviewed = plural(reviewed, "{n} of these reports has",
-                               "{n} of these reports have")
+                               "{n} of these reports have", zero="none of them has yet")
         parts.append(f"<p>People told us {how_often} that they reached a blocked site by "
                      f"accident; {were_reviewed} been reviewed.</p>")
     else:

@@ -13,11 +13,14 @@ SPECIAL_TITLES = {
 }
 
 
-def plural(count: int, one: str, many: str, *, two: str | None = None) -> str:
-    """``one`` for 1, ``two`` (when given) for 2, else ``many``; ``{n}`` in the chosen text
-    becomes the count: ``plural(n, "{n} alert was raised", "{n} alerts were raised")``,
-    ``plural(n, "once", "{n} times", two="twice")``."""
-    if count == 1:
+def plural(count: int, one: str, many: str, *, two: str | None = None,
+           zero: str | None = None) -> str:
+    """``one`` for 1, ``two`` / ``zero`` (when given) for 2 / 0, else ``many``; ``{n}`` in the
+    chosen text becomes the count: ``plural(n, "{n} alert was raised", "{n} alerts were
+    raised")``, ``plural(n, "once", "{n} times", two="twice")``."""
+    if count == 0 and zero is not None:
+        chosen = zero
+    elif count == 1:
         chosen = one
     elif count == 2 and two is not None:
         chosen = two

@@ -72,6 +72,7 @@ def test_plural_reads_as_english() -> None:
     assert plural(0, "{n} alert was raised", "{n} alerts were raised") == "0 alerts were raised"
     assert [plural(n, "once", "{n} times", two="twice") for n in (1, 2, 3)] == [
         "once", "twice", "3 times"]
+    assert plural(0, "{n} was", "{n} were", zero="none was") == "none was"
 
 
 async def test_the_pdf_names_categories_by_title_counts_in_english_and_filters_by_site(
@@ -95,8 +96,10 @@ async def test_the_pdf_names_categories_by_title_counts_in_english_and_filters_b
     assert "Hate and discrimination" in text and "Gambling" in text
     for raw in RAW_IDS:
         assert raw not in text
-    assert "1 alert was raised" in text and "1 alerts" not in text
-    assert "People told us once" in text and "1 times" not in text
+    assert "1 alert was raised; none has yet been acknowledged" in text
+    assert "1 alerts" not in text
+    assert "People told us once that they reached a blocked site by accident; none of them " \
+           "has yet been reviewed" in text and "1 times" not in text
     assert "4 requests were blocked" in text
     assert "Unblock requests: no figures yet" in text
     assert "cards.example" in text and "hate.example" in text

@@ -136,3 +136,31 @@ def test_each_alert_shows_how_its_delivery_went(stack: UiStack, us_tab: TabFacto
     expect(table.get_by_role("columnheader", name="Delivery")).to_be_visible()
     expect(table.locator("tbody tr").filter(has_text="ana")).to_contain_text(
         "Not sent (no channel set up)")
+    table.locator("tbody tr").filter(has_text="ana").get_by_role("link").first.click()
+    tab.wait_until_drawn()
+    expect(tab.page.locator("main")).to_contain_text("Not sent (no channel set up)")
+    assert tab.console_errors == []
+
+
+def test_the_quarterly_report_can_be_shown_for_one_site(stack: UiStack,
+                                                        us_tab: TabFactory) -> None:
+    stack.write_hits([hit("ana", host="north-casino.test", category="gambling", ts=time.time(),
+                          site="north")])
+    tab = us_tab()
+    tab.open("/sign-in")
+    tab.sign_in("dsl-dee")
+    tab.open("/quarterly")
+    report = tab.page.locator("article.quarterly-report")
+    expect(report).to_contain_text("north-casino.test")
+    tab.page.get_by_label("Site (optional)").fill("north")
+    tab.page.get_by_role("button", name="Show report").click()
+    tab.page.wait_for_url("**site=north**")
+    tab.wait_until_drawn()
+    expect(tab.page.locator("#report-title")).to_contain_text("site north")
+    expect(report).to_contain_text("1 request was blocked this quarter")
+    expect(report.get_by_role("table", name="Blocked requests by category")).to_contain_text(
+        "Gambling")
+    tab.page.get_by_label("Site (optional)").fill("North!")
+    tab.page.get_by_role("button", name="Show report").click()
+    tab.wait_until_drawn()
+    expect(tab.page.locator("main")).to_contain_text("is not a site id")
