@@ -115,7 +115,8 @@ async def test_extremism_hit_raises_a_signed_webhook_and_an_email(
     raw = await asyncio.wait_for(inbox.messages.get(), GUARD_SECONDS)
     mail = message_from_bytes(raw)
     assert mail["To"] == "dsl@centre.example"
-    assert mail["Subject"].endswith(": Extremism and radicalisation") and f"alert {payload['alert_id']}" in mail["Subject"]
+    assert mail["Subject"] == (f"[esafety] Safeguarding alert {payload['alert_id']}: "
+                               "Extremism and radicalisation")
 
     status, listing = await api.call("GET", "/api/v1/alerts?status=open", dsl)
     assert status == 200 and [a["id"] for a in listing["items"]] == [payload["alert_id"]]
