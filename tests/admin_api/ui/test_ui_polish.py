@@ -5,6 +5,7 @@ and empty lists that say so."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -136,6 +137,9 @@ def test_each_alert_shows_how_its_delivery_went(stack: UiStack, us_tab: TabFacto
     expect(table.get_by_role("columnheader", name="Delivery")).to_be_visible()
     expect(table.locator("tbody tr").filter(has_text="ana")).to_contain_text(
         "Not sent (no channel set up)")
+    # times read the British way in a US-English browser: "4 Dec 2026, 09:30", never "Dec 4"
+    shown = table.locator("tbody tr").filter(has_text="ana").locator("th").inner_text()
+    assert re.fullmatch(r"\d{1,2} [A-Z][a-z]{2} \d{4}, \d{2}:\d{2}", shown.strip()), shown
     table.locator("tbody tr").filter(has_text="ana").get_by_role("link").first.click()
     tab.wait_until_drawn()
     expect(tab.page.locator("main")).to_contain_text("Not sent (no channel set up)")
