@@ -31,8 +31,9 @@ from admin_api.security_headers import add_security_headers
 from admin_api.sessions import authentication_middleware
 from admin_api.workers import housekeeping
 from admin_api.workers.alert_consumer import AlertConsumer
-from admin_api.workers.alert_delivery import AlertDelivery
+from admin_api.workers.alert_delivery import AlertDelivery, OutboxWorker
 from admin_api.workers.log_feeder import LogFeeder
+from admin_api.workers.weekly_digest import WeeklyDigest
 from store.connection import connect
 from store.redis_store import Store
 
@@ -45,7 +46,8 @@ RECANCEL_SECONDS = 0.05
 async def admin_resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     store = Store(connect(settings.redis_url), settings.keys, tz=settings.timezone,
-                  login_limits=settings.login_limits)
+                  login_limits=settings.login_limits,
+                  counters_days=settings.config.retention_counters_days)
     try:
         await housekeeping.build_indexes(store)
     except (RedisError, OSError) as exc:  # housekeeping tries again
@@ -55,10 +57,18 @@ async def admin_resources(app: web.Application) -> AsyncIterator[None]:
     feeder = LogFeeder(store.hits, log_store)
     await feeder.start()
     alerts = settings.config.alerts
-    consumer = AlertConsumer(store, AlertDelivery(alerts, settings.environ),
-                             alerts.group_window_seconds)
+    policy = PolicyView(settings.instance, store.policy)
+
+    def titles() -> dict[str, str]:
+        return {c.id: c.title for c in policy.base().categories.values()}
+
+    delivery = AlertDelivery(alerts, settings.environ, titles)
+    consumer = AlertConsumer(store, delivery, alerts.group_window_seconds)
+    outbox = OutboxWorker(store, delivery)
+    digest = WeeklyDigest(store, delivery, alerts, settings.timezone, settings.config.centre_name,
+                          titles)
     state = AdminState(settings=settings, store=store, log_store=log_store, feeder=feeder,
-                       alerts=consumer, policy=PolicyView(settings.instance, store.policy),
+                       alerts=consumer, policy=policy, digest=digest,
                        pseudonymiser=Pseudonymiser(settings.data_dir), metrics=app[METRICS])
     app[STATE] = state
     tasks: list[asyncio.Task[None]] = []
@@ -67,6 +77,8 @@ async def admin_resources(app: web.Application) -> AsyncIterator[None]:
         await consumer.ensure_group()
         tasks = [asyncio.create_task(feeder.run(stop), name="log-feeder"),
                  asyncio.create_task(consumer.run(stop), name="alert-consumer"),
+                 asyncio.create_task(outbox.run(stop), name="alert-delivery"),
+                 asyncio.create_task(digest.run(stop), name="weekly-digest"),
                  asyncio.create_task(housekeeping.run(state, stop), name="housekeeping")]
     try:
         yield
@@ -78,7 +90,6 @@ async def admin_resources(app: web.Application) -> AsyncIterator[None]:
         for task in tasks:
             task.cancel()
         await _stopped(tasks)
-        await consumer.drain_deliveries()
         # Waits for calls still running in worker threads (a cancelled to_thread task leaves
         # its thread running), then closes the writer under its lock.
         await log_store.aclose()

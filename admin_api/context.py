@@ -19,6 +19,7 @@ from admin_api.prometheus_metrics import AdminMetrics
 from admin_api.pseudonymiser import Pseudonymiser
 from admin_api.workers.alert_consumer import AlertConsumer
 from admin_api.workers.log_feeder import LogFeeder
+from admin_api.workers.weekly_digest import WeeklyDigest
 from deployment.config import Config
 from deployment.instance import Instance
 from store.keys import Keys
@@ -61,6 +62,7 @@ class AdminState:
     policy: PolicyView
     pseudonymiser: Pseudonymiser
     metrics: AdminMetrics
+    digest: WeeklyDigest
 
     @property
     def tz(self) -> ZoneInfo:

@@ -260,7 +260,9 @@ def build_document() -> dict[str, Any]:
             routes_report_summaries.quarterly, "Printable quarterly e-safety report (HTML with SVG "
             "charts)", "summary", ok_type="text/html", parameters=[
                 _q("quarter", "like 2026Q3", {"type": "string", "pattern": "^[0-9]{4}Q[1-4]$"},
-                   required=True)])},
+                   required=True),
+                _q("site", "one site's figures only (its id, as hits carry it)",
+                   {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,40}$"})])},
         "/api/v1/hits": {"get": _op(h.list_hits, "The access log, newest first (learners and "
                                     "staff: their own)", "hits",
                                     parameters=[*HIT_FILTERS, LIMIT, CURSOR])},

@@ -169,6 +169,13 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "smtp_password_env": {"type": "string"},
                 "group_window_seconds": {"type": "integer", "minimum": 0, "maximum": 86400},
                 "prevent_watch_terms": {"type": "array", "items": {"type": "string"}},
+                "retry_first_seconds": {"type": "number", "minimum": 0.1, "maximum": 3600},
+                "retry_max_seconds": {"type": "number", "minimum": 1, "maximum": 86400},
+                "delivery_expiry_hours": {"type": "number", "minimum": 0.01, "maximum": 720},
+                "digest_day": {"enum": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                               "description": "the weekday the weekly digest is sent"},
+                "digest_time": {"type": "string", "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+                                "description": "HH:MM in the centre's time zone"},
             },
         },
         "extension": {
@@ -308,6 +315,16 @@ class AlertSettings:
     """Hits of one user and category within this many seconds join one open alert."""
     prevent_watch_terms: tuple[str, ...] = ()
     """Search terms that raise an alert whatever the category."""
+    retry_first_seconds: float = 5.0
+    """A failed delivery is tried again after this long, doubling each time ..."""
+    retry_max_seconds: float = 600.0
+    """... up to this long between tries ..."""
+    delivery_expiry_hours: float = 48.0
+    """... until this long after the alert was raised: then it is given up (and shown so)."""
+    digest_day: str = "mon"
+    """The weekly digest to the DSL goes out on this day (mon..sun) ..."""
+    digest_time: str = "08:00"
+    """... at this time (HH:MM, the centre's time zone)."""
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ def _figures(report: AccidentReport) -> dict[str, int]:
 
 KIND: RecordKind[AccidentReport] = RecordKind(
     name="report", decode=AccidentReport.from_dict, indexed=("user", "group", "status"),
-    figures=_figures)
+    figures=_figures, site=lambda report: str((report.hit or {}).get("site") or ""))
 
 
 class AccidentReports:

@@ -25,12 +25,14 @@ _FIELDS = HitRecord.field_names()
 _POS = {name: i for i, name in enumerate(_FIELDS)}
 
 # KEYS: the batch marker, the hit stream, then for each day the batch touches (in the order
-# the hits name them) its counters, top hosts and hit references: every key the script
-# touches is declared, so it runs on a Redis Cluster (one slot: the keys share the prefix's
-# hash tag) and under the proxy's ACL user. ARGV: marker ttl, counters ttl, hitref ttl, field
-# count, field names..., the retention horizon in ms, then each hit's day number (1 for the
-# first day's keys) followed by its values. XADD trims entries that arrived before the horizon
-# (approximately, as it goes; trim_hits() removes the rest exactly), and a hit whose own time
+# the hits name them) its counters, top hosts and hit references, then each (day, site) pair's
+# top hosts of that site: every key the script touches is declared, so it runs on a Redis
+# Cluster (one slot: the keys share the prefix's hash tag) and under the proxy's ACL user.
+# ARGV: marker ttl, counters ttl, hitref ttl, field count, field names..., the retention
+# horizon in ms, then each hit's day number (1 for the first day's keys), the KEYS position of
+# its site's top hosts (0: the hit names no site), then its values. XADD trims entries that
+# arrived before the horizon (approximately, as it goes; trim_hits() removes the rest
+# exactly), and a hit whose own time
 # is already past it (one replayed late from a spool) is counted for the reports but never
 # stored raw.
 INGEST_SCRIPT = """
@@ -48,6 +50,8 @@ local i = 6 + nf
 local written = 0
 while i <= #ARGV do
   local base = 2 + (tonumber(ARGV[i]) - 1) * 3
+  local site_tops = tonumber(ARGV[i + 1])
+  i = i + 1
   local sid = nil
   if tonumber(ARGV[i + pos['ts']]) * 1000 >= tonumber(minid) then
     local args = {'XADD', stream, 'MINID', '~', minid, '*'}
@@ -68,6 +72,10 @@ while i <= #ARGV do
     local tkey = KEYS[base + 2]
     redis.call('ZINCRBY', tkey, 1, ARGV[i + pos['host']])
     redis.call('EXPIRE', tkey, counters_ttl)
+    if site_tops > 0 then
+      redis.call('ZINCRBY', KEYS[site_tops], 1, ARGV[i + pos['host']])
+      redis.call('EXPIRE', KEYS[site_tops], counters_ttl)
+    end
     if sid then
       local rkey = KEYS[base + 3]
       redis.call('HSET', rkey, ARGV[i + pos['id']], sid)
@@ -96,14 +104,23 @@ class HitWriter:
         horizon_ms = int((time.time() - self._ref_ttl) * 1000)
         keys = [self._keys.hit_batch(batch_id), self._keys.hits]
         day_numbers: dict[str, int] = {}
-        args: list[Any] = [BATCH_MARKER_TTL, self._counters_ttl, self._ref_ttl, len(_FIELDS),
-                           *_FIELDS, horizon_ms]
-        for day, hit in hits:
+        for day, _hit in hits:
             if day not in day_numbers:
                 day_numbers[day] = len(day_numbers) + 1
                 keys += [self._keys.day_counts(day), self._keys.top_hosts(day),
                          self._keys.hitref(day)]
+        site_positions: dict[tuple[str, str], int] = {}
+        args: list[Any] = [BATCH_MARKER_TTL, self._counters_ttl, self._ref_ttl, len(_FIELDS),
+                           *_FIELDS, horizon_ms]
+        for day, hit in hits:
+            position = 0
+            if hit.site and hit.action == "block":
+                position = site_positions.get((day, hit.site), 0)
+                if not position:
+                    keys.append(self._keys.site_top_hosts(day, hit.site))
+                    position = site_positions[(day, hit.site)] = len(keys)
             args.append(day_numbers[day])
+            args.append(position)
             args.extend(hit.to_fields())
         result = await self._script(keys=keys, args=args)
         return max(0, int(result))
@@ -177,11 +194,15 @@ class Hits:
             replies = await pipe.execute()
         return [{str(k): int(v) for k, v in (reply or {}).items()} for reply in replies]
 
-    async def top_hosts(self, days: Sequence[str], per_day: int) -> list[list[tuple[str, float]]]:
-        """Each day's top ``per_day`` blocked hosts with their counts."""
+    async def top_hosts(self, days: Sequence[str], per_day: int, site: str | None = None
+                        ) -> list[list[tuple[str, float]]]:
+        """Each day's top ``per_day`` blocked hosts with their counts (of one ``site``'s
+        blocks, when given)."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for day in days:
-                pipe.zrevrange(self._keys.top_hosts(day), 0, per_day - 1, withscores=True)
+                key = (self._keys.top_hosts(day) if site is None
+                       else self._keys.site_top_hosts(day, site))
+                pipe.zrevrange(key, 0, per_day - 1, withscores=True)
             replies = await pipe.execute()
         return [[(str(host), float(score)) for host, score in reply or []] for reply in replies]
 

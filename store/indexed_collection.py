@@ -50,6 +50,9 @@ SCAN_BUDGET = 2000
 BUILD_CHUNK = 500
 _CURSOR = re.compile(r"(-?[0-9]{1,20}(?:\.[0-9]{1,20})?(?:e[-+][0-9]{1,3})?)_([0-9]{1,9})")
 MAX_ID_DIGITS = 18
+FIGURES_DAYS = 730
+"""How long a quarter's figures are kept after their last change (``retention.counters_days``
+in a deployment): records may be deleted long before, and the figures stay."""
 
 
 class StoredRecord(Protocol):
@@ -88,6 +91,9 @@ class RecordKind(Generic[R]):
     """What a record adds to its quarter's figures (field -> count)."""
     duration: Callable[[R], float | None] = field(default=lambda _record: None)
     """Seconds from creation to the record's decision, once it has one."""
+    site: Callable[[R], str] = field(default=lambda _record: "")
+    """The site (centre) a record belongs to: its figures and durations are also kept per
+    site, so a site's quarterly report reads its own."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,8 @@ class IndexedCollection(Generic[R]):
         self.record_key = record_key
         self._all_index = all_index
         self._tz = tz
+        self.figures_seconds = FIGURES_DAYS * 86400
+        """Time to live of the figures and durations (set from ``retention.counters_days``)."""
 
     # -- keys and the entries a record owns ------------------------------------------------
 
@@ -157,16 +165,24 @@ class IndexedCollection(Generic[R]):
                 out[self.index_key(name, value)] = record.created_at
         return out
 
+    def _sites(self, record: R) -> list[str | None]:
+        """None (every site's figures) and the record's own site, when it has one."""
+        site = self.kind.site(record)
+        return [None, site] if site else [None]
+
     def _figures(self, record: R) -> dict[tuple[str, str], int]:
-        key = self._keys.record_figures(self.kind.name, quarter_of(record.created_at, self._tz))
-        return {(key, name): count for name, count in self.kind.figures(record).items()}
+        quarter = quarter_of(record.created_at, self._tz)
+        counts = self.kind.figures(record)
+        return {(self._keys.record_figures(self.kind.name, quarter, site), name): count
+                for site in self._sites(record) for name, count in counts.items()}
 
     def _durations(self, record: R) -> dict[str, float]:
         seconds = self.kind.duration(record)
         if seconds is None:
             return {}
-        return {self._keys.record_durations(self.kind.name,
-                                            quarter_of(record.created_at, self._tz)): seconds}
+        quarter = quarter_of(record.created_at, self._tz)
+        return {self._keys.record_durations(self.kind.name, quarter, site): seconds
+                for site in self._sites(record)}
 
     def encode(self, record: R) -> str:
         return json.dumps({**record.to_dict(), INDEXED_MARK: INDEX_FORMAT},
@@ -181,9 +197,12 @@ class IndexedCollection(Generic[R]):
 
     # -- writing ---------------------------------------------------------------------------
 
-    def queue_write(self, pipe: Pipeline, record_id: str, old: R | None, new: R | None) -> None:
+    def queue_write(self, pipe: Pipeline, record_id: str, old: R | None, new: R | None, *,
+                    keep_figures: bool = False) -> None:
         """Queue (after MULTI) the write of ``new`` over ``old`` (None: absent, or not yet
-        indexed), with every index, figure and duration change; ``new`` None deletes."""
+        indexed), with every index, figure and duration change; ``new`` None deletes.
+        ``keep_figures`` (retention) leaves the record's part of its quarter's figures and
+        durations: the report still counts a record housekeeping has deleted."""
         before = self._entries(old) if old is not None else {}
         after = self._entries(new) if new is not None else {}
         for key in before.keys() - after.keys():
@@ -191,12 +210,23 @@ class IndexedCollection(Generic[R]):
         for key, score in after.items():
             if before.get(key) != score:
                 pipe.zadd(key, {record_id: score})
+        if not keep_figures:
+            self._queue_figures(pipe, record_id, old, new)
+        if new is None:
+            pipe.delete(self.record_key(record_id))
+        else:
+            pipe.set(self.record_key(record_id), self.encode(new))
+
+    def _queue_figures(self, pipe: Pipeline, record_id: str, old: R | None, new: R | None
+                       ) -> None:
         old_figures = self._figures(old) if old is not None else {}
         new_figures = self._figures(new) if new is not None else {}
+        touched: set[str] = set()
         for hash_key, name in old_figures.keys() | new_figures.keys():
             delta = new_figures.get((hash_key, name), 0) - old_figures.get((hash_key, name), 0)
             if delta:
                 pipe.hincrby(hash_key, name, delta)
+                touched.add(hash_key)
         old_durations = self._durations(old) if old is not None else {}
         new_durations = self._durations(new) if new is not None else {}
         for key in old_durations.keys() - new_durations.keys():
@@ -204,10 +234,9 @@ class IndexedCollection(Generic[R]):
         for key, seconds in new_durations.items():
             if old_durations.get(key) != seconds:
                 pipe.zadd(key, {record_id: seconds})
-        if new is None:
-            pipe.delete(self.record_key(record_id))
-        else:
-            pipe.set(self.record_key(record_id), self.encode(new))
+                touched.add(key)
+        for key in sorted(touched):
+            pipe.expire(key, self.figures_seconds)
 
     async def read_watched(self, pipe: Pipeline, record_id: str) -> tuple[R | None, bool]:
         """Inside a WATCH: the record and whether it is indexed."""
@@ -329,14 +358,17 @@ class IndexedCollection(Generic[R]):
         """How many records have ``field_name`` == ``value`` (every record when None)."""
         return int(await self._redis.zcard(self.index_key(field_name, value)))
 
-    async def figures(self, quarter: str) -> dict[str, int]:
-        raw = await self._redis.hgetall(self._keys.record_figures(self.kind.name, quarter))
-        return {_s(k): int(v) for k, v in raw.items() if int(v)}
+    async def figures(self, quarter: str, site: str | None = None) -> dict[str, int]:
+        """The quarter's figures: every site's, or one ``site``'s."""
+        raw = await self._redis.hgetall(self._keys.record_figures(self.kind.name, quarter, site))
+        # a figure below zero can only come from a record counted before per-site figures
+        # existed and changed since: there is no such count to show
+        return {_s(k): int(v) for k, v in raw.items() if int(v) > 0}
 
-    async def durations(self, quarter: str) -> DurationFigures:
-        """How many records of ``quarter`` have a duration, the median and the 90th
-        percentile (by rank: a few reads whatever the number)."""
-        key = self._keys.record_durations(self.kind.name, quarter)
+    async def durations(self, quarter: str, site: str | None = None) -> DurationFigures:
+        """How many records of ``quarter`` (of one ``site``'s, when given) have a duration,
+        the median and the 90th percentile (by rank: a few reads whatever the number)."""
+        key = self._keys.record_durations(self.kind.name, quarter, site)
         count = int(await self._redis.zcard(key))
         if count == 0:
             return DurationFigures(0, None, None)
@@ -353,8 +385,9 @@ class IndexedCollection(Generic[R]):
     # -- retention and upgrades ------------------------------------------------------------
 
     async def delete_older_than(self, cutoff: float) -> int:
-        """Remove records created before ``cutoff`` (retention), with their index entries
-        and their part of the figures."""
+        """Remove records created before ``cutoff`` (retention), with their index entries.
+        Their part of the quarter's figures stays (the figures expire on their own, after
+        ``figures_seconds``): a report of an older quarter keeps its numbers."""
         removed = 0
         while True:
             found: Any = await self._redis.zrangebyscore(
@@ -372,7 +405,8 @@ class IndexedCollection(Generic[R]):
                         for record_id, raw in zip(ids, values, strict=True):
                             record, indexed = self._decode_raw(raw)
                             if record is not None and indexed:
-                                self.queue_write(pipe, record_id, record, None)
+                                self.queue_write(pipe, record_id, record, None,
+                                                 keep_figures=True)
                             pipe.delete(self.record_key(record_id))
                             pipe.zrem(self._all_index, record_id)
                         await pipe.execute()

@@ -18,6 +18,7 @@ key                                     type       holds
 ``hitbatch:<batch id>``                 string     marks a hit batch as written (exactly once)
 ``count:<YYYYMMDD>``                    hash       "action|category|group|site" -> count
 ``tophosts:<YYYYMMDD>``                 zset       blocked host -> count
+``tophosts:<YYYYMMDD>:site:<site>``     zset       one site's blocked host -> count
 ``policy:version``                      string     integer, bumped on every policy change
 ``policy:changed``                      channel    publishes the new version
 ``overrides``                           hash       override id -> JSON Override
@@ -50,6 +51,11 @@ key                                     type       holds
                                                    status, ...) for the quarterly report
 ``<kind>:durations:<YYYYQn>``           zset       id -> seconds to decision (turnaround,
                                                    time to acknowledge)
+``<kind>:figures|durations:<YYYYQn>:site:<site>``  the same, of one site's records; figures
+                                                   outlive their records (counters_days)
+``alert:outbox``                        zset       ``<alert id>|<channel>`` -> next delivery
+                                                   try (the record is on the alert)
+``digest:<YYYY-Www>``                   string     the weekly digest of that week is claimed
 ``<kind>:index-format``                 string     the index format the records were built to
 ``audit``                               stream     append-only audit log
 ``ratelimit:<scope>:<key>``             string     counters with TTL
@@ -124,6 +130,10 @@ class Keys:
 
     def top_hosts(self, day: str) -> str:
         return self._k("tophosts", day)
+
+    def site_top_hosts(self, day: str, site: str) -> str:
+        """zset: one site's blocked hosts of the day -> count (the proxy's hit writer)."""
+        return self._k("tophosts", day, "site", site)
 
     # policy
     @property
@@ -206,6 +216,15 @@ class Keys:
         return self._k("alert", "group", user, category)
 
     @property
+    def alert_outbox(self) -> str:
+        """zset: ``<alert id>|<channel>`` -> when its next delivery try is due."""
+        return self._k("alert", "outbox")
+
+    def digest_claim(self, week: str) -> str:
+        """string: set once the weekly digest of ``week`` (``2026-W49``) is claimed."""
+        return self._k("digest", week)
+
+    @property
     def audit(self) -> str:
         return self._k("audit")
 
@@ -227,13 +246,19 @@ class Keys:
         """zset: ids of ``kind`` records whose ``field`` is ``value``, by creation time."""
         return self._k(kind, f"by-{field}", value)
 
-    def record_figures(self, kind: str, quarter: str) -> str:
-        """hash: counts of the ``kind`` records created in ``quarter`` (``2026Q3``)."""
-        return self._k(kind, "figures", quarter)
+    def record_figures(self, kind: str, quarter: str, site: str | None = None) -> str:
+        """hash: counts of the ``kind`` records created in ``quarter`` (``2026Q3``), of one
+        site's records when ``site`` is given."""
+        if site is None:
+            return self._k(kind, "figures", quarter)
+        return self._k(kind, "figures", quarter, "site", site)
 
-    def record_durations(self, kind: str, quarter: str) -> str:
-        """zset: id -> seconds to its decision, of ``kind`` records created in ``quarter``."""
-        return self._k(kind, "durations", quarter)
+    def record_durations(self, kind: str, quarter: str, site: str | None = None) -> str:
+        """zset: id -> seconds to its decision, of ``kind`` records created in ``quarter``
+        (of one site's records when ``site`` is given)."""
+        if site is None:
+            return self._k(kind, "durations", quarter)
+        return self._k(kind, "durations", quarter, "site", site)
 
     def record_index_format(self, kind: str) -> str:
         """string: the index format every ``kind`` record has been indexed to."""

@@ -39,7 +39,7 @@ UTC = ZoneInfo("UTC")
 
 class Store:
     def __init__(self, redis: Redis, keys: Keys, *, tz: ZoneInfo = UTC,
-                 login_limits: LoginLimits | None = None) -> None:
+                 login_limits: LoginLimits | None = None, counters_days: int = 730) -> None:
         self._redis = redis
         self.keys = keys
         self.tz = tz
@@ -53,6 +53,9 @@ class Store:
         self.accident_reports = AccidentReports(redis, keys, tz)
         self.alerts = Alerts(redis, keys, tz)
         self.setup_tokens = SetupTokens(redis, keys)
+        for kind in (self.unblock_requests, self.accident_reports, self.alerts):
+            # quarterly figures are counters: kept as long as the proxies' daily counters
+            kind.records.figures_seconds = counters_days * 86400
 
     async def ping(self) -> None:
         """Raises RedisError/OSError when Redis does not answer."""

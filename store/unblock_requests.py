@@ -45,6 +45,8 @@ class UnblockRequest:
     expires_at: float | None = None
     override_id: str | None = None
     hit_ids: list[str] = field(default_factory=list)
+    site: str = ""
+    """The site (centre) of the blocked hit the request is about, when it names one."""
 
     @property
     def turnaround_seconds(self) -> float | None:
@@ -70,7 +72,8 @@ def _figures(request: UnblockRequest) -> dict[str, int]:
 
 KIND: RecordKind[UnblockRequest] = RecordKind(
     name="unblock", decode=UnblockRequest.from_dict, indexed=("user", "target", "status"),
-    figures=_figures, duration=lambda request: request.turnaround_seconds)
+    figures=_figures, duration=lambda request: request.turnaround_seconds,
+    site=lambda request: request.site)
 
 
 def _s(value: bytes | str | None) -> str | None:
@@ -86,7 +89,8 @@ class UnblockRequests:
         self.records = IndexedCollection(redis, keys, KIND, keys.unblock, keys.unblock_index, tz)
 
     async def create_or_merge(self, *, user: str, group: str, url: str, target: str,
-                              reason: str, hit_id: str | None) -> tuple[UnblockRequest, bool]:
+                              reason: str, hit_id: str | None, site: str = ""
+                              ) -> tuple[UnblockRequest, bool]:
         """File a request, or merge it into the user's open request for the same site.
 
         Returns the request and whether it was merged into an existing one."""
@@ -117,7 +121,8 @@ class UnblockRequests:
             await self._redis.set(open_key, new_id)
         request = UnblockRequest(id=new_id, user=user, group=group, url=url, target=target,
                                  reasons=[reason], hit_id=hit_id, status=OPEN, created_at=now,
-                                 updated_at=now, hit_ids=[hit_id] if hit_id else [])
+                                 updated_at=now, hit_ids=[hit_id] if hit_id else [],
+                                 site=site)
         return await self.records.put(request), False
 
     async def get(self, request_id: str) -> UnblockRequest | None:

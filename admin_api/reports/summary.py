@@ -49,9 +49,10 @@ async def read_counters(hits: Hits, days: list[date]) -> list[Counter]:
     return out
 
 
-async def top_blocked_hosts(hits: Hits, days: list[date], limit: int = 10
-                            ) -> list[tuple[str, int]]:
-    replies = await hits.top_hosts([day.strftime("%Y%m%d") for day in days], TOP_PER_DAY)
+async def top_blocked_hosts(hits: Hits, days: list[date], limit: int = 10,
+                            site: str | None = None) -> list[tuple[str, int]]:
+    replies = await hits.top_hosts([day.strftime("%Y%m%d") for day in days], TOP_PER_DAY,
+                                   site)
     totals: dict[str, float] = defaultdict(float)
     for reply in replies:
         for host, score in reply:

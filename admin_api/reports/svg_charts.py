@@ -26,13 +26,14 @@ def _frame(width: int, height: int, title: str, desc: str, body: list[str]) -> s
 
 
 def _scale_max(value: int) -> int:
-    if value <= 0:
-        return 1
-    magnitude = 10 ** (len(str(value)) - 1)
-    for step in (1, 2, 5, 10):
-        if value <= step * magnitude:
-            return int(step * magnitude)
-    return value
+    """The axis top: a round number at or above ``value`` that four gridlines divide into
+    whole numbers (4, 8, 12, 20, 40, 60, 80, 120, ...), so every tick reads exactly."""
+    magnitude = 1
+    while True:
+        for step in (4, 8, 12, 20, 40, 60, 80):
+            if value <= step * magnitude:
+                return step * magnitude
+        magnitude *= 10
 
 
 def stacked_bars(title: str, desc: str, labels: list[str], series: dict[str, list[int]],
@@ -92,5 +93,5 @@ def horizontal_bars(title: str, desc: str, items: list[tuple[str, int]], width: 
                     f'fill="{PALETTE[0]}"/>')
         body.append(f'<text x="{left + w + 6:.1f}" y="{y + 15}" font-size="12">{value}</text>')
     if not items:
-        body.append(f'<text x="{left}" y="20" font-size="12">No data for this period.</text>')
+        body.append(f'<text x="{left}" y="20" font-size="12">No figures yet for this period.</text>')
     return _frame(width, height, title, desc, body)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 from datetime import date, datetime, timedelta
 
 from aiohttp import web
@@ -15,6 +17,8 @@ from admin_api.routes.http_input import choice, query_params, required_text
 
 routes = web.RouteTableDef()
 SUMMARY_READERS = SAFEGUARDING | {"it_support"}
+SITE = re.compile(r"[a-z][a-z0-9_-]{0,40}")
+"""A site id as the config spells one (``centre_id``)."""
 
 
 def _day(value: str | None, name: str) -> date | None:
@@ -48,13 +52,20 @@ async def summary_report(request: web.Request) -> web.Response:
 @routes.get("/api/v1/reports/quarterly")
 @requires(QUARTERLY_READERS)
 async def quarterly(request: web.Request) -> web.Response:
+    """The quarter's report for the whole centre, or for one site (``?site=ID``)."""
     state = state_of(request)
-    query = query_params(request, ("quarter",))
+    query = query_params(request, ("quarter", "site"))
     text = required_text(query, "quarter", max_length=6)
     try:
         quarter = quarterly_report.Quarter.parse(text)
     except ValueError as exc:
         raise bad_input(str(exc), "quarter") from exc
+    site = query.get("site") or None
+    if site is not None and SITE.fullmatch(site) is None:
+        raise bad_input(f"site {site[:40]!r} is not a site id like main (lower-case "
+                        "letters, digits, - and _)", "site")
+    base = await asyncio.to_thread(state.policy.base)
+    titles = {category.id: category.title for category in base.categories.values()}
     html = await quarterly_report.render(state.store, quarter, state.tz,
-                                         state.settings.config.centre_id)
+                                         state.settings.config.centre_name, titles, site)
     return web.Response(text=html, content_type="text/html", charset="utf-8")

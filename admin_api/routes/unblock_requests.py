@@ -127,9 +127,11 @@ async def file_unblock_request(request: web.Request) -> web.Response:
                        f"support to open. ({now_decided.reason}) If another page is blocked, "
                        "ask about that page's address.", field="url")
     target = await unblock_target(state, url, user.name, user.group)
+    logged = await state.store.hits.find(hit_id) if hit_id else None
     filed, merged = await state.store.unblock_requests.create_or_merge(
         user=user.name, group=user.group, url=url, target=target,
-        reason=reason, hit_id=hit_id)
+        reason=reason, hit_id=hit_id,
+        site=logged.site if logged is not None and logged.user == user.name else "")
     await audit_trail.record(request, "unblock.merge" if merged else "unblock.file", filed.id,
                              after={"target": target, "hit_id": hit_id})
     return web.json_response({"id": filed.id, "merged": merged, "request": filed.to_dict()},

@@ -4,7 +4,8 @@ Every admin process joins the ``alerts`` consumer group, so each hit is handed t
 of them; an entry is acknowledged (XACK) only after its alert is stored. Entries a crashed
 consumer left pending are claimed by another after :data:`CLAIM_IDLE_MS` (XAUTOCLAIM), and
 :meth:`store.alerts.Alerts.record_hit` ignores a hit it has already counted, so a redelivery
-is harmless. New alerts are delivered (webhook, email) at once, in the background; the
+is harmless. A new alert is stored with its pending deliveries and their outbox entries in
+one transaction, before XACK (:mod:`admin_api.workers.alert_delivery` sends them); the
 consumer reads with a one-second block, so an alert is raised within seconds of the hit.
 """
 
@@ -43,7 +44,6 @@ class AlertConsumer:
         self._delivery = delivery
         self._window = window_seconds
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
-        self._deliveries: set[asyncio.Task[None]] = set()
         self.raised = 0
 
     async def ensure_group(self, now: float | None = None) -> None:
@@ -67,19 +67,12 @@ class AlertConsumer:
                 continue
             if not alerts.alerting(hit):
                 continue
-            alert, new = await self._alerts.record_hit(hit, self._window)
+            _alert, new = await self._alerts.record_hit(
+                hit, self._window, self._delivery.channels, self._delivery.expiry_seconds)
             if new:
                 self.raised += 1
-                task = asyncio.create_task(self._deliver(alert))
-                self._deliveries.add(task)
-                task.add_done_callback(self._deliveries.discard)
         if done:
             await self._hits.acknowledge(GROUP, done)
-
-    async def _deliver(self, alert: alerts.Alert) -> None:
-        outcome = await self._delivery.deliver(alert)
-        for channel, status in outcome.items():
-            await self._alerts.set_delivery(alert.id, channel, status)
 
     async def claim_stale(self) -> None:
         start = "0-0"
@@ -115,7 +108,3 @@ class AlertConsumer:
                 log.warning("alert consumer: %s; retrying", exc)
                 next_claim = 0.0  # re-create the group if the stream was deleted
                 await asyncio.sleep(1.0)
-
-    async def drain_deliveries(self) -> None:
-        if self._deliveries:
-            await asyncio.gather(*self._deliveries, return_exceptions=True)

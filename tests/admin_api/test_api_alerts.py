@@ -9,7 +9,7 @@ import hmac
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email import message_from_bytes
 from typing import Any
 
@@ -115,16 +115,19 @@ async def test_extremism_hit_raises_a_signed_webhook_and_an_email(
     raw = await asyncio.wait_for(inbox.messages.get(), GUARD_SECONDS)
     mail = message_from_bytes(raw)
     assert mail["To"] == "dsl@centre.example"
-    assert "extremism" in mail["Subject"] and f"alert {payload['alert_id']}" in mail["Subject"]
+    assert mail["Subject"] == (f"[esafety] Safeguarding alert {payload['alert_id']}: "
+                               "Extremism and radicalisation")
 
     status, listing = await api.call("GET", "/api/v1/alerts?status=open", dsl)
     assert status == 200 and [a["id"] for a in listing["items"]] == [payload["alert_id"]]
     while True:  # the delivery outcome is recorded just after sending
         _, detail = await api.call("GET", f"/api/v1/alerts/{payload['alert_id']}", dsl)
-        if len(detail["alert"]["delivery"]) == 2:
+        if set(detail["alert"]["delivery"].values()) == {"sent"}:
             break
         await asyncio.sleep(0.05)
     assert detail["alert"]["delivery"] == {"webhook": "sent", "email": "sent"}
+    assert {c: d["state"] for c, d in detail["alert"]["deliveries"].items()} == {
+        "webhook": "delivered", "email": "delivered"}
     # context: the user's recent blocked hits, from the log store
     recent = detail["recent_blocked_hits"]
     assert len(recent) == 2 and extremist.id in {h["id"] for h in recent}
@@ -170,15 +173,18 @@ async def test_a_watched_search_term_raises_an_alert(
     _, port = smtp
     api = await _alerting_app(make_api, webhook, port)
     dsl = await api.user("dsl1", "dsl")
-    search = hit("l2", host="www.google.com", category="", action="allow",
-                 search_terms="how to join banned group")
+    # the hit exactly as the proxy's record stage writes a watch-list search
+    # (proxy_addons.search_watch.watch_decision): allowed, extremism, alerting, watch-list rule
+    search = replace(hit("l2", host="www.google.com", category="extremism", action="allow",
+                         alert=True, search_terms="how to join banned group", path="/search"),
+                     rule="watch-list", source="", severity="high")
     await api.write_hits([search])
     _, body = await asyncio.wait_for(webhook.received.get(), GUARD_SECONDS)
     payload = json.loads(body)
     assert payload["search_terms"] == ["how to join banned group"]
-    assert payload["category"] == "prevent_search"
-    _, listing = await api.call("GET", "/api/v1/alerts?category=prevent_search", dsl)
-    assert len(listing["items"]) == 1
+    assert payload["category"] == "extremism" and payload["hosts"] == ["www.google.com"]
+    _, listing = await api.call("GET", "/api/v1/alerts?category=extremism", dsl)
+    assert [a["user"] for a in listing["items"]] == ["l2"]
 
 
 async def test_ordinary_blocks_raise_no_alert(api: Api) -> None:

@@ -41,15 +41,17 @@ async def test_quarter_figures_follow_the_centres_calendar(redis: aioredis.Redis
                                          url="http://a.example/", target="a.example",
                                          reasons=["x"], hit_id=None, status=OPEN,
                                          created_at=at, updated_at=at))
-    html = await render(store, Quarter.parse("2026Q2"), TZ, "centre-1")
-    assert "3 requests were made. Median turnaround 35 min; 90% were decided within 1.0 h" in html
-    for outcome, count in ((APPROVED, 1), (DENIED, 1), (OPEN, 1), ("expired", 0)):
+    html = await render(store, Quarter.parse("2026Q2"), TZ, "Centre One", {})
+    assert ("3 requests were made. Median turnaround 35 minutes; 90% were decided within "
+            "1.0 hours") in html
+    for outcome, count in (("Approved", 1), ("Declined", 1), ("Pending", 1),
+                           ("Approved, since expired", 0)):
         assert f'<th scope="row">{outcome}</th><td class="num">{count}</td>' in html
-    assert '<th scope="row">user</th><td class="num">1</td>' in html
+    assert '<th scope="row">For the person who asked</th><td class="num">1</td>' in html
     # an approval that later expires moves between outcomes, not out of the quarter
     approved = next(r for r in [await records.get(str(i)) for i in range(1, 4)]
                     if r is not None and r.status == APPROVED)
     await records.put(replace(approved, status="expired"))
-    html = await render(store, Quarter.parse("2026Q2"), TZ, "centre-1")
-    assert '<th scope="row">expired</th><td class="num">1</td>' in html
-    assert '<th scope="row">approved</th><td class="num">0</td>' in html
+    html = await render(store, Quarter.parse("2026Q2"), TZ, "Centre One", {})
+    assert '<th scope="row">Approved, since expired</th><td class="num">1</td>' in html
+    assert '<th scope="row">Approved</th><td class="num">0</td>' in html

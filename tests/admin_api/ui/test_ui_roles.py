@@ -142,7 +142,7 @@ def test_every_page_loads_cleanly_with_a_label_on_every_control(stack: UiStack,
     }
     tab = new_tab()
     tab.open("/sign-in")
-    assert tab.page.locator("html").get_attribute("lang") == "en"
+    assert tab.page.locator("html").get_attribute("lang") == "en-GB"
     assert tab.unlabelled_controls() == []
     tab.screenshot("sign-in")
     tab.sign_in("page-admin")

@@ -43,7 +43,24 @@ export function formatNumber(value) {
   return new Intl.NumberFormat("en-GB").format(value);
 }
 
-/** A local date as YYYY-MM-DD (for date inputs and the API). */
+/** An ISO date (2026-11-21) as the centre writes it: "21/11/2026" (empty stays empty). */
+export function britishDate(isoDay) {
+  const match = /^(\d{4})-(\d{2})-(\d{2})$/.exec(isoDay || "");
+  return match ? `${match[3]}/${match[2]}/${match[1]}` : "";
+}
+
+/** "21/11/2026" (or "1/2/2026") as an ISO date; null when it is not a real date. */
+export function isoFromBritish(text) {
+  const match = /^(\d{1,2})\/(\d{1,2})\/(\d{4})$/.exec((text || "").trim());
+  if (!match) return null;
+  const [day, month, year] = [Number(match[1]), Number(match[2]), Number(match[3])];
+  const date = new Date(Date.UTC(year, month - 1, day));
+  if (date.getUTCFullYear() !== year || date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day) return null;
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${year}-${pad(month)}-${pad(day)}`;
+}
+
+/** A local date as YYYY-MM-DD (for the API). */
 export function isoDate(date) {
   const pad = (n) => String(n).padStart(2, "0");
   return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;

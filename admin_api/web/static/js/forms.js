@@ -1,13 +1,23 @@
 // Form controls that always have a visible label (and a hint wired with aria-describedby).
 
 import { h, notice, uniqueId } from "./elements.js";
+import { britishDate, isoFromBritish } from "./format.js";
+
+const DATE_HINT = "For example, 21/11/2026";
 
 function described(id, hint) {
   return hint ? { hintId: `${id}-hint`, hintNode: h("p", { class: "hint", id: `${id}-hint` }, hint) } : {};
 }
 
-/** A labelled <input>. Options: label, name, type, value, hint, required, and any attribute. */
+/** A labelled <input>. Options: label, name, type, value, hint, required, and any attribute.
+    type "date" is a text box written dd/mm/yyyy whatever the browser's language (a native
+    date picker follows the browser's locale: mm/dd/yyyy in a US-English browser); its value
+    (given and read back by formValues) stays an ISO date. */
 export function inputField({ label, name, type = "text", value = "", hint, required, className, ...attributes }) {
+  if (type === "date") {
+    return inputField({ label, name, value: britishDate(value), hint: hint || DATE_HINT, required, className: `${className || ""} input--date`.trim(),
+      inputmode: "numeric", autocomplete: "off", placeholder: "dd/mm/yyyy", pattern: "\\d{1,2}/\\d{1,2}/\\d{4}", "data-date": "dd/mm/yyyy", ...attributes });
+  }
   const id = uniqueId(name);
   const { hintId, hintNode } = described(id, hint);
   const input = h("input", {
@@ -63,10 +73,24 @@ export function submitButton(text, attributes = {}) {
   return h("button", { type: "submit", class: "button", ...attributes }, text);
 }
 
-/** The form's values as a plain object of trimmed strings (checkboxes: "true" or absent). */
+/** The form's values as a plain object of trimmed strings (checkboxes: "true" or absent).
+    Date boxes (dd/mm/yyyy) come back as ISO dates; one that is not a date is an error naming
+    the field. */
 export function formValues(form) {
   const values = {};
   for (const [name, value] of new FormData(form).entries()) values[name] = String(value).trim();
+  for (const input of form.querySelectorAll("input[data-date]")) {
+    const text = values[input.name] || "";
+    if (!text) continue;
+    const iso = isoFromBritish(text);
+    if (iso === null) {
+      const label = form.querySelector(`label[for="${input.id}"]`);
+      const error = new Error(`${label ? label.textContent : input.name}: "${text}" is not a date. Write it as day/month/year, for example 21/11/2026.`);
+      error.field = input.name;
+      throw error;
+    }
+    values[input.name] = iso;
+  }
   return values;
 }
 
@@ -81,7 +105,7 @@ export function onSubmit(form, messages, action) {
     buttons.forEach((button) => { button.disabled = true; });
     messages.replaceChildren();
     try {
-      await action(formValues(form), event.submitter);
+      await action(formValues(form), event.submitter);  // a bad date throws here, shown below
     } catch (error) {
       messages.replaceChildren(errorNotice(error));
       const field = error.field && form.elements.namedItem(error.field);

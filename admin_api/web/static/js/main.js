@@ -34,7 +34,8 @@ function drawHeader() {
   const pages = navigationFor(user);
   list.replaceChildren(...pages.map((page) => h("li", {}, link(page.path, page.nav))));
   nav.hidden = pages.length === 0;
-  document.getElementById("signed-in").hidden = user === null;
+  const signingIn = window.location.pathname === "/sign-in";
+  document.getElementById("signed-in").hidden = user === null || signingIn;
   document.getElementById("signed-in-as").textContent =
     user ? `Signed in as ${user.display_name || user.name} (${roleLabel(user.role)})` : "";
 }
@@ -76,6 +77,7 @@ function setUser(signedIn) {
 async function render(moveFocus) {
   const ticket = ++renders;
   const url = new URL(window.location.href);
+  drawHeader();  // "Sign out" is never offered on the sign-in page
   if (url.pathname === "/") {
     return navigate(user ? homeFor(user.role) : "/sign-in", { replace: true });
   }

@@ -6,7 +6,7 @@ import { detailsList, h, link, notice, pageHeading, replaceContent, tag } from "
 import { onSubmit, submitButton, textAreaField } from "../forms.js";
 import { formatTime } from "../format.js";
 import { dataTable } from "../tables.js";
-import { SEVERITY_TAGS } from "./alerts.js";
+import { SEVERITY_TAGS, deliveryState } from "./alerts.js";
 
 const ACKNOWLEDGERS = ["dsl", "admin"];
 
@@ -29,7 +29,7 @@ export async function render(view, { id, user, announce }) {
         ["Last seen", formatTime(alert.last_seen)],
         ["Sites", alert.hosts.length ? alert.hosts.join(", ") : null],
         ["Searches", alert.search_terms.length ? alert.search_terms.join(", ") : null],
-        ["Delivered", Object.entries(alert.delivery || {}).map(([channel, state]) => `${channel}: ${state}`).join("; ") || null],
+        ["Delivery", deliveryState(alert)],
         ["Status", alert.status === "open" ? tag("Open", "warning") : tag("Acknowledged", "success")],
         ["Acknowledged", alert.acknowledged_at ? `${formatTime(alert.acknowledged_at)} by ${alert.acknowledged_by}` : null],
         ["Note", alert.note || null],

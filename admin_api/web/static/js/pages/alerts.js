@@ -6,6 +6,21 @@ import { inputField, onSubmit, selectField, submitButton } from "../forms.js";
 import { formatTime } from "../format.js";
 import { dataTable } from "../tables.js";
 
+const CHANNEL_NAMES = { webhook: "Webhook", email: "Email" };
+
+/** Each channel's delivery: delivered at, retrying (next try at), or expired. */
+export function deliveryState(alert) {
+  const entries = Object.entries(alert.deliveries || {});
+  if (!entries.length) return "Not sent (no channel set up)";
+  return h("ul", { class: "plain-list" }, entries.map(([channel, record]) => {
+    const name = CHANNEL_NAMES[channel] || channel;
+    if (record.state === "delivered") return h("li", {}, tag(`${name}: delivered ${formatTime(record.delivered_at)}`, "success"));
+    if (record.state === "expired") return h("li", {}, tag(`${name}: not delivered, gave up after ${record.attempts} tries`, "warning"));
+    const next = record.attempts ? `retrying, next try ${formatTime(record.next_attempt_at)}` : "sending";
+    return h("li", {}, tag(`${name}: ${next}`, record.attempts ? "warning" : "neutral"));
+  }));
+}
+
 export const SEVERITY_TAGS = { critical: "warning", high: "warning", medium: "neutral", low: "neutral" };
 const FILTERS = ["status", "category", "user", "from", "to"];
 
@@ -38,6 +53,7 @@ export async function render(view, { query, navigate }) {
       { label: "Severity", cell: (a) => tag(a.severity, SEVERITY_TAGS[a.severity] || "neutral") },
       { label: "Hits", numeric: true, cell: (a) => String(a.count) },
       { label: "Status", cell: (a) => (a.status === "open" ? tag("Open", "warning") : tag(`Acknowledged by ${a.acknowledged_by}`, "success")) },
+      { label: "Delivery", cell: (a) => deliveryState(a) },
     ],
     rows: items, empty: "No alerts match these filters." }));
 }

@@ -4,7 +4,7 @@
 
 import { apiRequest } from "../api.js";
 import { h, pageHeading } from "../elements.js";
-import { onSubmit, selectField, submitButton } from "../forms.js";
+import { inputField, onSubmit, selectField, submitButton } from "../forms.js";
 
 function recentQuarters(count) {
   const now = new Date();
@@ -41,12 +41,15 @@ export async function render(view, { query, navigate }) {
   view.append(pageHeading("Quarterly report"),
     h("p", { class: "no-print" }, "For governors and inspection: totals only, no learner is named. Choose a quarter, then print it or save it as a PDF from the print dialogue."));
   const messages = h("div", { class: "messages" });
+  const site = query.get("site") || "";
   const form = h("form", { class: "filters no-print", "aria-label": "Choose the quarter" },
     selectField({ label: "Quarter", name: "quarter", value: quarter, options: choices }),
+    inputField({ label: "Site (optional)", name: "site", value: site, autocomplete: "off",
+      hint: "A site's id, as the access log shows it; empty for every site" }),
     h("div", { class: "filters__actions" }, submitButton("Show report"),
       h("button", { type: "button", class: "button button--secondary", on: { click: () => window.print() } }, "Print or save as PDF")));
-  onSubmit(form, messages, async (values) => navigate(`/quarterly?quarter=${values.quarter}`));
+  onSubmit(form, messages, async (values) => navigate(`/quarterly?${new URLSearchParams({ quarter: values.quarter, ...(values.site ? { site: values.site } : {}) })}`));
   view.append(form, messages);
-  const html = await apiRequest("GET", "/api/v1/reports/quarterly", { query: { quarter } });
+  const html = await apiRequest("GET", "/api/v1/reports/quarterly", { query: site ? { quarter, site } : { quarter } });
   view.append(reportContent(html));
 }

@@ -23,9 +23,18 @@ function scopeText(request) {
   return { user: `only ${request.user}`, group: `everyone in the ${request.group} group`, everyone: "everyone" }[request.scope] || "–";
 }
 
+/** The heading of the "why" section follows the request's outcome. */
+export const WHY_HEADINGS = {
+  open: "Why it is blocked",
+  approved: "Approved: why it was unblocked",
+  expired: "Approved, since expired: why it was unblocked",
+  denied: "Declined: why it stays blocked",
+};
+
 function whyBlocked(detail, categories) {
-  const { decision, hit } = detail;
-  const section = h("section", { "aria-labelledby": "why-heading" }, h("h2", { id: "why-heading" }, "Why it is blocked"));
+  const { decision, hit, request } = detail;
+  const heading = WHY_HEADINGS[request && request.status] || WHY_HEADINGS.open;
+  const section = h("section", { "aria-labelledby": "why-heading" }, h("h2", { id: "why-heading" }, heading));
   section.append(detailsList([
     ["Decision now", tag(decision.action === "block" ? "Blocked" : "Allowed", decision.action === "block" ? "warning" : "success")],
     ["Category", categoryName(categories, decision.category)],
