@@ -18,6 +18,7 @@ from admin_api.routes import (
     extension,
     health,
     hits,
+    onboarding,
     overrides,
     proxy_config,
     reports,
@@ -27,6 +28,6 @@ from admin_api.routes import (
 )
 
 RESOURCES: tuple[ModuleType, ...] = (
-    health, proxy_config, auth, users, unblock_requests, overrides, reports, accident_reports,
+    health, proxy_config, onboarding, auth, users, unblock_requests, overrides, reports, accident_reports,
     hits, alerts, audit, categories, extension, ui,
 )

@@ -471,8 +471,8 @@ def test_a_client_hello_without_a_name(proxy: ProxyProcess, origins: Origins) ->
 
 
 # -- mitm.it ---------------------------------------------------------------------------------------
-def test_mitm_it_is_served_only_under_its_own_name(proxy: ProxyProcess,
-                                                   origins: Origins) -> None:
+def test_mitm_it_is_answered_only_under_its_own_name(proxy: ProxyProcess,
+                                                     origins: Origins) -> None:
     marker = _marker()
     for request in (f"GET http://mitm.it/{marker} HTTP/1.1\r\nHost: origin.test\r\n",
                     f"GET http://mitm.it/{marker} HTTP/1.1\r\nHost: mitm.it.evil.test\r\n",
@@ -480,13 +480,12 @@ def test_mitm_it_is_served_only_under_its_own_name(proxy: ProxyProcess,
         reply = plain(proxy, (request + "Connection: close\r\n\r\n").encode())
         assert reply.startswith(b"HTTP/1.1 403"), (request, reply[:200])
     assert origins.saw(marker) == []
-    # Its own name and paths: the onboarding app, over plain HTTP and HTTPS.
-    assert curl(proxy, "http://mitm.it/cert/pem").body.strip() == \
-        proxy.ca_cert.read_text().strip()
-    assert curl(proxy, "https://mitm.it/cert/pem").body.strip() == \
-        proxy.ca_cert.read_text().strip()
-    unknown = curl(proxy, f"http://mitm.it/{marker}")
-    assert unknown.status == 404
+    # Its own name, any path, plain HTTP or HTTPS: sent to the admin's onboarding page.
+    for url in ("http://mitm.it/cert/pem", "https://mitm.it/", f"http://mitm.it/{marker}"):
+        answer = curl(proxy, url)
+        assert answer.status == 302, (url, answer.stderr)
+        assert "location: http://admin.test:8090/onboarding\r\n" in answer.headers.lower()
+        assert "BEGIN CERTIFICATE" not in answer.body
     assert origins.saw(marker) == []
 
 
