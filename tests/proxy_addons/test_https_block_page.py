@@ -225,9 +225,12 @@ def test_never_decrypted_sites_are_refused_at_connect_even_when_managed(
     assert connections_after(proxy, mark) == []
 
 
-def test_illegal_list_page_never_repeats_the_address(proxy: CountingProxy) -> None:
+@pytest.mark.parametrize("scheme", ["https", "http"])
+def test_illegal_list_page_never_repeats_the_address(proxy: CountingProxy,
+                                                     scheme: str) -> None:
     mark = proxy.origins.raw_mark()
-    result = curl(proxy, f"https://{IWF_HOST}/gallery/item-4471?q=secret-term")
+    seen_before = len(proxy.origins.seen)
+    result = curl(proxy, f"{scheme}://{IWF_HOST}/gallery/item-4471?q=secret-term")
     assert result.status == 403, result.stderr
     assert "This page is blocked" in result.body
     assert "illegal" in result.body
@@ -236,6 +239,7 @@ def test_illegal_list_page_never_repeats_the_address(proxy: CountingProxy) -> No
         assert fragment not in result.body
         assert fragment not in result.headers
     assert connections_after(proxy, mark) == []
+    assert proxy.origins.seen[seen_before:] == []
 
 
 def spki_hash(ca_file: Path) -> str:

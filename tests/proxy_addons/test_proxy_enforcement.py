@@ -144,7 +144,7 @@ def test_allowed_https_is_tunnelled_without_decryption(proxy: ProxyProcess,
             while chunk := tls.recv(4096):
                 reply += chunk
     issuer = dict(item[0] for item in cert["issuer"])
-    assert "mitmproxy" not in json.dumps(issuer).lower()
+    assert "esafety ca" not in json.dumps(issuer).lower()
     assert b'"path": "/hello"' in reply
     # The same request with only the esafety CA trusted fails: the proxy really did not decrypt.
     result = curl(proxy, "https://allowed.test/hello")

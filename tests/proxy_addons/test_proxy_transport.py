@@ -432,7 +432,7 @@ def test_a_plain_tls_name_on_a_plain_tunnel_is_relayed_untouched(proxy: ProxyPro
                                 f"GET /{marker} HTTP/1.1\r\nHost: origin.test\r\n"
                                 "Connection: close\r\n\r\n")
     assert b'"method"' in reply
-    assert "mitmproxy" not in _issuer(cert)  # not decrypted: the origin's own certificate
+    assert "esafety ca" not in _issuer(cert)  # not decrypted: the origin's own certificate
     [seen] = origins.saw(marker)
     assert seen.scheme == "https"
 
@@ -444,7 +444,7 @@ def test_a_decrypted_tunnel_decides_every_request_whatever_the_tls_name(
                                   f"GET /adult-section/{marker} HTTP/1.1\r\nHost: allowed.test"
                                   "\r\nConnection: close\r\n\r\n")
     assert blocked.startswith(b"HTTP/1.1 403"), blocked[:200]
-    assert "mitmproxy" in _issuer(cert)
+    assert "esafety ca" in _issuer(cert)  # the centre's CA: decrypted
     assert origins.saw(marker) == []
     fine, _cert = _tls_exchange(proxy, origins, "mixed-content.test", "allowed.test",
                                 f"GET /news/{marker} HTTP/1.1\r\nHost: allowed.test\r\n"
@@ -466,7 +466,7 @@ def test_a_client_hello_without_a_name(proxy: ProxyProcess, origins: Origins) ->
     reply, cert = _tls_exchange(proxy, origins, "allowed.test", None,
                                 f"GET /{marker} HTTP/1.1\r\nHost: allowed.test\r\n"
                                 "Connection: close\r\n\r\n", check_hostname=False)
-    assert b'"method"' in reply and "mitmproxy" not in _issuer(cert)
+    assert b'"method"' in reply and "esafety ca" not in _issuer(cert)
     assert len(origins.saw(marker)) == 1
 
 
