@@ -11,6 +11,7 @@ from datetime import datetime
 from html import escape
 
 from mitmproxy import http, tls
+from mitmproxy.proxy import server_hooks
 
 from categories.decision import Decision, Rule
 from deployment.config import Config
@@ -145,3 +146,10 @@ class Respond:
         tunnel = self.tunnels.tunnel(data.context.client)
         if tunnel is not None:
             data.ignore_connection = tunnel.action is TunnelAction.TUNNEL
+
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        """A tunnel decrypted only for the block page never connects upstream, whatever the
+        mitmproxy options say (``connection_strategy=eager`` would connect at CONNECT)."""
+        tunnel = self.tunnels.tunnel(data.client)
+        if tunnel is not None and tunnel.action is TunnelAction.BLOCK_PAGE:
+            data.server.error = "decrypted only to show the block page; never connected"

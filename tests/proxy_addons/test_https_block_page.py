@@ -273,3 +273,30 @@ def test_chromium_trusting_the_ca_shows_the_block_page(proxy: CountingProxy) -> 
     # none of the connections the listener saw is for the blocked site (its TLS name).
     seen = connections_after(proxy, mark)
     assert not [data for data in seen if b"casino-royale.test" in data], seen
+
+
+def test_eager_connections_in_the_options_still_never_contact_a_blocked_site(
+        tmp_path: Path, redis_url: str, origins: Origins) -> None:
+    """``--mitm-option connection_strategy=eager`` makes mitmproxy connect at CONNECT time;
+    a tunnel planned for the block page still never reaches the site."""
+    config = write_config(tmp_path / "esafety.yaml", f"esafety-test-{uuid.uuid4().hex[:10]}:",
+                          networks=[{"cidr": "127.0.0.0/8", "group": "learner",
+                                     "managed": True}])
+    process = CountingProxy(tmp_path / "data", config, redis_url, origins, fast_path=False,
+                            mitm_options=("connection_strategy=eager",))
+    imported = process.cli("lists", "import", str(PROXY_LISTS), "--source", "fixtures")
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    process.start()
+    try:
+        # Eager for real: an allowed tunnel reaches the listener at CONNECT, before any byte.
+        mark = process.origins.raw_mark()
+        with socket.create_connection(("127.0.0.1", process.port), timeout=10) as sock:
+            sock.sendall(b"CONNECT allowed.test:443 HTTP/1.1\r\nHost: allowed.test:443\r\n\r\n")
+            read_response_head(sock)
+        assert connections_after(process, mark), "the control saw no connection"
+        mark = process.origins.raw_mark()
+        result = curl(process, "https://casino-royale.test/")
+        assert result.status != 200
+        assert connections_after(process, mark) == []
+    finally:
+        process.stop()
