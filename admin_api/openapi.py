@@ -40,6 +40,9 @@ from admin_api.routes import (
     hits as routes_hits,
 )
 from admin_api.routes import (
+    onboarding as routes_onboarding,
+)
+from admin_api.routes import (
     overrides as routes_overrides,
 )
 from admin_api.routes import (
@@ -142,6 +145,15 @@ def build_document() -> dict[str, Any]:
         "/wpad.dat": {"get": _op(routes_proxy_config.wpad_dat, "Proxy auto-configuration "
                                  "(WPAD name)", "proxy",
                                  ok_type="application/x-ns-proxy-autoconfig")},
+        "/onboarding": {"get": _op(routes_onboarding.onboarding_page, "Set up a device: the "
+                                   "centre's certificate, its fingerprints, and how to trust "
+                                   "it and use the proxy", "proxy", ok_type="text/html")},
+        f"/onboarding/{routes_onboarding.PEM_NAME}": {"get": _op(
+            routes_onboarding.onboarding_certificate_pem, "The centre's CA certificate (PEM)",
+            "proxy", ok_type=routes_onboarding.PEM_TYPE)},
+        f"/onboarding/{routes_onboarding.DER_NAME}": {"get": _op(
+            routes_onboarding.onboarding_certificate_der, "The centre's CA certificate (DER)",
+            "proxy", ok_type=routes_onboarding.DER_TYPE)},
         "/api/v1/openapi.json": {"get": _op(openapi_document, "This document", "health")},
         "/": {"get": _op(routes_ui.ui_home, "The admin web UI (sign in, then the pages your "
                          "role may use)", "ui", ok_type="text/html")},

@@ -8,9 +8,10 @@ import os
 import sys
 from pathlib import Path
 
+from deployment.ca_certificate import CAError
 from deployment.instance import Instance
 from esafety.supervisor import DEFAULTS, run_all, run_proxy_workers
-from proxy_addons.certificate_authority import export_ca
+from proxy_addons.certificate_authority import describe_ca, export_ca, load_or_create_ca
 from proxy_addons.runner import WorkerSettings, run_worker
 
 
@@ -68,10 +69,22 @@ def worker_passthrough(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_ca_export(args: argparse.Namespace, instance: Instance) -> int:
-
-    written = export_ca(instance, Path(args.out) if args.out else None, args.format)
+    try:
+        written = export_ca(instance, Path(args.out) if args.out else None, args.format)
+    except (CAError, OSError) as exc:
+        sys.stderr.write(f"esafety: the certificate authority: {exc}\n")
+        return 1
     if args.out:
         sys.stdout.write(f"wrote {written}\n")
+    return 0
+
+
+def cmd_ca_show(args: argparse.Namespace, instance: Instance) -> int:
+    try:
+        sys.stdout.write(describe_ca(load_or_create_ca(instance)))
+    except (CAError, OSError) as exc:
+        sys.stderr.write(f"esafety: the certificate authority: {exc}\n")
+        return 1
     return 0
 
 
@@ -114,3 +127,6 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     export.add_argument("--out", help="file to write (default: standard output)")
     export.add_argument("--format", choices=["pem", "der"], default="pem")
     export.set_defaults(handler=cmd_ca_export)
+    show = ca_sub.add_parser("show", help="print the CA's subject and fingerprints, to compare "
+                             "with what a device shows")
+    show.set_defaults(handler=cmd_ca_show)

@@ -1,34 +1,27 @@
-"""The proxy's certificate authority: generated on first use, key kept 0600, exported for
-devices to trust (it is also offered at http://mitm.it through the proxy)."""
+"""The proxy's certificate authority: made before mitmproxy starts, named for the centre
+(``CN=esafety CA – <centre name>``, see deployment.ca_certificate), key kept 0600, and
+exported for devices to trust (``esafety ca export``, and the admin's onboarding page).
+
+mitmproxy signs the certificates of decrypted sites with it, so their issuer is the centre's
+CA too. An existing CA is kept whatever its name: devices already trust it."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-from mitmproxy import certs
-
+from deployment.ca_certificate import CACertificate, ensure_ca
 from deployment.instance import Instance
-from proxy_addons.runner import ca_dir, protect_ca
-
-CA_BASENAME = "mitmproxy"
-CA_KEY_SIZE = 2048
 
 
-def load_or_create_ca(instance: Instance) -> certs.CertStore:
-    directory = ca_dir(instance)
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    store = certs.CertStore.from_store(directory, CA_BASENAME, CA_KEY_SIZE)
-    protect_ca(directory)
-    return store
+def load_or_create_ca(instance: Instance) -> CACertificate:
+    """The deployment's CA certificate, made with the centre's name if there is none yet."""
+    return ensure_ca(instance.data_dir, instance.config.centre_name)
 
 
 def export_ca(instance: Instance, out: Path | None, fmt: str = "pem") -> str:
-    store = load_or_create_ca(instance)
-    pem = store.default_ca.to_pem()
-    data = pem if fmt == "pem" else x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
+    ca = load_or_create_ca(instance)
+    data = ca.pem if fmt == "pem" else ca.der
     if out is None:
         if fmt == "pem":
             sys.stdout.write(data.decode("ascii"))
@@ -37,3 +30,16 @@ def export_ca(instance: Instance, out: Path | None, fmt: str = "pem") -> str:
         return "-"
     out.write_bytes(data)
     return str(out)
+
+
+def describe_ca(ca: CACertificate) -> str:
+    """What ``esafety ca show`` prints: what a technician compares on a device."""
+    lines = [f"Subject: {ca.subject}",
+             f"SHA-256 fingerprint: {ca.sha256}",
+             f"SHA-1 fingerprint: {ca.sha1}",
+             f"Valid until: {ca.not_after:%d %B %Y}"]
+    if not ca.branded:
+        lines.append("This CA was made by an earlier version, under the name of the software "
+                     "it uses (mitmproxy). It keeps working and is kept; to replace it, see "
+                     "the README (every device must then trust the new one).")
+    return "\n".join(lines) + "\n"

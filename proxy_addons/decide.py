@@ -9,8 +9,11 @@ Decryption is selective. A tunnel is decrypted only when the path can change the
 search, the host is configured for inspection, or the host looks like a DNS-over-HTTPS
 resolver. It is never decrypted for categories marked no-decrypt (banking, health) or hosts
 configured as pinned. Everything else is tunnelled untouched, and its certificate is the
-origin's own. What a tunnel may carry once its TLS name is known is the tunnel planner's
-answer, the same one the CONNECT fast path uses.
+origin's own. A blocked host is refused at CONNECT, except for a device that trusts the
+centre's CA (a ``managed`` network, or signed in through the browser extension): its tunnel is
+decrypted only to show the block page, and never connected upstream. What a tunnel may carry
+once its TLS name is known is the tunnel planner's answer, the same one the CONNECT fast path
+uses.
 """
 
 from __future__ import annotations
@@ -119,6 +122,16 @@ class Decide:
             Answer.CLOSE, plan.decision, tunnel.identity, address, "CONNECT", plan.host, hits,
             counted=False)
 
+    def trusts_ca(self, identity: Identity, address: str) -> bool:
+        """The device trusts the centre's CA: it is on a network marked ``managed`` (the CA
+        is pushed by Group Policy, Intune...), or signed in with a token from the browser
+        extension, which is installed on managed devices."""
+        network = self.identify.network_for(address)
+        if network is not None and network.managed:
+            return True
+        proof = identity.proof
+        return identity.source == "auth" and proof is not None and proof.digest is not None
+
     def fallback(self, flow: http.HTTPFlow) -> Identity:
         return self.identify.fallback_identity(client_ip(flow))
 
@@ -144,8 +157,18 @@ class Decide:
         identity = identity_of(flow) or self.fallback(flow)
         address = client_ip(flow)
         plan = self.connect_plan(request.host, request.port, identity)
+        if plan.action is TunnelAction.REFUSE and self.trusts_ca(identity, address):
+            plan = self.planner.block_page_plan(plan)
         if plan.action is TunnelAction.REFUSE:
             self._write(flow, self.refusal_verdict(plan.decision, plan.host, identity, address))
+            return
+        if plan.action is TunnelAction.BLOCK_PAGE:
+            # Decrypted only to answer with the block page: never resolved or connected.
+            # Each request inside is one hit, as on plain HTTP.
+            self.tunnels.open(flow.client_conn, OpenTunnel(
+                request.host, request.port, plan.host, plan.action, identity, plan.decision))
+            self._write(flow, self.verdict(Answer.FORWARD, plan.decision, identity, address,
+                                           "CONNECT", plan.host, []))
             return
         self.tunnels.open(flow.client_conn, OpenTunnel(request.host, request.port, plan.host,
                                                        plan.action, identity))
@@ -178,6 +201,8 @@ class Decide:
                       else TunnelAction.DECRYPT)
             self.tunnels.open(client, OpenTunnel(name, port, plan.host, action, identity))
             return
+        if tunnel.action is TunnelAction.BLOCK_PAGE:
+            return  # whatever the TLS name, every request inside gets the block page
         action, verdict = self.hello_plan(tunnel, data.client_hello.sni or "", address)
         self.tunnels.open(client, replace(tunnel, action=action))
         if verdict is not None:
@@ -190,13 +215,18 @@ class Decide:
         request = flow.request
         names_given = (request.host.lower(), request.pretty_host.lower().rstrip("."))
         if ONBOARDING_HOST in names_given:
+            identity = identity_of(flow) or self.fallback(flow)
             if names_given != (ONBOARDING_HOST, ONBOARDING_HOST):
-                # The onboarding app answers under its own name only; never a foreign Host.
+                # Redirected under its own name only; never with a foreign Host.
                 self._write(flow, self._block(
                     flow, Decision(Action.BLOCK, Rule.INTERNAL_DESTINATION, ONBOARDING_HOST,
-                                   ONBOARDING_REASON),
-                    identity_of(flow) or self.fallback(flow), counted=False))
-            return  # served by the onboarding app (or refused in ``request``)
+                                   ONBOARDING_REASON), identity, counted=False))
+            else:
+                # The admin service's onboarding page has the centre's CA and how to trust it.
+                self._write(flow, self.verdict(Answer.ONBOARDING, None, identity,
+                                               client_ip(flow), request.method, request.url,
+                                               [], counted=False))
+            return
         if request.host == PROBE_HOST:
             self._write(flow, self.verdict(Answer.PROBE, None,
                                            identity_of(flow) or self.fallback(flow),
@@ -210,6 +240,10 @@ class Decide:
         tunnel = self.tunnels.tunnel(flow.client_conn)
         identity = (identity_of(flow) or (tunnel.identity if tunnel else None)
                     or self.fallback(flow))
+        if tunnel is not None and tunnel.action is TunnelAction.BLOCK_PAGE \
+                and tunnel.decision is not None:
+            # Decrypted only for this: the block page, whatever was asked inside.
+            return self._block(flow, tunnel.decision, identity)
         scheme = request.scheme
         path = request.path if request.path.startswith("/") else "/" + request.path
         names = [request.host]
@@ -258,7 +292,7 @@ class Decide:
                             request.method, request.url, hits)
 
     def request(self, flow: http.HTTPFlow) -> None:
-        """What the onboarding app did not answer under its own name never goes upstream."""
+        """``mitm.it`` never goes upstream, whatever the request says (a backstop)."""
         if (flow.response is not None or flow.request.method == "CONNECT"
                 or verdict_of(flow) is not None):
             return

@@ -10,7 +10,6 @@ import os
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from mitmproxy import exceptions, master, options
 from mitmproxy.addons import (
@@ -18,13 +17,13 @@ from mitmproxy.addons import (
     disable_h2c,
     errorcheck,
     next_layer,
-    onboarding,
     proxyserver,
     script,
     tlsconfig,
 )
 from mitmproxy.proxy import mode_servers
 
+from deployment.ca_certificate import CAError, ca_dir, ensure_ca, protect_ca
 from deployment.instance import Instance
 from deployment.listen_address import parse_listen
 from deployment.listen_socket import ListenError, bind_listener, inherited_listener
@@ -52,18 +51,6 @@ EXIT_CANNOT_LISTEN = 2
 """Exit code when a port cannot be listened on, or the mitmproxy options are wrong: a
 configuration problem that a restart does not fix, so a supervisor must not restart the
 worker in a loop."""
-
-
-def ca_dir(instance: Instance) -> Path:
-    return instance.data_dir / "ca"
-
-
-def protect_ca(directory: Path) -> None:
-    """Keep the CA's private key files readable by the owner only."""
-    for path in directory.glob("mitmproxy-*"):
-        if path.suffix in (".pem", ".p12") and "cert" not in path.name:
-            path.chmod(0o600)
-    directory.chmod(0o700)
 
 
 @dataclass
@@ -118,8 +105,15 @@ async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
     service.redis_url = instance.redis_url
     service.status_socket = status_sock
 
-    confdir = ca_dir(instance)
-    confdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    confdir = ca_dir(data_dir)
+    try:
+        # The centre's own CA, before mitmproxy would make one named after itself.
+        ensure_ca(data_dir, config.centre_name)
+    except (CAError, OSError) as exc:
+        log.critical("the proxy's certificate authority: %s", exc)
+        if redis is not None:
+            await redis.aclose()
+        return EXIT_CANNOT_LISTEN
     use_front = settings.fast_path and settings.mitm_options.get("mode", "regular") == "regular"
     # The public address is always served by FrontListener: with the fast path it runs the
     # TunnelFront, otherwise (--no-fast-path, transparent mode) it hands every connection
@@ -132,8 +126,8 @@ async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
     server_addon = proxyserver.Proxyserver()  # type: ignore[no-untyped-call]
     proxy.addons.add(  # type: ignore[no-untyped-call]
         core.Core(), server_addon, next_layer.NextLayer(), tlsconfig.TlsConfig(),
-        disable_h2c.DisableH2C(), onboarding.Onboarding(),  # type: ignore[no-untyped-call]
-        script.ScriptLoader(), errorcheck.ErrorCheck())  # type: ignore[no-untyped-call]
+        disable_h2c.DisableH2C(), script.ScriptLoader(),  # type: ignore[no-untyped-call]
+        errorcheck.ErrorCheck())
     handover = _handover_to(server_addon)
     handler: ConnectionHandler = hand_over_sockets(handover)
     if use_front:

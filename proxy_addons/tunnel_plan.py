@@ -42,6 +42,9 @@ class TunnelAction(StrEnum):
     """Decrypt, so that every request inside is decided."""
     CLOSE = "close"
     """Close the connection at the ClientHello; nothing is forwarded."""
+    BLOCK_PAGE = "block_page"
+    """Decrypt only to answer every request inside with the block page: for a device that
+    trusts the centre's CA. Nothing is connected upstream, not even to read the certificate."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,21 @@ class TunnelPlanner:
                 or host_in(host, config.inspect_hosts)
                 or host.startswith(DOH_NAME_PREFIXES)
                 or (decision.blocked and decision.rule is Rule.OVERRIDE))
+
+    def block_page_plan(self, plan: TunnelPlan) -> TunnelPlan:
+        """For a device that trusts the centre's CA: a host refused at CONNECT is decrypted
+        instead, only to show its block page, unless it may never be decrypted (a category
+        marked no-decrypt such as banking or health, a host configured as pinned, or
+        decryption turned off), or it was refused for its port."""
+        decision = plan.decision
+        config = self.config
+        if (plan.action is TunnelAction.REFUSE and decision.blocked
+                and decision.rule is not Rule.PORT and config.decryption_enabled
+                and not decision.no_decrypt
+                and not host_in(plan.host, config.never_decrypt_hosts)
+                and plan.host != ONBOARDING_HOST):
+            return TunnelPlan(TunnelAction.BLOCK_PAGE, plan.host, decision)
+        return plan
 
     def host_plan(self, raw_host: str, port: int, identity: Identity, now: datetime
                   ) -> TunnelPlan:

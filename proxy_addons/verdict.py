@@ -38,6 +38,8 @@ class Answer(StrEnum):
     """The proxy's own status answer (see :mod:`proxy_addons.probe_answer`)."""
     CLOSE = "close"
     """A tunnel whose TLS name was refused: closed at the handshake."""
+    ONBOARDING = "onboarding"
+    """302 to the admin service's onboarding page (``http://mitm.it/`` through the proxy)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,8 @@ class OpenTunnel:
     host: str
     action: TunnelAction
     identity: Identity
+    decision: Decision | None = None
+    """For :attr:`TunnelAction.BLOCK_PAGE`: the block every request inside is answered with."""
 
 
 def verdict_of(flow: http.HTTPFlow) -> Verdict | None:

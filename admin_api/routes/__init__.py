@@ -19,6 +19,7 @@ from admin_api.routes import (
     first_run,
     health,
     hits,
+    onboarding,
     overrides,
     proxy_config,
     reports,
@@ -28,6 +29,6 @@ from admin_api.routes import (
 )
 
 RESOURCES: tuple[ModuleType, ...] = (
-    health, proxy_config, auth, users, unblock_requests, overrides, reports, accident_reports,
-    hits, alerts, audit, categories, extension, first_run, ui,
+    health, proxy_config, onboarding, auth, users, unblock_requests, overrides, reports,
+    accident_reports, hits, alerts, audit, categories, extension, first_run, ui,
 )

@@ -231,6 +231,8 @@ class ProxyProcess:
     log_file: Path | None = None
     fast_path: bool = True
     """False runs ``--no-fast-path``: mitmproxy handles every connection."""
+    mitm_options: tuple[str, ...] = ()
+    """``KEY=VALUE`` mitmproxy options (``--mitm-option``)."""
 
     def __post_init__(self) -> None:
         # A status port whose protected range (worker i answers on it + i) misses the origins.
@@ -277,7 +279,8 @@ class ProxyProcess:
              "--data-dir", str(self.data_dir), "proxy", "--listen", f"127.0.0.1:{self.port}",
              "--status-listen", f"127.0.0.1:{self.status_port}", "--workers", "1", *scripts,
              "--mitm-option", f"ssl_verify_upstream_trusted_ca={self.origins.ca_file}",
-             *([] if self.fast_path else ["--no-fast-path"])],
+             *([] if self.fast_path else ["--no-fast-path"]),
+             *(arg for option in self.mitm_options for arg in ("--mitm-option", option))],
             env=self.env(), stdout=log, stderr=subprocess.STDOUT)
         wait_until_healthy(self.process, f"http://127.0.0.1:{self.status_port}/healthz",
                            "proxy", self.log_text, timeout)

@@ -144,7 +144,7 @@ def test_allowed_https_is_tunnelled_without_decryption(proxy: ProxyProcess,
             while chunk := tls.recv(4096):
                 reply += chunk
     issuer = dict(item[0] for item in cert["issuer"])
-    assert "mitmproxy" not in json.dumps(issuer).lower()
+    assert "esafety ca" not in json.dumps(issuer).lower()
     assert b'"path": "/hello"' in reply
     # The same request with only the esafety CA trusted fails: the proxy really did not decrypt.
     result = curl(proxy, "https://allowed.test/hello")
@@ -304,7 +304,7 @@ def test_required_auth_challenges_with_407(tmp_path: Path, redis_url: str, origi
         second.stop()
 
 
-def test_ca_is_private_offered_at_mitm_it_and_exported(proxy: ProxyProcess) -> None:
+def test_ca_is_private_exported_and_mitm_it_leads_to_onboarding(proxy: ProxyProcess) -> None:
     ca_dir = proxy.data_dir / "ca"
     key_file = ca_dir / "mitmproxy-ca.pem"
     assert key_file.stat().st_mode & 0o777 == 0o600
@@ -314,9 +314,9 @@ def test_ca_is_private_offered_at_mitm_it_and_exported(proxy: ProxyProcess) -> N
     assert exported.stdout.startswith("-----BEGIN CERTIFICATE-----")
     assert "PRIVATE KEY" not in exported.stdout
     assert exported.stdout.strip() == proxy.ca_cert.read_text().strip()
-    onboarding = curl(proxy, "http://mitm.it/cert/pem")
-    assert onboarding.status == 200
-    assert onboarding.body.strip() == proxy.ca_cert.read_text().strip()
+    onboarding = curl(proxy, "http://mitm.it/")
+    assert onboarding.status == 302
+    assert "location: http://admin.test:8090/onboarding\r\n" in onboarding.headers.lower()
 
 
 def test_bare_ip_addresses_are_blocked_for_learners_but_not_staff(proxy: ProxyProcess) -> None:

@@ -432,7 +432,7 @@ def test_a_plain_tls_name_on_a_plain_tunnel_is_relayed_untouched(proxy: ProxyPro
                                 f"GET /{marker} HTTP/1.1\r\nHost: origin.test\r\n"
                                 "Connection: close\r\n\r\n")
     assert b'"method"' in reply
-    assert "mitmproxy" not in _issuer(cert)  # not decrypted: the origin's own certificate
+    assert "esafety ca" not in _issuer(cert)  # not decrypted: the origin's own certificate
     [seen] = origins.saw(marker)
     assert seen.scheme == "https"
 
@@ -444,7 +444,7 @@ def test_a_decrypted_tunnel_decides_every_request_whatever_the_tls_name(
                                   f"GET /adult-section/{marker} HTTP/1.1\r\nHost: allowed.test"
                                   "\r\nConnection: close\r\n\r\n")
     assert blocked.startswith(b"HTTP/1.1 403"), blocked[:200]
-    assert "mitmproxy" in _issuer(cert)
+    assert "esafety ca" in _issuer(cert)  # the centre's CA: decrypted
     assert origins.saw(marker) == []
     fine, _cert = _tls_exchange(proxy, origins, "mixed-content.test", "allowed.test",
                                 f"GET /news/{marker} HTTP/1.1\r\nHost: allowed.test\r\n"
@@ -466,13 +466,13 @@ def test_a_client_hello_without_a_name(proxy: ProxyProcess, origins: Origins) ->
     reply, cert = _tls_exchange(proxy, origins, "allowed.test", None,
                                 f"GET /{marker} HTTP/1.1\r\nHost: allowed.test\r\n"
                                 "Connection: close\r\n\r\n", check_hostname=False)
-    assert b'"method"' in reply and "mitmproxy" not in _issuer(cert)
+    assert b'"method"' in reply and "esafety ca" not in _issuer(cert)
     assert len(origins.saw(marker)) == 1
 
 
 # -- mitm.it ---------------------------------------------------------------------------------------
-def test_mitm_it_is_served_only_under_its_own_name(proxy: ProxyProcess,
-                                                   origins: Origins) -> None:
+def test_mitm_it_is_answered_only_under_its_own_name(proxy: ProxyProcess,
+                                                     origins: Origins) -> None:
     marker = _marker()
     for request in (f"GET http://mitm.it/{marker} HTTP/1.1\r\nHost: origin.test\r\n",
                     f"GET http://mitm.it/{marker} HTTP/1.1\r\nHost: mitm.it.evil.test\r\n",
@@ -480,13 +480,12 @@ def test_mitm_it_is_served_only_under_its_own_name(proxy: ProxyProcess,
         reply = plain(proxy, (request + "Connection: close\r\n\r\n").encode())
         assert reply.startswith(b"HTTP/1.1 403"), (request, reply[:200])
     assert origins.saw(marker) == []
-    # Its own name and paths: the onboarding app, over plain HTTP and HTTPS.
-    assert curl(proxy, "http://mitm.it/cert/pem").body.strip() == \
-        proxy.ca_cert.read_text().strip()
-    assert curl(proxy, "https://mitm.it/cert/pem").body.strip() == \
-        proxy.ca_cert.read_text().strip()
-    unknown = curl(proxy, f"http://mitm.it/{marker}")
-    assert unknown.status == 404
+    # Its own name, any path, plain HTTP or HTTPS: sent to the admin's onboarding page.
+    for url in ("http://mitm.it/cert/pem", "https://mitm.it/", f"http://mitm.it/{marker}"):
+        answer = curl(proxy, url)
+        assert answer.status == 302, (url, answer.stderr)
+        assert "location: http://admin.test:8090/onboarding\r\n" in answer.headers.lower()
+        assert "BEGIN CERTIFICATE" not in answer.body
     assert origins.saw(marker) == []
 
 
