@@ -10,6 +10,7 @@ from __future__ import annotations
 from mitmproxy import http, tls
 
 from deployment.config import Config
+from deployment.public_address import admin_public_url
 from proxy_addons.block_page import block_headers, connect_refusal, render_block_page
 from proxy_addons.probe_answer import PROBE_HEADERS, probe_body
 from proxy_addons.tunnel_plan import TunnelAction
@@ -39,7 +40,7 @@ class Respond:
         if verdict.answer is Answer.BLOCK_PAGE and decision is not None:
             return http.Response.make(
                 403, render_block_page(decision, verdict.hit_id, verdict.at, verdict.url,
-                                       self.config.admin_public_url),
+                                       admin_public_url(self.config)),
                 block_headers(decision, verdict.hit_id))
         if verdict.answer is Answer.REFUSE_CONNECT and decision is not None:
             return http.Response.make(403, connect_refusal(decision, verdict.hit_id),
