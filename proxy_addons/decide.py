@@ -3,6 +3,8 @@
 It asks the policy (with the facts of DNS-over-HTTPS detection and the Prevent watch list),
 the tunnel planner (proxy_addons.tunnel_plan) and the upstream guard's destination check, and
 writes what to answer and which hits to record. It answers nothing and records nothing itself.
+The admin service, at its exact addresses (see proxy_addons.upstream_guard), is let through
+for everyone without a policy decision or a hit: the block page's buttons lead there.
 
 Decryption is selective. A tunnel is decrypted only when the path can change the decision
 (URL-level rules or overrides for the host), the host is a search engine that needs safe

@@ -1,5 +1,5 @@
 """The admin service is reachable through the proxy, for everyone, and nothing else on its
-host is.
+host is (with the CONNECT fast path and without it).
 
 A fresh install (no list imported) with a real ``esafety proxy``, a real ``esafety admin``
 whose public address is a name only the proxy can resolve (``esafety-admin.test`` and the
@@ -161,9 +161,9 @@ def _proxy_with_a_free_next_status_port(data_dir: Path, config: Path, redis_url:
     raise RuntimeError("no free pair of ports for the status listener")
 
 
-@pytest.fixture(scope="module")
-def centre(tmp_path_factory: pytest.TempPathFactory, redis_url: str,
-           origins: Origins) -> Iterator[Centre]:
+@pytest.fixture(scope="module", params=[True, False], ids=["fast-path", "no-fast-path"])
+def centre(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+           redis_url: str, origins: Origins) -> Iterator[Centre]:
     directory = tmp_path_factory.mktemp("admin-reach")
     keys = Keys(prefix=f"esafety-test-{uuid.uuid4().hex[:10]}:")
     admin_port = free_port()
@@ -177,6 +177,7 @@ def centre(tmp_path_factory: pytest.TempPathFactory, redis_url: str,
     relay = RecordingRelay((real_redis.hostname or "127.0.0.1", real_redis.port or 6379)).start()
     proxy, status_listener = _proxy_with_a_free_next_status_port(
         data_dir, config, _relayed_url(redis_url, relay), origins)
+    proxy.fast_path = bool(request.param)
     admin = AdminProcess(data_dir, config, redis_url, admin_port)
     stack = UiStack(admin, keys, redis_url)
     try:
@@ -249,6 +250,10 @@ def test_a_fresh_install_blocks_a_built_in_starter_site_and_the_origin_sees_noth
     hit = _wait_for_hit(centre, "pornhub.com", marker)
     assert (hit["action"], hit["category"], hit["source"]) == (
         "block", "pornography", "built-in categories/definitions/pornography.yaml")
+    # The block page shows the address as asked, its port included.
+    status, body = curl_plain(centre.proxy.proxy_url, f"http://pornhub.com:8081/{marker}")
+    assert status == 403
+    assert f'<dd data-field="address">http://pornhub.com:8081/{marker}</dd>' in body
     # The same proxy does forward an unlisted name to the same origin.
     allowed = _marker()
     assert curl_plain(centre.proxy.proxy_url, f"http://origin.test/{allowed}")[0] == 200
