@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from categories.urlnorm import HostKind, URLError, canonical_host_with_kind
 from deployment.config import Config
 
 PROBE_ADDRESSES = (("192.0.2.1", 9), ("2001:db8::1", 9))
@@ -103,12 +104,33 @@ def proxy_public_address(config: Config) -> str:
     return f"{url_host(host or detected_public_host())}:{config.listen.proxy.port}"
 
 
+def destination_name(host: str) -> str:
+    """A destination host as :class:`ServiceAddress` holds it: an IP literal in its plain form
+    (``127.1``, ``0x7f.0.0.1`` and ``[::ffff:127.0.0.1]`` are ``127.0.0.1``), a name lower-case
+    without the final dot."""
+    try:
+        canonical, kind = canonical_host_with_kind(host)
+    except URLError:
+        return host.strip("[]").rstrip(".").lower()
+    if kind is HostKind.NAME:
+        return canonical
+    address = ipaddress.ip_address(canonical.strip("[]"))
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceAddress:
-    """One ``host:port`` a service answers on (the host lower-case, IPv6 without brackets)."""
+    """One ``host:port`` a service answers on (see :func:`destination_name` for the host)."""
 
     host: str
     port: int
+
+    @classmethod
+    def of(cls, host: str, port: int) -> ServiceAddress:
+        """The address ``host:port`` names, however the host is spelled."""
+        return cls(destination_name(host), port)
 
 
 def admin_public_endpoint(config: Config) -> ServiceAddress:
@@ -126,5 +148,5 @@ def admin_endpoints(config: Config) -> frozenset[ServiceAddress]:
     found = {admin_public_endpoint(config)}
     hosts = ([listen.host] if listen.host not in ("", "0.0.0.0", "::")
              else [LOOPBACK, "::1", "localhost", detected_public_host()])
-    found.update(ServiceAddress(h.strip("[]").lower(), listen.port) for h in hosts)
-    return frozenset(found)
+    found.update(ServiceAddress.of(h, listen.port) for h in hosts)
+    return frozenset(ServiceAddress.of(a.host, a.port) for a in found)

@@ -123,16 +123,6 @@ def redis_ports(url: str | None) -> set[int]:
     return ports
 
 
-def _destination_name(host: str) -> str:
-    """A destination as :class:`ServiceAddress` holds it: an IP literal in its plain form
-    (``127.1`` and ``[::ffff:127.0.0.1]`` are ``127.0.0.1``), a name lower-case without the
-    final dot."""
-    literal = ip_literal(host)
-    if literal is not None:
-        return str(plain_address(literal))
-    return host.strip("[]").rstrip(".").lower()
-
-
 @dataclass(frozen=True, slots=True)
 class Destination:
     """Checked: connect to ``address``; ``host`` stays the TLS name and the Host header."""
@@ -173,7 +163,7 @@ class UpstreamGuard:
         self.settings = settings
         self.own_ports: set[int] = set(own_ports)
         self.admin: frozenset[ServiceAddress] = frozenset(
-            ServiceAddress(_destination_name(a.host), a.port) for a in admin)
+            ServiceAddress.of(a.host, a.port) for a in admin)
         """The admin service's exact ``host:port`` pairs, always let through."""
         self.resolver: Resolver = system_resolver
         self._cache: dict[tuple[str, int], tuple[float, list[tuple[str, int]]]] = {}
@@ -199,7 +189,7 @@ class UpstreamGuard:
     def is_admin(self, host: str, port: int) -> bool:
         """True when ``host:port`` (as asked, in any spelling of an IP literal) is one of the
         admin service's pairs."""
-        return bool(self.admin) and ServiceAddress(_destination_name(host), port) in self.admin
+        return bool(self.admin) and ServiceAddress.of(host, port) in self.admin
 
     def address_refused(self, address: IPAddress, port: int) -> bool:
         address = plain_address(address)
