@@ -2,7 +2,9 @@
 
 A category says what it covers (its UK Safer Internet Centre category), how serious a hit is,
 whether a hit raises a safeguarding alert, whether anyone may override it, which imported
-list categories feed it, and its own hand-curated domains and URL prefixes.
+list categories feed it, and its own hand-curated domains and URL prefixes: the built-in
+starter list, active with no list imported, so that a fresh install blocks the best-known sites
+of each prohibited category (an imported list adds to it).
 """
 
 from __future__ import annotations
@@ -95,6 +97,16 @@ class Category:
     entries: tuple[ListEntry, ...]
     """Hand-curated domains and URL prefixes, with their line in the YAML file."""
     source_file: str
+
+    @property
+    def starter_source(self) -> str:
+        """How a match on the built-in starter entries names its source, e.g.
+        ``built-in categories/definitions/gambling.yaml``."""
+        return f"{BUILT_IN_SOURCE_PREFIX}{self.source_file}"
+
+
+BUILT_IN_SOURCE_PREFIX = "built-in "
+"""Starts the source of every match on a category's own (built-in starter) entries."""
 
 
 class CategorySet(Mapping[str, Category]):

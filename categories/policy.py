@@ -124,7 +124,9 @@ _new_decision = Decision.__new__
 
 
 def curated_index(categories: CategorySet) -> tuple[DomainIndex, list[tuple[Category, ...]]]:
-    """An in-memory index of the categories' own hand-curated entries."""
+    """An in-memory index of the categories' own hand-curated entries (the built-in starter
+    lists), active whether or not a snapshot is loaded; a match names its source
+    ``built-in categories/definitions/<id>.yaml``."""
     lists: list[ListInfo] = []
     feeds: list[tuple[Category, ...]] = []
     entries: list[tuple[int, EntryKind, str, int]] = []
@@ -132,7 +134,7 @@ def curated_index(categories: CategorySet) -> tuple[DomainIndex, list[tuple[Cate
         if not category.entries:
             continue
         list_id = len(lists)
-        lists.append(ListInfo(category.id, category.source_file))
+        lists.append(ListInfo(category.id, category.starter_source))
         feeds.append((category,))
         entries.extend((list_id, e.kind, e.value, e.line) for e in category.entries)
     return build_index(lists, entries), feeds

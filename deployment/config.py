@@ -349,8 +349,12 @@ class Config:
     """The centre's name as people read it (reports, the CA's subject, the block page)."""
     listen: ListenSettings = field(default_factory=ListenSettings)
     data_dir: str | None = None
-    admin_public_url: str = "http://127.0.0.1:8090"
+    admin_public_url: str | None = None
+    """The admin's URL as learners' browsers reach it; None: detected (see
+    :func:`deployment.public_address.admin_public_url`, which every user of it asks)."""
     proxy_public_address: str | None = None
+    """``host:port`` of the proxy for browsers; None: detected (see
+    :func:`deployment.public_address.proxy_public_address`)."""
     pac_direct_hosts: tuple[str, ...] = ()
     redis_url: str | None = None
     redis_prefix: str = "esafety:"

@@ -15,7 +15,6 @@ from typing import TextIO
 
 from redis.exceptions import RedisError
 
-from deployment.config import Config
 from deployment.instance import Instance
 from deployment.listen_address import parse_listen
 from deployment.public_address import detected_public_host, url_host
@@ -25,13 +24,12 @@ from store.redis_store import Store
 from store.setup_token import has_admin
 
 log = logging.getLogger("esafety.first_run")
-BUILT_IN_ADMIN_URL = Config().admin_public_url
 
 
 def admin_base_url(instance: Instance, admin_listen: str) -> str:
     """The admin service's URL for the set-up link: the configured public URL, else the
     listening address (the detected address when it listens on every interface)."""
-    if instance.config.admin_public_url != BUILT_IN_ADMIN_URL:
+    if instance.config.admin_public_url:
         return instance.config.admin_public_url.rstrip("/")
     listen = parse_listen(admin_listen, instance.config.listen.admin.port)
     host = (detected_public_host() if listen.host in ("", "0.0.0.0", "::", "[::]")

@@ -3,6 +3,8 @@
 It asks the policy (with the facts of DNS-over-HTTPS detection and the Prevent watch list),
 the tunnel planner (proxy_addons.tunnel_plan) and the upstream guard's destination check, and
 writes what to answer and which hits to record. It answers nothing and records nothing itself.
+The admin service, at its exact addresses (see proxy_addons.upstream_guard), is let through
+for everyone without a policy decision or a hit: the block page's buttons lead there.
 
 Decryption is selective. A tunnel is decrypted only when the path can change the decision
 (URL-level rules or overrides for the host), the host is a search engine that needs safe
@@ -51,12 +53,30 @@ from proxy_addons.verdict import (
 )
 from store.records import new_hit_id
 
+ADMIN_REASON = ("The centre's e-safety service (where a blocked site can be reported or "
+                "its review asked for) is always reachable.")
+
 HTTP_PORT_REASON = ("The centre's web filter only fetches plain web pages from the usual web "
                     "port; this port is not allowed.")
 
 
 def client_ip(flow: http.HTTPFlow) -> str:
     return flow.client_conn.peername[0] if flow.client_conn.peername else ""
+
+
+def shown_url(request: http.Request) -> str:
+    """The request's address as the block page shows it: the port kept unless it is the
+    scheme's own."""
+    path = request.path if request.path.startswith("/") else "/" + request.path
+    host = f"[{request.host}]" if ":" in request.host else request.host
+    default = 443 if request.scheme == "https" else 80
+    port = "" if request.port == default else f":{request.port}"
+    return f"{request.scheme}://{host}{port}{path}"
+
+
+def admin_decision(host: str) -> Decision:
+    """Why a request to the admin service goes through (never logged, never blocked)."""
+    return Decision(Action.ALLOW, Rule.ADMIN_SERVICE, host, ADMIN_REASON)
 
 
 class Decide:
@@ -94,13 +114,18 @@ class Decide:
                        counted)
 
     def connect_plan(self, host: str, port: int, identity: Identity) -> TunnelPlan:
-        """The planner's answer for ``CONNECT host:port`` now (the fast path asks it too)."""
+        """The planner's answer for ``CONNECT host:port`` now (the fast path asks it too); the
+        admin service's own address is tunnelled untouched, whatever the policy says."""
+        if self.guard.is_admin(host, port):
+            name = host.strip("[]").rstrip(".").lower()
+            return TunnelPlan(TunnelAction.TUNNEL, name, admin_decision(name))
         return self.planner.tunnel_plan(host, port, None, identity, self.clock())
 
     def tunnel_verdict(self, plan: TunnelPlan, identity: Identity, address: str) -> Verdict:
         """An opened tunnel: logged when allowed requests are logged."""
         hits = ([(plan.decision, plan.host, "", False, "")]
-                if self.config.log_allowed and plan.action is TunnelAction.TUNNEL else [])
+                if self.config.log_allowed and plan.action is TunnelAction.TUNNEL
+                and plan.decision.rule is not Rule.ADMIN_SERVICE else [])
         return self.verdict(Answer.FORWARD, plan.decision, identity, address, "CONNECT",
                             plan.host, hits)
 
@@ -113,6 +138,8 @@ class Decide:
                    ) -> tuple[TunnelAction, Verdict | None]:
         """The tunnel planned again with its TLS name: the action, and a verdict when the
         tunnel is closed (with a hit when a rule refused the name)."""
+        if self.guard.is_admin(tunnel.connect_host, tunnel.port):
+            return TunnelAction.TUNNEL, None  # the bytes reach only the admin service
         plan = self.planner.tunnel_plan(tunnel.connect_host, tunnel.port, sni, tunnel.identity,
                                         self.clock())
         if plan.action not in (TunnelAction.CLOSE, TunnelAction.REFUSE):
@@ -143,9 +170,8 @@ class Decide:
                counted: bool = True) -> Verdict:
         request = flow.request
         path = request.path if request.path.startswith("/") else "/" + request.path
-        url = f"{request.scheme}://{request.host}{path}"
         return self.verdict(Answer.BLOCK_PAGE, decision, identity, client_ip(flow),
-                            request.method, url,
+                            request.method, shown_url(request),
                             [(decision, decision.host or request.host, path,
                               request.scheme == "https", "")], counted)
 
@@ -244,6 +270,8 @@ class Decide:
                 and tunnel.decision is not None:
             # Decrypted only for this: the block page, whatever was asked inside.
             return self._block(flow, tunnel.decision, identity)
+        if tunnel is None and self.guard.is_admin(request.host, request.port):
+            return await self._admin_request(flow, identity)
         scheme = request.scheme
         path = request.path if request.path.startswith("/") else "/" + request.path
         names = [request.host]
@@ -291,6 +319,15 @@ class Decide:
         return self.verdict(Answer.FORWARD, decision, identity, client_ip(flow),
                             request.method, request.url, hits)
 
+    async def _admin_request(self, flow: http.HTTPFlow, identity: Identity) -> Verdict:
+        """A plain-HTTP request to the admin service: forwarded to it, with no hit, whatever
+        the policy and the port lists say (the guard still resolves and pins it)."""
+        request = flow.request
+        destination = await self.guard.check(request.host, request.port)
+        answer = Answer.UNRESOLVED if isinstance(destination, Refusal) else Answer.FORWARD
+        return self.verdict(answer, admin_decision(request.host), identity, client_ip(flow),
+                            request.method, request.url, [])
+
     def request(self, flow: http.HTTPFlow) -> None:
         """``mitm.it`` never goes upstream, whatever the request says (a backstop)."""
         if (flow.response is not None or flow.request.method == "CONNECT"
@@ -298,7 +335,8 @@ class Decide:
             return
         request = flow.request
         identity = identity_of(flow) or self.fallback(flow)
-        if request.scheme == "http" and request.port not in self.config.upstream.http_ports:
+        if (request.scheme == "http" and request.port not in self.config.upstream.http_ports
+                and not self.guard.is_admin(request.host, request.port)):
             self._write(flow, self._block(flow, Decision(Action.BLOCK, Rule.PORT, request.host,
                                                          HTTP_PORT_REASON), identity,
                                           counted=False))

@@ -50,6 +50,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from deployment.config import Config, Network
+from deployment.public_address import ServiceAddress, admin_endpoints
 from store.accounts import (
     accounts_changed_since,
     get_user,
@@ -194,6 +195,9 @@ class Identify:
         self.cache = CredentialCache(float(config.proxy_auth_cache_seconds))
         self.bound: MutableMapping[connection.Client, _Bound] = weakref.WeakKeyDictionary()
         self._networks = sorted(config.networks, key=lambda n: n.network.prefixlen, reverse=True)
+        self.admin = admin_endpoints(config)
+        """The admin service's addresses: reached without the proxy's sign-in (it has its own,
+        and the browser extension signs in there before it can answer the proxy's)."""
         self.auth_failures = 0
         self.auth_locked = 0
         self.version = -1
@@ -519,7 +523,8 @@ class Identify:
     async def _identify(self, flow: http.HTTPFlow, challenge: bool) -> None:
         address = flow.client_conn.peername[0]
         header = flow.request.headers.get("Proxy-Authorization", "")
-        challenge = challenge and flow.request.host != "mitm.it"
+        challenge = (challenge and flow.request.host != "mitm.it"
+                     and ServiceAddress.of(flow.request.host, flow.request.port) not in self.admin)
         noted, locked_for = (self._challenged_before(header, address)
                              if challenge and flow.request.method == "CONNECT"
                              else (False, None))

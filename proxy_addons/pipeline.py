@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from deployment.config import Config
+from deployment.public_address import admin_endpoints
 from proxy_addons.decide import Decide
 from proxy_addons.forward_headers import ForwardHeaders
 from proxy_addons.hitlog import HitQueue
@@ -65,7 +66,7 @@ def build_pipeline(config: Config, identify: Identify, policy_sync: PolicySync,
                    probe_key: bytes | None = None) -> Pipeline:
     tunnels = TunnelVerdicts()
     counters = WorkerCounters()
-    guard = UpstreamGuard(config.upstream, own_ports)
+    guard = UpstreamGuard(config.upstream, own_ports, admin_endpoints(config))
     watch = SearchWatch(config.alerts.prevent_watch_terms)
     return Pipeline(
         identify=identify,

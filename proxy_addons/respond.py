@@ -15,6 +15,7 @@ from mitmproxy.proxy import server_hooks
 
 from categories.decision import Decision, Rule
 from deployment.config import Config
+from deployment.public_address import admin_public_url
 from proxy_addons.block_page import block_headers, connect_refusal, render_block_page
 from proxy_addons.probe_answer import PROBE_HEADERS, probe_body
 from proxy_addons.tunnel_plan import TunnelAction
@@ -55,7 +56,7 @@ as the centre's e-safety policy asks.</p>
 def admin_url(config: Config) -> str:
     """The admin service's address as devices reach it: the block page's links and the
     onboarding redirect use this one place."""
-    return config.admin_public_url
+    return admin_public_url(config)
 
 
 def render_illegal_page(decision: Decision, hit_id: str, when: datetime,

@@ -11,6 +11,12 @@ unspecified, multicast, reserved, and IPv6 forms that carry one of those (IPv4-m
 -compatible, 6to4, NAT64), unless ``upstream.allow_internal`` lists it; and, whatever that
 says, the deployment's own ports (Redis, admin, proxy status, the proxy itself) on any internal
 address.
+
+One exception: the admin service itself, at exactly the ``host:port`` pairs browsers use for it
+(:func:`deployment.public_address.admin_endpoints`: its public URL's and its listening
+address's). The block page's buttons lead there, so everyone may reach it through the proxy.
+The pair must match as asked (the name or address and the port): another port on the same
+host (Redis, the proxy's status port) stays refused.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from mitmproxy.proxy import server_hooks
 from categories.decision import Action, Decision, Rule
 from categories.urlnorm import HostKind, URLError, canonical_host_with_kind
 from deployment.config import UpstreamSettings
+from deployment.public_address import ServiceAddress
 from proxy_addons.tunnel_plan import ONBOARDING_HOST, ONBOARDING_REASON
 
 log = logging.getLogger("esafety.upstream")
@@ -151,9 +158,13 @@ class UpstreamGuard:
 
     name = "upstreamguard"
 
-    def __init__(self, settings: UpstreamSettings, own_ports: Iterable[int] = ()) -> None:
+    def __init__(self, settings: UpstreamSettings, own_ports: Iterable[int] = (),
+                 admin: Iterable[ServiceAddress] = ()) -> None:
         self.settings = settings
         self.own_ports: set[int] = set(own_ports)
+        self.admin: frozenset[ServiceAddress] = frozenset(
+            ServiceAddress.of(a.host, a.port) for a in admin)
+        """The admin service's exact ``host:port`` pairs, always let through."""
         self.resolver: Resolver = system_resolver
         self._cache: dict[tuple[str, int], tuple[float, list[tuple[str, int]]]] = {}
         self._verdicts: dict[tuple[str, int], tuple[float, Destination | Refusal]] = {}
@@ -174,6 +185,11 @@ class UpstreamGuard:
             self._cache.clear()
         self._cache[key] = (now + CACHE_SECONDS, answers)
         return answers
+
+    def is_admin(self, host: str, port: int) -> bool:
+        """True when ``host:port`` (as asked, in any spelling of an IP literal) is one of the
+        admin service's pairs."""
+        return bool(self.admin) and ServiceAddress.of(host, port) in self.admin
 
     def address_refused(self, address: IPAddress, port: int) -> bool:
         address = plain_address(address)
@@ -210,13 +226,14 @@ class UpstreamGuard:
             return Refusal(None)
         if not answers:
             return Refusal(None)
+        admin = self.is_admin(host, port)
         checked: list[tuple[str, int]] = []
         for address_text, real_port in answers:
             try:
                 address = ipaddress.ip_address(address_text.split("%", 1)[0])
             except ValueError:
                 return Refusal(None)
-            if self.address_refused(address, real_port):
+            if not admin and self.address_refused(address, real_port):
                 return self._refuse(name, INTERNAL_REASON)
             checked.append((str(plain_address(address)), real_port))
         return Destination(name, checked[0])

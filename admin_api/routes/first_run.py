@@ -45,7 +45,7 @@ from admin_api.sessions import SESSION_COOKIE, set_session_cookies
 from admin_api.web.content_security import UI_PAGE
 from categories.list_import import ImportError_
 from categories.snapshot import SnapshotError
-from deployment.config import Config, ListSource
+from deployment.config import ListSource
 from deployment.public_address import detected_public_host, url_host
 from deployment.site_settings import (
     SiteSettingsError,
@@ -61,7 +61,6 @@ MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 """An uploaded list tarball may be this large (UT1's is about 20 MB)."""
 DOWNLOAD_TIMEOUT_SECONDS = 600
 CHUNK_BYTES = 64 * 1024
-BUILT_IN_ADMIN_URL = Config().admin_public_url
 BUILTIN_GROUPS = frozenset({"learner", "staff", "guest"})
 _SOURCE_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -137,7 +136,7 @@ def _public_url_default(request: web.Request, state: AdminState) -> str:
     """The configured public URL, else the address this browser reached the service at (the
     detected address instead of loopback)."""
     configured = state.settings.config.admin_public_url
-    if configured != BUILT_IN_ADMIN_URL:
+    if configured:
         return configured
     port = state.settings.config.listen.admin.port
     host = request.url.host or ""

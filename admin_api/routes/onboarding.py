@@ -20,6 +20,7 @@ from admin_api.routes.proxy_config import proxy_address
 from admin_api.web.content_security import UI_PAGE
 from deployment.ca_certificate import CACertificate, CAError, read_ca_certificate
 from deployment.config import Config
+from deployment.public_address import admin_public_url
 
 routes = web.RouteTableDef()
 
@@ -154,7 +155,7 @@ def render_onboarding(config: Config, ca: CACertificate | None, problem: str = "
             legacy="" if ca.branded else _LEGACY, pem_name=PEM_NAME, der_name=DER_NAME)
     return _PAGE.format(centre=escape(config.centre_name), certificate=certificate,
                         pem_name=PEM_NAME, der_name=DER_NAME,
-                        pac_url=escape(f"{config.admin_public_url}/proxy.pac"),
+                        pac_url=escape(f"{admin_public_url(config)}/proxy.pac"),
                         proxy=escape(proxy_address(config)))
 
 

@@ -10,25 +10,23 @@ from aiohttp import web
 
 from admin_api.context import state_of
 from deployment.config import Config
+from deployment.public_address import admin_public_url, proxy_public_address
 
 routes = web.RouteTableDef()
 PAC_TYPE = "application/x-ns-proxy-autoconfig"
 
 
 def proxy_address(config: Config) -> str:
-    """``host:port`` browsers use for the proxy: ``proxy_public_address``, else the admin's
-    public host with the proxy's listening port."""
-    if config.proxy_public_address:
-        return config.proxy_public_address
-    host = urlsplit(config.admin_public_url).hostname or "localhost"
-    return f"{host}:{config.listen.proxy.port}"
+    """``host:port`` browsers use for the proxy (see
+    :func:`deployment.public_address.proxy_public_address`): the port is always kept."""
+    return proxy_public_address(config)
 
 
 def pac_file(config: Config) -> str:
     """The PAC script. Everything goes through the proxy except plain host names, loopback and
     the admin service itself (the browser extension signs in there before it can answer the
     proxy's sign-in), plus any ``pac_direct_hosts``."""
-    admin_host = urlsplit(config.admin_public_url).hostname or ""
+    admin_host = urlsplit(admin_public_url(config)).hostname or ""
     direct = sorted({h.lower() for h in (admin_host, *config.pac_direct_hosts) if h})
     return f"""// esafety proxy auto-configuration for centre {config.centre_id}
 function FindProxyForURL(url, host) {{

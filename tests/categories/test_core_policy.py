@@ -293,7 +293,7 @@ def test_allow_url_entry_beats_a_shorter_block_url_entry() -> None:
 
 def test_curated_allow_entries_from_the_definitions_apply() -> None:
     d = POLICY.decide("https://www.gov.uk/", at=AT)
-    assert (d.rule, d.source) == (Rule.ALLOW_LIST, "categories/definitions/allowlist.yaml")
+    assert (d.rule, d.source) == (Rule.ALLOW_LIST, "built-in categories/definitions/allowlist.yaml")
 
 
 # -- 4. block categories ----------------------------------------------------------------------
@@ -308,7 +308,7 @@ def test_most_severe_block_category_decides() -> None:
 def test_curated_block_entries_and_content_verdicts_block() -> None:
     d = POLICY.decide("http://dns.google/", at=AT)
     assert (d.rule, d.category, d.source) == (
-        Rule.CATEGORY, "dns_over_https", "categories/definitions/dns_over_https.yaml")
+        Rule.CATEGORY, "dns_over_https", "built-in categories/definitions/dns_over_https.yaml")
     assert decide("http://harmless-site.test/", verdicts=("self_harm",)) == (
         "block", "content-verdict", "self_harm")
 
