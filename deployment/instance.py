@@ -8,6 +8,11 @@ Every command resolves these three the same way, so several instances can run si
 * Redis URL: ``--redis-url``, else ``ESAFETY_REDIS_URL``, else the config's ``redis_url``,
   else none (``esafety up`` then starts an embedded Redis). ``ESAFETY_REDIS_PASSWORD_FILE``
   names a file holding the password for a URL that has none (see ``store.connection``).
+
+While ``esafety up`` runs on the data directory, its endpoints file
+(:mod:`deployment.endpoints`) fills in what was not given: the Redis it uses (embedded or
+configured) and, when no config file was named, the config file it runs with. So every
+command needs only ``--data-dir`` (or ``ESAFETY_DATA_DIR``, or the default) to act on it.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from categories.definitions import CategorySet, load_definitions
 from categories.policy import Policy
 from categories.snapshot import ListStore
 from deployment.config import Config, build_policy, load_config
-from deployment.redis_url import running_embedded_url, with_password_file
+from deployment.endpoints import Endpoints, live_endpoints
+from deployment.redis_url import with_password_file
 
 
 def default_data_dir() -> Path:
@@ -41,6 +47,12 @@ class Instance:
         config = load_config(Path(path) if path else None)
         directory = (data_dir or os.environ.get("ESAFETY_DATA_DIR") or config.data_dir
                      or str(default_data_dir()))
+        if path is None:
+            # No config named: the one the running `esafety up` on this directory uses, so
+            # that its key prefix, groups and addresses apply here too.
+            running = live_endpoints(Path(directory).expanduser())
+            if running is not None and running.config and Path(running.config).is_file():
+                config = load_config(Path(running.config))
         url = redis_url or os.environ.get("ESAFETY_REDIS_URL") or config.redis_url or None
         password_file = os.environ.get("ESAFETY_REDIS_PASSWORD_FILE")
         if url and password_file:
@@ -48,9 +60,18 @@ class Instance:
         return cls(config, Path(directory).expanduser(), url)
 
     def store_url(self, user: str) -> str | None:
-        """The configured Redis URL, else the embedded one that ``esafety up`` runs on this data
-        directory (as ``user``) while it answers, else None."""
-        return self.redis_url or running_embedded_url(self.data_dir / "redis", user)
+        """The configured Redis URL, else the one the ``esafety up`` running on this data
+        directory uses (embedded or configured; its admin user, from its endpoints file),
+        else None. ``user`` is the ACL user the caller needs; the running deployment's
+        URL is its admin user's, which every command may use."""
+        if self.redis_url:
+            return self.redis_url
+        running = self.running_up()
+        return running.redis_url if running is not None else None
+
+    def running_up(self) -> Endpoints | None:
+        """The endpoints of the ``esafety up`` running on this data directory, if any."""
+        return live_endpoints(self.data_dir)
 
     @property
     def list_store(self) -> ListStore:

@@ -18,16 +18,28 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 
+from admin_api.routes.proxy_config import proxy_address
+from deployment import VERSION
 from deployment.config import ListenSettings
+from deployment.endpoints import (
+    Endpoint,
+    Endpoints,
+    EndpointsError,
+    recordable_url,
+    remove_endpoints,
+    write_endpoints,
+)
 from deployment.instance import Instance
 from deployment.listen_address import parse_listen
 from deployment.listen_socket import ListenError, bind_listener, inherited_listener
 from esafety.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+from esafety.startup_notice import next_steps, public_admin_url
 from proxy_addons.certificate_authority import load_or_create_ca
 from store.key_migration import move_legacy_keys_at
 
@@ -89,8 +101,12 @@ def _die_with_parent(parent: int) -> Callable[[], None] | None:
 
 
 class Supervisor:
-    def __init__(self, children: Sequence[Child]) -> None:
+    def __init__(self, children: Sequence[Child],
+                 on_tick: Callable[[], None] | None = None) -> None:
+        """``on_tick`` is called every turn of the watch loop (esafety up announces itself
+        from there once its services answer); it must return quickly."""
         self.children = list(children)
+        self.on_tick = on_tick
         self._stopping = False
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -105,6 +121,8 @@ class Supervisor:
                 child.start()
             while not self._stopping:
                 time.sleep(0.2)
+                if self.on_tick is not None and not self._stopping:
+                    self.on_tick()
                 for child in self.children:
                     assert child.process is not None
                     code = child.process.poll()
@@ -202,6 +220,59 @@ def run_proxy_workers(instance: Instance, workers: int, *, listen: str,
         sock.close()
 
 
+def _endpoint(listen: str, sock: socket.socket) -> Endpoint:
+    host, port = sock.getsockname()[:2]
+    return Endpoint(listen=listen, host=str(host), port=int(port))
+
+
+def _answers(endpoint: Endpoint, path: str) -> bool:
+    host = endpoint.local_host
+    url = f"http://{f'[{host}]' if ':' in host else host}:{endpoint.port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=0.5) as response:
+            return int(response.status) == 200
+    except (OSError, ValueError):
+        return False
+
+
+class ReadyNotice:
+    """Prints the "what now" block (:func:`esafety.startup_notice.next_steps`) once, when
+    every one of ``services`` answers /healthz, or after ``patience`` seconds in any case."""
+
+    def __init__(self, instance: Instance, services: Sequence[Endpoint],
+                 extra_lines: Sequence[str], patience: float = 60.0) -> None:
+        self.instance = instance
+        self.services = list(services)
+        self.extra_lines = list(extra_lines)
+        self.deadline = time.monotonic() + patience
+        self.printed = False
+
+    def __call__(self) -> None:
+        if self.printed:
+            return
+        waiting = [s for s in self.services if not _answers(s, "/healthz")]
+        self.services = waiting
+        if waiting and time.monotonic() < self.deadline:
+            return
+        self.printed = True
+        sys.stdout.write(next_steps(self.instance, self.extra_lines))
+        sys.stdout.flush()
+
+
+def record_endpoints(instance: Instance, redis_url: str, proxy: Endpoint, admin: Endpoint
+                     ) -> None:
+    """Write DATA_DIR/endpoints.json for the other commands on this data directory."""
+    config = instance.config
+    status = config.listen.proxy_status
+    write_endpoints(instance.data_dir, Endpoints(
+        redis_url=recordable_url(redis_url, instance.data_dir),
+        redis_prefix=config.redis_prefix, proxy=proxy, admin=admin,
+        proxy_status=Endpoint(str(status), status.host, status.port),
+        admin_public_url=public_admin_url(config), proxy_public_address=proxy_address(config),
+        config=str(Path(config.path).resolve()) if config.path is not None else None,
+        pid=os.getpid(), started_at=time.time(), version=VERSION))
+
+
 def run_all(instance: Instance, *, proxy_listen: str | None, admin_listen: str | None) -> int:
     instance.ensure_data_dir()
     proxy_listen = proxy_listen or str(instance.config.listen.proxy)
@@ -219,6 +290,7 @@ def run_all(instance: Instance, *, proxy_listen: str | None, admin_listen: str |
     proxy_sock, admin_sock = sockets
     redis: EmbeddedRedis | None = None
     proxy_env = admin_env = child_env(instance)
+    store_url = instance.redis_url
     if instance.redis_url is None:
         try:
             redis = EmbeddedRedis(instance.data_dir / "redis",
@@ -234,6 +306,7 @@ def run_all(instance: Instance, *, proxy_listen: str | None, admin_listen: str |
         asyncio.run(move_legacy_keys_at(redis.url_for("admin"), instance.config.redis_prefix))
         proxy_env = child_env(instance, redis.url_for("proxy"))
         admin_env = child_env(instance, redis.url_for("admin"))
+        store_url = redis.url_for("admin")
     proxy_args = ["proxy", "--listen", proxy_listen, "--listen-fd", str(proxy_sock.fileno())]
     admin_args = ["admin", "--listen", admin_listen, "--listen-fd", str(admin_sock.fileno())]
     children = [
@@ -242,9 +315,24 @@ def run_all(instance: Instance, *, proxy_listen: str | None, admin_listen: str |
         Child("admin", esafety_argv(instance, *admin_args), admin_env,
               pass_fds=(admin_sock.fileno(),)),
     ]
+    load_or_create_ca(instance)  # now, so that the start-up block names a file that exists
+    proxy_endpoint = _endpoint(proxy_listen, proxy_sock)
+    admin_endpoint = _endpoint(admin_listen, admin_sock)
+    assert store_url is not None
     try:
-        return Supervisor(children).run()
+        record_endpoints(instance, store_url, proxy_endpoint, admin_endpoint)
+    except (OSError, EndpointsError) as exc:
+        # The service still runs; only the other commands' automatic discovery is missing.
+        log.error("cannot record the endpoints in %s: %s", instance.data_dir, exc)
+    # Lines added to the start-up block ("what now"), after the CA certificate's line.
+    extra_lines: list[str] = []
+    status = instance.config.listen.proxy_status
+    notice = ReadyNotice(instance, [admin_endpoint, Endpoint(str(status), status.host,
+                                                             status.port)], extra_lines)
+    try:
+        return Supervisor(children, on_tick=notice).run()
     finally:
+        remove_endpoints(instance.data_dir, pid=os.getpid())
         for sock in sockets:
             sock.close()
         if redis is not None:
