@@ -21,7 +21,7 @@ import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from deployment.redis_url import split_password_file, with_password_file
 
@@ -104,25 +104,39 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _password_in(url: str) -> str | None:
+    """The password ``url`` carries in clear: in its user info, or as ``?password=``."""
+    parts = urlsplit(url)
+    if parts.password is not None:
+        return unquote(parts.password)
+    given = [v for k, v in parse_qsl(parts.query, keep_blank_values=True) if k == "password"]
+    return given[-1] if given else None
+
+
 def recordable_url(url: str, data_dir: Path) -> str:
     """``url`` as the endpoints file may hold it: a password in it moves to a 0600 file in
-    ``data_dir``, which the returned URL names instead."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    ``data_dir``, which the returned URL names instead. (With Sentinel, a password in the URL
+    also authenticates to the Sentinels, and the file's only to the master.)"""
+    password = _password_in(url)
+    if password is None:
         return url
+    parts = urlsplit(url)
     userinfo, _, hostport = parts.netloc.rpartition("@")
     user = userinfo.partition(":")[0]
-    stripped = urlunsplit(parts._replace(netloc=f"{user}@{hostport}" if user else hostport))
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                       if k != "password"])
+    stripped = urlunsplit(parts._replace(netloc=f"{user}@{hostport}" if user else hostport,
+                                         query=query))
     if split_password_file(stripped)[1] is not None:
         raise EndpointsError("a Redis URL with both a password and a password_file")
     password_file = data_dir / PASSWORD_FILE_NAME
-    _write_private(password_file, unquote(parts.password) + "\n")
+    _write_private(password_file, password + "\n")
     return with_password_file(stripped, password_file)
 
 
 def write_endpoints(data_dir: Path, endpoints: Endpoints) -> Path:
     """Record ``endpoints`` in ``DATA_DIR/endpoints.json`` (0600, atomically)."""
-    if urlsplit(endpoints.redis_url).password is not None:
+    if _password_in(endpoints.redis_url) is not None:
         raise EndpointsError("the endpoints file never holds a Redis password")
     path = endpoints_path(data_dir)
     _write_private(path, endpoints.to_json())

@@ -26,7 +26,7 @@ from categories.policy import Policy
 from categories.snapshot import ListStore
 from deployment.config import Config, build_policy, load_config
 from deployment.endpoints import Endpoints, live_endpoints
-from deployment.redis_url import with_password_file
+from deployment.redis_url import running_embedded_url, with_password_file
 
 
 def default_data_dir() -> Path:
@@ -61,13 +61,15 @@ class Instance:
 
     def store_url(self, user: str) -> str | None:
         """The configured Redis URL, else the one the ``esafety up`` running on this data
-        directory uses (embedded or configured; its admin user, from its endpoints file),
-        else None. ``user`` is the ACL user the caller needs; the running deployment's
-        URL is its admin user's, which every command may use."""
+        directory uses (embedded or configured; its admin user's, from its endpoints file),
+        else an embedded Redis answering in ``DATA_DIR/redis`` without one (such as one an
+        older version started) as ``user``, else None."""
         if self.redis_url:
             return self.redis_url
         running = self.running_up()
-        return running.redis_url if running is not None else None
+        if running is not None:
+            return running.redis_url
+        return running_embedded_url(self.data_dir / "redis", user)
 
     def running_up(self) -> Endpoints | None:
         """The endpoints of the ``esafety up`` running on this data directory, if any."""

@@ -68,6 +68,11 @@ def test_a_configured_url_with_a_password_is_recorded_naming_a_0600_file(
         remove_endpoints(data)
         assert not written.exists() and not (data / "endpoints-redis.password").exists()
 
+        # The password as a query parameter moves to the file too.
+        user_url = f"redis://esafety-admin@127.0.0.1:{redis.port}/0?password={password}"
+        url = recordable_url(user_url, data)
+        assert password not in url and asyncio.run(_ping(url))
+
 
 def test_readers_ignore_a_file_whose_supervisor_or_redis_is_gone(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch
