@@ -322,7 +322,11 @@ def cmd_healthcheck(args: argparse.Namespace, instance: Instance) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="esafety", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="esafety", description="esafety: the web filter's command line.",
+        epilog="Run esafety COMMAND --help for a command's options. While esafety up runs, "
+               "every other command on the same data directory finds its Redis and config "
+               "by itself.")
     parser.add_argument("--version", action="version", version=f"esafety {VERSION}",
                         help="print the version and exit")
     parser.add_argument("--config", metavar="FILE",
