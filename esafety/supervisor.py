@@ -255,8 +255,11 @@ class ReadyNotice:
         if waiting and time.monotonic() < self.deadline:
             return
         self.printed = True
-        sys.stdout.write(next_steps(self.instance, self.extra_lines))
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(next_steps(self.instance, self.extra_lines))
+            sys.stdout.flush()
+        except OSError as exc:  # nobody reads the output (a closed pipe): keep serving
+            log.warning("cannot print the start-up summary: %s", exc)
 
 
 def record_endpoints(instance: Instance, redis_url: str, proxy: Endpoint, admin: Endpoint
