@@ -310,6 +310,11 @@ def cmd_healthcheck(args: argparse.Namespace, instance: Instance) -> int:
     """Exit 0 when the local service answers /healthz (for container health checks)."""
     listen = (instance.config.listen.proxy_status if args.service == "proxy"
               else instance.config.listen.admin)
+    running = instance.running_up() if args.url is None else None
+    if running is not None:  # the addresses esafety up really listens on
+        endpoint = running.proxy_status if args.service == "proxy" else running.admin
+        if endpoint is not None:
+            listen = ListenAddress(endpoint.local_host, endpoint.port)
     url = args.url or _local_url(listen, "/healthz")
     try:
         with urllib.request.urlopen(url, timeout=args.timeout) as response:  # noqa: S310

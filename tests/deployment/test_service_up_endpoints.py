@@ -140,6 +140,9 @@ def test_commands_on_the_data_dir_find_the_running_up_and_its_output_says_what_n
         assert _sign_in(admin_port, "alice", "correct horse battery staple") == 200
         backup = _esafety("--data-dir", str(data), "backup", "--out", str(tmp_path / "b.gz"))
         assert backup.returncode == 0, backup.stderr
+        for service in ("admin", "proxy"):  # on the ports up listens on, not the defaults
+            health = _esafety("--data-dir", str(data), "healthcheck", service)
+            assert health.returncode == 0 and f"{service}: healthy" in health.stdout, health
     # A clean stop removes the file; the commands then say there is no Redis to use.
     assert not (data / "endpoints.json").exists()
     after = _esafety("--data-dir", str(data), "users", "list")
