@@ -10,7 +10,9 @@ The Redis URL in the file never holds a password: it names a 0600 password file
 ``DATA_DIR/endpoints-redis.password`` (0600) for the file's readers.
 
 A file left behind by a supervisor that was killed is ignored: readers take it only while the
-recorded supervisor pid is alive and the recorded Redis accepts connections.
+recorded supervisor pid is alive and the recorded Redis accepts connections. They also ignore
+a file that others may write, and one another user wrote that names a password file outside
+the data directory.
 """
 
 from __future__ import annotations
@@ -197,11 +199,34 @@ def redis_answers(url: str, timeout: float = CONNECT_TIMEOUT) -> bool:
     return True
 
 
+def _trusted(path: Path, recorded: Endpoints, data_dir: Path) -> bool:
+    """Whether a reader may follow the file: writable by its owner only, and written by this
+    user, or by the data directory's owner naming a password file inside the data directory
+    (as when root runs a command on the service user's deployment): a file another user
+    wrote must not have the reader send one of its own secrets to some other server."""
+    try:
+        st = path.stat()
+        if st.st_mode & 0o022:
+            return False
+        if st.st_uid == os.getuid():
+            return True
+        password_file = split_password_file(recorded.redis_url)[1]
+        return st.st_uid == data_dir.stat().st_uid and (
+            password_file is None
+            or password_file.resolve().is_relative_to(data_dir.resolve()))
+    except OSError:
+        return False
+
+
 def live_endpoints(data_dir: Path) -> Endpoints | None:
     """The endpoints of the ``esafety up`` running on ``data_dir``: None when there is no
-    file, or it was left by a supervisor that is gone, or its Redis does not answer."""
-    recorded = _read(endpoints_path(data_dir))
-    if recorded is None or not _pid_alive(recorded.pid):
+    file, it cannot be trusted, it was left by a supervisor that is gone, or its Redis does
+    not answer."""
+    path = endpoints_path(data_dir)
+    recorded = _read(path)
+    if recorded is None or not _trusted(path, recorded, data_dir):
+        return None
+    if not _pid_alive(recorded.pid):
         return None
     if not redis_answers(recorded.redis_url):
         return None

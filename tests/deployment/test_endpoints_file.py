@@ -84,7 +84,7 @@ def test_readers_ignore_a_file_whose_supervisor_or_redis_is_gone(tmp_path: Path,
     data.mkdir()
     redis = EmbeddedRedis(tmp_path / "redis", persistent=False).start()
     try:
-        url = redis.url_for("admin")
+        url = recordable_url(redis.url, data)
         write_endpoints(data, _endpoints(url, _dead_pid()))
         assert live_endpoints(data) is None  # left by a supervisor that was killed
         assert Instance.resolve(data_dir=str(data)).store_url("esafety-admin") is None
@@ -97,3 +97,31 @@ def test_readers_ignore_a_file_whose_supervisor_or_redis_is_gone(tmp_path: Path,
     finally:
         redis.stop()
     assert live_endpoints(data) is None  # its Redis no longer answers
+
+
+def test_readers_ignore_a_file_others_may_write_or_another_user_planted(
+        tmp_path: Path) -> None:
+    """A planted file must not make a command send one of its user's secrets (a password file
+    outside the data directory) to some other server. Run as root (the suite does), the file
+    is planted by another user: the data directory's owner."""
+    data = tmp_path / "data"
+    data.mkdir()
+    redis = EmbeddedRedis(tmp_path / "redis", persistent=False).start()
+    try:
+        outside = redis.url_for("admin")  # its password file is in tmp_path/redis, not data/
+        path = write_endpoints(data, _endpoints(outside, os.getpid()))
+        assert live_endpoints(data) is not None  # this user's own file: trusted
+        path.chmod(0o622)
+        assert live_endpoints(data) is None  # others may write it
+
+        path.chmod(0o600)
+        if os.getuid() == 0:
+            os.chown(data, 65534, 65534)  # the data directory and the file: another user's
+            os.chown(path, 65534, 65534)
+            assert live_endpoints(data) is None
+            inside = recordable_url(redis.url, data)  # the password copied into data/
+            path = write_endpoints(data, _endpoints(inside, os.getpid()))
+            os.chown(path, 65534, 65534)
+            assert live_endpoints(data) is not None
+    finally:
+        redis.stop()
