@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 UI_PACKAGES := admin_api/web/ui_packages
 UI_VENDOR := admin_api/web/static/vendor
 
-.PHONY: run test lint typecheck pytest bench system-deps ui-vendor clean
+.PHONY: run test lint typecheck pytest bench system-deps run-deps test-deps ui-vendor clean
 
 $(STAMP): pyproject.toml setup.py categories/_urlfast.c
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "esafety needs Python 3.11 (mitmproxy 11.0.2)")'
@@ -16,16 +16,11 @@ $(STAMP): pyproject.toml setup.py categories/_urlfast.c
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-# System packages the product and its tests use: redis-server (the embedded store) and
-# redis-cli (the Redis Cluster test joins its nodes with it; Debian's redis-server pulls it in),
-# Chromium (browser tests) and Node.js (the extension's unit tests).
-system-deps:
-	@missing=""; \
-	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
-	command -v redis-cli >/dev/null || missing="$$missing redis-tools"; \
-	command -v chromium >/dev/null || missing="$$missing chromium"; \
-	command -v node >/dev/null || missing="$$missing nodejs"; \
-	command -v npm >/dev/null || missing="$$missing npm"; \
+# System packages, installed with apt-get when run as root (else named, for you to install).
+# The product needs only redis-server (the embedded store; Debian's package brings redis-cli,
+# which the Redis Cluster test uses to join its nodes). The tests also use Chromium (the UI and
+# extension tests, through Playwright) and Node.js (the extension's unit tests, a PAC check).
+APT_INSTALL = \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; \
@@ -35,17 +30,29 @@ system-deps:
 	  fi; \
 	fi
 
-# The admin UI's browser libraries (Chart.js), from the locked npm packages, copied where
-# aiohttp serves them (/static/vendor/). Not committed: `make run` and `make test` build it.
-$(UI_VENDOR)/chart.umd.min.js: $(UI_PACKAGES)/package.json $(UI_PACKAGES)/package-lock.json
-	cd $(UI_PACKAGES) && npm ci --no-audit --no-fund --silent
-	mkdir -p $(UI_VENDOR)
-	cp $(UI_PACKAGES)/node_modules/chart.js/LICENSE.md $(UI_VENDOR)/chart.js-LICENSE.md
-	cp $(UI_PACKAGES)/node_modules/chart.js/dist/chart.umd.min.js $@
+run-deps:
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v redis-cli >/dev/null || missing="$$missing redis-tools"; \
+	$(APT_INSTALL)
 
-ui-vendor: system-deps $(UI_VENDOR)/chart.umd.min.js
+test-deps: run-deps
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
+	$(APT_INSTALL)
 
-run: $(STAMP) system-deps ui-vendor
+system-deps: run-deps test-deps
+
+# The admin UI's browser libraries (Chart.js), copied where aiohttp serves them
+# (/static/vendor/): the exact npm tarballs the lock file names, checked against its sha512
+# integrity, fetched by a standard-library Python step (no npm needed). Not committed.
+$(UI_VENDOR)/chart.umd.min.js: $(UI_PACKAGES)/package-lock.json esafety/ui_vendor.py
+	$(PYTHON) -m esafety.ui_vendor
+
+ui-vendor: $(UI_VENDOR)/chart.umd.min.js
+
+run: $(STAMP) run-deps ui-vendor
 	$(BIN)/esafety up
 
 lint: $(STAMP)
@@ -56,28 +63,28 @@ typecheck: $(STAMP)
 
 # Two workers: most tests wait on real processes; each file runs whole on one worker, and the
 # browser tests share one (tests/conftest.py).
-pytest: $(STAMP) system-deps ui-vendor
+pytest: $(STAMP) test-deps ui-vendor
 	$(BIN)/pytest -q -n 2 --dist loadgroup
 
 test: lint typecheck pytest extension-test
 
 # The browser extension's logic (plain ES modules), with Node's built-in test runner.
-extension-test: system-deps
+extension-test: test-deps
 	node --test extension/
 
-bench: $(STAMP) system-deps
+bench: $(STAMP) run-deps
 	$(BIN)/python bench/matcher.py
 
 # Proxy throughput/latency/CPU against bare mitmdump, squid and e2guardian (a benchmark, not a
 # test); needs wrk, hey, nginx-light (and squid, e2guardian for the side-by-side figures).
 .PHONY: bench-proxy
-bench-proxy: $(STAMP) system-deps
+bench-proxy: $(STAMP) run-deps
 	$(BIN)/python bench/proxy.py --json
 
 # Longer reliability runs than `make test` allows: Redis down for 60 s under load, repeated
 # worker kills. Prints the same security figures as the tests.
 .PHONY: soak
-soak: $(STAMP) system-deps
+soak: $(STAMP) run-deps
 	ESAFETY_OUTAGE_SECONDS=60 $(BIN)/pytest -q -p no:cacheprovider \
 	  tests/security/test_security_outages.py tests/deployment/test_deploy_workers.py -k "under_load or killing"
 

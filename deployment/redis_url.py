@@ -34,11 +34,11 @@ def with_password_file(url: str, path: Path | str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-
 def running_embedded_url(directory: Path, user: str) -> str | None:
     """The URL for ``user`` (naming the admin password file) of the embedded Redis that ``esafety up``
-    runs in ``directory`` (``DATA_DIR/redis``), while it answers; None otherwise. Lets the
-    CLI (``esafety users add``, ``backup``) work on the same data directory as ``up``."""
+    runs in ``directory`` (``DATA_DIR/redis``), while it answers; None otherwise. (Commands
+    find a running ``esafety up`` through its endpoints file first, which covers a configured
+    Redis too: see :mod:`deployment.endpoints`; this finds an embedded Redis without one.)"""
     conf, password = directory / "redis.conf", directory / "admin.password"
     try:
         lines = conf.read_text(encoding="utf-8").splitlines()

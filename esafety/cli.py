@@ -32,6 +32,7 @@ from deployment.json_logging import configure_logging
 from deployment.listen_address import ListenAddress
 from esafety import admin_commands, proxy_commands, redis_commands
 from esafety.backup import BackupError, backup, restore
+from esafety.known_names import UnknownNameError, known_group
 from store import redis_acl
 from store.connection import connect
 from store.keys import Keys
@@ -86,7 +87,7 @@ def cmd_check(args: argparse.Namespace, instance: Instance) -> int:
     policy = instance.load_policy()
     if at is not None and at.tzinfo is None:
         at = at.replace(tzinfo=policy.schedule.timezone)
-    group = args.group
+    group = known_group(instance.config, args.group) if args.group is not None else None
     out = sys.stdout
     write = out.write
     count = blocked = 0
@@ -142,10 +143,15 @@ def cmd_lists_import(args: argparse.Namespace, instance: Instance) -> int:
 
 def cmd_lists_update(args: argparse.Namespace, instance: Instance) -> int:
     sources = instance.config.list_sources
+    if not sources:
+        raise UsageError("no list sources configured (lists.sources in the config file); "
+                         "import files with esafety lists import PATH")
+    unknown = [name for name in args.name if name not in {s.name for s in sources}]
+    if unknown:
+        raise UsageError(f"unknown list source {unknown[0]!r}; configured sources: "
+                         + ", ".join(s.name for s in sources))
     if args.name:
         sources = tuple(s for s in sources if s.name in args.name)
-    if not sources:
-        raise UsageError("no list sources configured (lists.sources in the config file)")
     status = EXIT_OK
     for source in sources:
         suffix = ".tar.gz" if source.url.endswith((".tar.gz", ".tgz")) else ".txt"
@@ -199,6 +205,9 @@ def cmd_lists_status(args: argparse.Namespace, instance: Instance) -> int:
     sys.stdout.write(f"data directory: {status['data_dir']}\n"
                      f"snapshot: {status['snapshot_version'] or 'none (run esafety lists import)'}"
                      f" with {status['host_entries']} host and {status['url_entries']} URL keys\n")
+    if not status["sources"]:
+        sys.stdout.write("no block lists imported yet: import some with esafety lists import "
+                         "PATH (a squidGuard/UT1 folder or .tar.gz, or one list file)\n")
     for source in status["sources"]:
         sys.stdout.write(f"  {source['source']}: {source['entries']} entries in {source['lists']} "
                          f"lists, imported {source['imported_at']} from {source['origin']}\n")
@@ -292,6 +301,11 @@ def cmd_healthcheck(args: argparse.Namespace, instance: Instance) -> int:
     """Exit 0 when the local service answers /healthz (for container health checks)."""
     listen = (instance.config.listen.proxy_status if args.service == "proxy"
               else instance.config.listen.admin)
+    running = instance.running_up() if args.url is None else None
+    if running is not None:  # the addresses esafety up really listens on
+        endpoint = running.proxy_status if args.service == "proxy" else running.admin
+        if endpoint is not None:
+            listen = ListenAddress(endpoint.local_host, endpoint.port)
     url = args.url or _local_url(listen, "/healthz")
     try:
         with urllib.request.urlopen(url, timeout=args.timeout) as response:  # noqa: S310
@@ -304,17 +318,32 @@ def cmd_healthcheck(args: argparse.Namespace, instance: Instance) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="esafety", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"esafety {VERSION}")
-    parser.add_argument("--config", help="config file (default: $ESAFETY_CONFIG)")
-    parser.add_argument("--data-dir", help="data directory (default: $ESAFETY_DATA_DIR)")
-    parser.add_argument("--redis-url", help="Redis URL (default: $ESAFETY_REDIS_URL)")
+    parser = argparse.ArgumentParser(
+        prog="esafety", description="esafety: the web filter's command line.",
+        epilog="Run esafety COMMAND --help for a command's options. While esafety up runs, "
+               "every other command on the same data directory finds its Redis and config "
+               "by itself.")
+    parser.add_argument("--version", action="version", version=f"esafety {VERSION}",
+                        help="print the version and exit")
+    parser.add_argument("--config", metavar="FILE",
+                        help="config file (default: $ESAFETY_CONFIG, else the one the running "
+                             "esafety up on the data directory uses, else built-in defaults)")
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="data directory (default: $ESAFETY_DATA_DIR, else data_dir in the "
+                             "config, else ~/.local/share/esafety)")
+    parser.add_argument("--redis-url", metavar="URL",
+                        help="Redis URL, with ?password_file=PATH rather than a password "
+                             "(default: $ESAFETY_REDIS_URL, else redis_url in the config, else "
+                             "the Redis of the esafety up running on the data directory)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     check = sub.add_parser("check", help="explain the decision for URLs ('-' reads stdin)")
-    check.add_argument("urls", nargs="+", metavar="URL")
-    check.add_argument("--user")
-    check.add_argument("--group")
+    check.add_argument("urls", nargs="+", metavar="URL",
+                       help="URLs to decide on; '-' reads one per line from standard input")
+    check.add_argument("--user", help="the user name to decide for (per-user overrides)")
+    check.add_argument("--group", metavar="GROUP",
+                       help="the filtering group to decide for (learner, staff, guest or one "
+                            "from the config; default: the unidentified group)")
     check.add_argument("--at", help="ISO time to decide at (default: now)")
     check.add_argument("--json", action="store_true", help="one JSON object per URL")
     check.set_defaults(handler=cmd_check)
@@ -322,23 +351,27 @@ def build_parser() -> argparse.ArgumentParser:
     lists = sub.add_parser("lists", help="import and update block lists")
     lists_sub = lists.add_subparsers(dest="lists_command", required=True, metavar="ACTION")
     imp = lists_sub.add_parser("import", help="import a squidGuard tree, tarball or list file")
-    imp.add_argument("path")
+    imp.add_argument("path", metavar="PATH",
+                     help="a squidGuard/UT1 folder, a .tar.gz of one, or one list file")
     imp.add_argument("--source", help="name for this source (default: from the path)")
     imp.add_argument("--list", help="list category of a flat file (default: its file name)")
-    imp.add_argument("--format", choices=["squidguard", *[f.value for f in ListFormat]])
-    imp.add_argument("--json", action="store_true")
+    imp.add_argument("--format", choices=["squidguard", *[f.value for f in ListFormat]],
+                     help="the list format (default: detected from the contents)")
+    imp.add_argument("--json", action="store_true", help="print the import report as JSON")
     imp.set_defaults(handler=cmd_lists_import)
     upd = lists_sub.add_parser("update", help="download and import the configured sources")
-    upd.add_argument("name", nargs="*")
-    upd.add_argument("--timeout", type=float, default=120.0)
-    upd.add_argument("--json", action="store_true")
+    upd.add_argument("name", nargs="*", metavar="NAME",
+                     help="configured sources to update (default: all of lists.sources)")
+    upd.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
+                     help="give up on a download after this long (default: 120)")
+    upd.add_argument("--json", action="store_true", help="print each import report as JSON")
     upd.set_defaults(handler=cmd_lists_update)
     st = lists_sub.add_parser("status", help="show imported sources and the snapshot")
-    st.add_argument("--json", action="store_true")
+    st.add_argument("--json", action="store_true", help="print the status as JSON")
     st.set_defaults(handler=cmd_lists_status)
 
     cats = sub.add_parser("categories", help="list the category definitions")
-    cats.add_argument("--json", action="store_true")
+    cats.add_argument("--json", action="store_true", help="print the definitions as JSON")
     cats.set_defaults(handler=cmd_categories)
 
     config = sub.add_parser("config", help="configuration")
@@ -352,14 +385,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also back up raw hits (personal data: mind the retention policy)")
     bk.set_defaults(handler=cmd_backup)
     rs = sub.add_parser("restore", help="restore a backup into an empty Redis")
-    rs.add_argument("file")
+    rs.add_argument("file", metavar="FILE", help="a backup written by esafety backup")
     rs.add_argument("--force", action="store_true", help="overwrite keys that already exist")
     rs.set_defaults(handler=cmd_restore)
 
     health = sub.add_parser("healthcheck", help="check that a local service answers /healthz")
-    health.add_argument("service", choices=["proxy", "admin"])
+    health.add_argument("service", choices=["proxy", "admin"],
+                        help="which service to ask (proxy: its status port)")
     health.add_argument("--url", help="the /healthz URL (default: from the config)")
-    health.add_argument("--timeout", type=float, default=4.0)
+    health.add_argument("--timeout", type=float, default=4.0, metavar="SECONDS",
+                        help="give up after this long (default: 4)")
     health.set_defaults(handler=cmd_healthcheck)
 
     proxy_commands.add_parsers(sub)
@@ -380,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationFailed as exc:
         sys.stderr.write(f"esafety: configuration error:\n{exc}\n")
         return EXIT_USAGE
-    except (UsageError, PolicyError) as exc:
+    except (UsageError, PolicyError, UnknownNameError) as exc:
         sys.stderr.write(f"esafety: {exc}\n")
         return EXIT_USAGE
     except (ImportError_, SnapshotError) as exc:

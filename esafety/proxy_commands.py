@@ -124,8 +124,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     ca = sub.add_parser("ca", help="the proxy's certificate authority")
     ca_sub = ca.add_subparsers(dest="ca_command", required=True, metavar="ACTION")
     export = ca_sub.add_parser("export", help="write the CA certificate for devices to trust")
-    export.add_argument("--out", help="file to write (default: standard output)")
-    export.add_argument("--format", choices=["pem", "der"], default="pem")
+    export.add_argument("--out", metavar="FILE", help="file to write (default: standard output)")
+    export.add_argument("--format", choices=["pem", "der"], default="pem",
+                        help="PEM (text; most systems) or DER (binary; some Windows and "
+                             "Android tools) (default: pem)")
     export.set_defaults(handler=cmd_ca_export)
     show = ca_sub.add_parser("show", help="print the CA's subject and fingerprints, to compare "
                              "with what a device shows")

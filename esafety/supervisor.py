@@ -18,18 +18,30 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 
+from admin_api.routes.proxy_config import proxy_address
+from deployment import VERSION
 from deployment.config import ListenSettings
-from deployment.instance import Instance
+from deployment.endpoints import (
+    Endpoint,
+    Endpoints,
+    EndpointsError,
+    recordable_url,
+    remove_endpoints,
+    write_endpoints,
+)
+from deployment.instance import LISTEN_ENV, Instance, with_listen
 from deployment.listen_address import parse_listen
 from deployment.listen_socket import ListenError, bind_listener, inherited_listener
 from deployment.site_settings import settings_path
 from esafety.embedded_redis import EmbeddedRedis, EmbeddedRedisError
-from esafety.first_run import print_first_run
+from esafety.first_run import first_run_lines
+from esafety.startup_notice import next_steps, public_admin_url
 from proxy_addons.certificate_authority import load_or_create_ca
 from store.key_migration import move_legacy_keys_at
 
@@ -91,8 +103,13 @@ def _die_with_parent(parent: int) -> Callable[[], None] | None:
 
 
 class Supervisor:
-    def __init__(self, children: Sequence[Child], watched: Path | None = None) -> None:
+    def __init__(self, children: Sequence[Child], watched: Path | None = None,
+                 on_tick: Callable[[], None] | None = None) -> None:
+        """``watched``: a settings file; when it changes, every child is restarted to read it.
+        ``on_tick`` is called every turn of the watch loop (esafety up announces itself from
+        there once its services answer); it must return quickly."""
         self.children = list(children)
+        self.on_tick = on_tick
         self._stopping = False
         self.watched = watched
         """A settings file: when it changes, every child is restarted to read it."""
@@ -111,6 +128,8 @@ class Supervisor:
             while not self._stopping:
                 time.sleep(0.2)
                 self._restart_if_settings_changed()
+                if self.on_tick is not None and not self._stopping:
+                    self.on_tick()
                 for child in self.children:
                     assert child.process is not None
                     code = child.process.poll()
@@ -183,6 +202,8 @@ def child_env(instance: Instance, redis_url: str | None = None) -> dict[str, str
     naming a password file, never a password of its own making)."""
     env = dict(os.environ)
     env.pop("ESAFETY_REDIS_PASSWORD_FILE", None)  # already folded into instance.redis_url
+    env[LISTEN_ENV["proxy"]] = str(instance.config.listen.proxy)
+    env[LISTEN_ENV["admin"]] = str(instance.config.listen.admin)
     url = redis_url or instance.redis_url
     if url:
         env["ESAFETY_REDIS_URL"] = url
@@ -226,6 +247,62 @@ def run_proxy_workers(instance: Instance, workers: int, *, listen: str,
         sock.close()
 
 
+def _endpoint(listen: str, sock: socket.socket) -> Endpoint:
+    host, port = sock.getsockname()[:2]
+    return Endpoint(listen=listen, host=str(host), port=int(port))
+
+
+def _answers(endpoint: Endpoint, path: str) -> bool:
+    host = endpoint.local_host
+    url = f"http://{f'[{host}]' if ':' in host else host}:{endpoint.port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=0.5) as response:
+            return int(response.status) == 200
+    except (OSError, ValueError):
+        return False
+
+
+class ReadyNotice:
+    """Prints the "what now" block (:func:`esafety.startup_notice.next_steps`) once, when
+    every one of ``services`` answers /healthz, or after ``patience`` seconds in any case."""
+
+    def __init__(self, instance: Instance, services: Sequence[Endpoint],
+                 extra_lines: Sequence[str], patience: float = 60.0) -> None:
+        self.instance = instance
+        self.services = list(services)
+        self.extra_lines = list(extra_lines)
+        self.deadline = time.monotonic() + patience
+        self.printed = False
+
+    def __call__(self) -> None:
+        if self.printed:
+            return
+        waiting = [s for s in self.services if not _answers(s, "/healthz")]
+        self.services = waiting
+        if waiting and time.monotonic() < self.deadline:
+            return
+        self.printed = True
+        try:
+            sys.stdout.write(next_steps(self.instance, self.extra_lines))
+            sys.stdout.flush()
+        except OSError as exc:  # nobody reads the output (a closed pipe): keep serving
+            log.warning("cannot print the start-up summary: %s", exc)
+
+
+def record_endpoints(instance: Instance, redis_url: str, proxy: Endpoint, admin: Endpoint
+                     ) -> None:
+    """Write DATA_DIR/endpoints.json for the other commands on this data directory."""
+    config = instance.config
+    status = config.listen.proxy_status
+    write_endpoints(instance.data_dir, Endpoints(
+        redis_url=recordable_url(redis_url, instance.data_dir),
+        redis_prefix=config.redis_prefix, proxy=proxy, admin=admin,
+        proxy_status=Endpoint(str(status), status.host, status.port),
+        admin_public_url=public_admin_url(config), proxy_public_address=proxy_address(config),
+        config=str(Path(config.path).resolve()) if config.path is not None else None,
+        pid=os.getpid(), started_at=time.time(), version=VERSION))
+
+
 def run_all(instance: Instance, *, proxy_listen: str | None, admin_listen: str | None) -> int:
     instance.ensure_data_dir()
     proxy_listen = proxy_listen or str(instance.config.listen.proxy)
@@ -241,8 +318,13 @@ def run_all(instance: Instance, *, proxy_listen: str | None, admin_listen: str |
         log.critical("%s", exc)
         return EXIT_CONFIG
     proxy_sock, admin_sock = sockets
+    # Every child, and this process's own notices, know the ports really listened on.
+    instance = replace(instance, config=with_listen(
+        instance.config, parse_listen(proxy_listen, DEFAULTS.proxy.port),
+        parse_listen(admin_listen, DEFAULTS.admin.port)))
     redis: EmbeddedRedis | None = None
     proxy_env = admin_env = child_env(instance)
+    store_url = instance.redis_url
     if instance.redis_url is None:
         try:
             redis = EmbeddedRedis(instance.data_dir / "redis",
@@ -258,6 +340,7 @@ def run_all(instance: Instance, *, proxy_listen: str | None, admin_listen: str |
         asyncio.run(move_legacy_keys_at(redis.url_for("admin"), instance.config.redis_prefix))
         proxy_env = child_env(instance, redis.url_for("proxy"))
         admin_env = child_env(instance, redis.url_for("admin"))
+        store_url = redis.url_for("admin")
     proxy_args = ["proxy", "--listen", proxy_listen, "--listen-fd", str(proxy_sock.fileno())]
     admin_args = ["admin", "--listen", admin_listen, "--listen-fd", str(admin_sock.fileno())]
     children = [
@@ -266,11 +349,27 @@ def run_all(instance: Instance, *, proxy_listen: str | None, admin_listen: str |
         Child("admin", esafety_argv(instance, *admin_args), admin_env,
               pass_fds=(admin_sock.fileno(),)),
     ]
-    print_first_run(instance, redis.url_for("admin") if redis is not None else instance.redis_url,
-                    admin_listen, sys.stdout)
+    load_or_create_ca(instance)  # now, so that the start-up block names a file that exists
+    proxy_endpoint = _endpoint(proxy_listen, proxy_sock)
+    admin_endpoint = _endpoint(admin_listen, admin_sock)
+    assert store_url is not None
     try:
-        return Supervisor(children, watched=settings_path(instance.data_dir)).run()
+        record_endpoints(instance, store_url, proxy_endpoint, admin_endpoint)
+    except (OSError, EndpointsError) as exc:
+        # The service still runs; only the other commands' automatic discovery is missing.
+        log.error("cannot record the endpoints in %s: %s", instance.data_dir, exc)
+    # Lines added to the start-up block ("what now"), after the CA certificate's line.
+    extra_lines: list[str] = first_run_lines(
+        instance, redis.url_for("admin") if redis is not None else instance.redis_url,
+        admin_listen)
+    status = instance.config.listen.proxy_status
+    notice = ReadyNotice(instance, [admin_endpoint, Endpoint(str(status), status.host,
+                                                             status.port)], extra_lines)
+    try:
+        return Supervisor(children, watched=settings_path(instance.data_dir),
+                          on_tick=notice).run()
     finally:
+        remove_endpoints(instance.data_dir, pid=os.getpid())
         for sock in sockets:
             sock.close()
         if redis is not None:

@@ -19,6 +19,7 @@ from typing import TypeVar
 from admin_api.roles import natural_group
 from admin_api.server import ListenError, settings_for
 from deployment.instance import Instance
+from esafety.known_names import UnknownNameError, known_group
 from esafety.user_import import UserImportError, parse_rows
 from store.accounts import AccountError
 from store.connection import connect
@@ -53,10 +54,10 @@ def _with_store(instance: Instance, work: Callable[[Store], Awaitable[T]]) -> T:
 
 
 def cmd_users_add(args: argparse.Namespace, instance: Instance) -> int:
-    group = args.group or natural_group(args.role)
-    if group not in instance.config.profiles:
-        return _fail(f"group {group!r} is not defined (groups: "
-                     f"{', '.join(instance.config.profiles)})")
+    try:
+        group = known_group(instance.config, args.group or natural_group(args.role))
+    except UnknownNameError as exc:
+        return _fail(str(exc))
     generated = not args.password_stdin
     password = (sys.stdin.readline().rstrip("\r\n") if args.password_stdin
                 else secrets.token_urlsafe(12))
@@ -81,10 +82,13 @@ def cmd_users_add(args: argparse.Namespace, instance: Instance) -> int:
 def cmd_users_import(args: argparse.Namespace, instance: Instance) -> int:
     try:
         with Path(args.file).open(encoding="utf-8-sig", newline="") as handle:
-            rows = parse_rows(handle, instance.config.profiles)
+            if args.group is not None:
+                known_group(instance.config, args.group)
+            rows = parse_rows(handle, instance.config.profiles, default_role=args.role,
+                              default_group=args.group)
     except OSError as exc:
         return _fail(f"cannot read {args.file}: {exc.strerror}")
-    except UserImportError as exc:
+    except (UserImportError, UnknownNameError) as exc:
         return _fail(str(exc))
 
     async def work(store: Store) -> int:
@@ -113,6 +117,9 @@ def cmd_users_list(args: argparse.Namespace, instance: Instance) -> int:
         users = [user.public() for user in await store.accounts.all()]
         if args.json:
             sys.stdout.write(json.dumps(users) + "\n")
+        elif not users:
+            sys.stdout.write("no users yet: add one with esafety users add NAME --role ROLE "
+                             "(or esafety users import FILE.csv)\n")
         else:
             for user_data in users:
                 flag = " (disabled)" if user_data["disabled"] else ""
@@ -122,6 +129,32 @@ def cmd_users_list(args: argparse.Namespace, instance: Instance) -> int:
     try:
         return _with_store(instance, work)
     except ListenError as exc:
+        return _fail(str(exc))
+
+
+def cmd_users_edit(args: argparse.Namespace, instance: Instance) -> int:
+    if args.role is None and args.group is None and args.display_name is None:
+        return _fail("nothing to change: give --role, --group or --display-name")
+    try:
+        group = known_group(instance.config, args.group) if args.group is not None else None
+    except UnknownNameError as exc:
+        return _fail(str(exc))
+
+    async def work(store: Store) -> int:
+        user = await store.accounts.get(args.name)
+        if user is None:
+            return _fail(f"no user {args.name!r}", EXIT_FAILED)
+        updated = replace(user, role=args.role or user.role, group=group or user.group,
+                          display_name=(args.display_name if args.display_name is not None
+                                        else user.display_name))
+        await store.accounts.save(updated)
+        await store.audit.append(actor=_actor(), action="user.update", target=user.name,
+                                 before=user.public(), after=updated.public())
+        sys.stdout.write(f"updated {updated.name} ({updated.role}, group {updated.group})\n")
+        return EXIT_OK
+    try:
+        return _with_store(instance, work)
+    except (AccountError, ListenError) as exc:
         return _fail(str(exc))
 
 

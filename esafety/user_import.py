@@ -35,8 +35,12 @@ class ImportRow:
     display_name: str
 
 
-def parse_rows(lines: Iterable[str], groups: Iterable[str]) -> list[ImportRow]:
-    known_groups = set(groups)
+def parse_rows(lines: Iterable[str], groups: Iterable[str], *, default_role: str | None = None,
+               default_group: str | None = None) -> list[ImportRow]:
+    """The rows of a CSV file, every one checked. A row without a role gets
+    ``default_role`` (else ``learner``); one without a group gets ``default_group`` (else
+    the role's natural group)."""
+    known_groups = list(groups)
     reader = csv.DictReader(lines)
     columns = [c.strip().lower() for c in reader.fieldnames or []]
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
@@ -54,8 +58,8 @@ def parse_rows(lines: Iterable[str], groups: Iterable[str]) -> list[ImportRow]:
         name = record.get("username", "")
         if not name and not any(record.values()):
             continue
-        role = record.get("role") or "learner"
-        group = record.get("group") or natural_group(role)
+        role = record.get("role") or default_role or "learner"
+        group = record.get("group") or default_group or natural_group(role)
         password = record.get("password", "")
         generated = not password
         if generated:
@@ -66,9 +70,11 @@ def parse_rows(lines: Iterable[str], groups: Iterable[str]) -> list[ImportRow]:
         elif name.lower() in seen:
             problems.append(f"line {number}: {name!r} appears twice")
         if role not in ROLES:
-            problems.append(f"line {number}: role {role!r} is not one of {', '.join(ROLES)}")
+            problems.append(f"line {number}: unknown role {role!r}; known roles: "
+                            f"{', '.join(ROLES)}")
         if group not in known_groups:
-            problems.append(f"line {number}: group {group!r} is not defined in the config")
+            problems.append(f"line {number}: unknown group {group!r}; known groups: "
+                            f"{', '.join(known_groups)}")
         if len(password) < MIN_PASSWORD_LENGTH:
             problems.append(f"line {number}: the password is shorter than "
                             f"{MIN_PASSWORD_LENGTH} characters")
