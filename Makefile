@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml setup.py categories/_urlfast.c
 # System packages, installed with apt-get when run as root (else named, for you to install).
 # The product needs only redis-server (the embedded store; Debian's package brings redis-cli,
 # which the Redis Cluster test uses to join its nodes). The tests also use Chromium (the UI and
-# extension tests, through Playwright) and Node.js (the extension's unit tests, a PAC check).
+# extension tests, through Playwright), Node.js (the extension's unit tests, a PAC check) and
+# poppler-utils (the quarterly report PDF test reads its text and pages).
 APT_INSTALL = \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -40,6 +41,7 @@ test-deps: run-deps
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v node >/dev/null || missing="$$missing nodejs"; \
+	command -v pdftotext >/dev/null || missing="$$missing poppler-utils"; \
 	$(APT_INSTALL)
 
 system-deps: run-deps test-deps

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from admin_api.context import AdminState
+from categories.definitions import CategoryKind
 from store.setup_token import has_admin
 
 ADMIN_SEEN_SECONDS = 60.0
@@ -28,7 +29,8 @@ class BlockListStatus:
     loaded: bool
     """At least one imported block list feeds a category."""
     categories_without_lists: tuple[str, ...]
-    """Titles of the categories that name block lists of which none is imported."""
+    """Titles of the prohibited categories that name block lists of which none is
+    imported."""
 
     @property
     def reason(self) -> str | None:
@@ -64,7 +66,10 @@ def _block_list_status(state: AdminState) -> BlockListStatus:
     missing = store.categories_without_lists(categories)
     loaded = store.current_version() is not None and any(
         category.lists and category.id not in missing for category in categories.values())
-    return BlockListStatus(loaded, tuple(categories[c].title for c in missing))
+    # Only what is missing from the filter: prohibited categories (not the allow-list, nor
+    # categories that are only reported).
+    return BlockListStatus(loaded, tuple(categories[c].title for c in missing
+                                         if categories[c].kind is CategoryKind.BLOCK))
 
 
 async def block_list_status(state: AdminState) -> BlockListStatus:

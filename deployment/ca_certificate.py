@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,6 +207,42 @@ def protect_ca(directory: Path) -> None:
         if is_key_file(path):
             path.chmod(0o600)
     directory.chmod(0o700)
+
+
+OFFERED_MARKER = "offered"
+"""A file in the CA folder, written the first time the certificate is handed out (downloaded
+from the onboarding page, or ``esafety ca export``): from then on devices may trust it."""
+
+
+def mark_offered(data_dir: Path) -> None:
+    """Record that the CA certificate has been handed out (best effort: a reader that cannot
+    write the folder, such as an admin service under another user, leaves it to the proxy's)."""
+    with contextlib.suppress(OSError):
+        (ca_dir(data_dir) / OFFERED_MARKER).touch(mode=0o600, exist_ok=True)
+
+
+def name_unoffered_ca(data_dir: Path, centre_name: str, unnamed: str) -> CACertificate | None:
+    """Replace the CA with one named for ``centre_name`` when it still carries the name given
+    before the centre was named (``unnamed``, the built-in default) and has never been handed
+    to a device. This is what a first run's set-up does: ``esafety up`` makes the CA at once,
+    and the centre is named a few minutes later, before any device is onboarded. A CA that was
+    offered, or named otherwise, is never replaced. Returns the new CA, or None."""
+    directory = ca_dir(data_dir)
+    current = read_ca_certificate(data_dir)
+    if (current is None or centre_name == unnamed or (directory / OFFERED_MARKER).exists()
+            or current.certificate.subject != ca_subject(unnamed)):
+        return None
+    key, certificate = new_ca(centre_name)
+    retired = directory.with_name(f".{CA_FOLDER}-unnamed-{os.getpid()}")
+    os.replace(directory, retired)
+    try:
+        write_ca(directory, key, certificate)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        os.replace(retired, directory)
+        raise
+    shutil.rmtree(retired, ignore_errors=True)
+    return CACertificate(certificate)
 
 
 def read_ca_certificate(data_dir: Path) -> CACertificate | None:

@@ -57,8 +57,10 @@ def first_run_lines(instance: Instance, redis_url: str | None, admin_listen: str
     if redis_url:
         try:
             token = asyncio.run(_setup_token(redis_url, instance.config.redis_prefix))
-        except (RedisError, OSError) as exc:
-            log.warning("could not check for an admin account: %s", exc)
+        except (RedisError, OSError, KeyError, ValueError) as exc:
+            # A store that cannot say (unreachable, or an account record it cannot read)
+            # never stops the services from starting.
+            log.warning("could not check for an admin account: %r", exc)
     if token is not None:
         log.warning("there is no admin account: make the first one with the one-time set-up "
                     "link printed on esafety up's output (valid 24 hours; a restart prints a "

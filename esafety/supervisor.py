@@ -26,7 +26,8 @@ from types import FrameType
 
 from admin_api.routes.proxy_config import proxy_address
 from deployment import VERSION
-from deployment.config import ListenSettings
+from deployment.ca_certificate import name_unoffered_ca
+from deployment.config import Config, ListenSettings
 from deployment.endpoints import (
     Endpoint,
     Endpoints,
@@ -104,10 +105,13 @@ def _die_with_parent(parent: int) -> Callable[[], None] | None:
 
 class Supervisor:
     def __init__(self, children: Sequence[Child], watched: Path | None = None,
-                 on_tick: Callable[[], None] | None = None) -> None:
-        """``watched``: a settings file; when it changes, every child is restarted to read it.
-        ``on_tick`` is called every turn of the watch loop (esafety up announces itself from
-        there once its services answer); it must return quickly."""
+                 on_tick: Callable[[], None] | None = None,
+                 on_settings_changed: Callable[[], None] | None = None) -> None:
+        """``watched``: a settings file; when it changes, every child is restarted to read it,
+        and ``on_settings_changed`` runs while they are stopped. ``on_tick`` is called every
+        turn of the watch loop (esafety up announces itself from there once its services
+        answer); it must return quickly."""
+        self.on_settings_changed = on_settings_changed
         self.children = list(children)
         self.on_tick = on_tick
         self._stopping = False
@@ -161,6 +165,11 @@ class Supervisor:
         self._watched_stamp = stamp
         log.info("%s changed: restarting the services to use it", self.watched)
         self.stop()
+        if self.on_settings_changed is not None:
+            try:
+                self.on_settings_changed()
+            except Exception:  # the services must come back whatever happened
+                log.exception("applying the changed settings failed")
         for child in self.children:
             child.start()
 
@@ -303,6 +312,17 @@ def record_endpoints(instance: Instance, redis_url: str, proxy: Endpoint, admin:
         pid=os.getpid(), started_at=time.time(), version=VERSION))
 
 
+def name_ca_for_centre(instance: Instance) -> None:
+    """After set-up names the centre: the CA ``esafety up`` made before it was named takes the
+    centre's name, unless a device may already trust it (see ``name_unoffered_ca``)."""
+    config = instance.config
+    current = Instance.resolve(str(config.path) if config.path else None,
+                               str(instance.data_dir), instance.redis_url).config
+    renamed = name_unoffered_ca(instance.data_dir, current.centre_name, Config.centre_name)
+    if renamed is not None:
+        log.info("the CA is now named for the centre: %s", renamed.subject)
+
+
 def run_all(instance: Instance, *, proxy_listen: str | None, admin_listen: str | None) -> int:
     instance.ensure_data_dir()
     proxy_listen = proxy_listen or str(instance.config.listen.proxy)
@@ -366,8 +386,8 @@ def run_all(instance: Instance, *, proxy_listen: str | None, admin_listen: str |
     notice = ReadyNotice(instance, [admin_endpoint, Endpoint(str(status), status.host,
                                                              status.port)], extra_lines)
     try:
-        return Supervisor(children, watched=settings_path(instance.data_dir),
-                          on_tick=notice).run()
+        return Supervisor(children, watched=settings_path(instance.data_dir), on_tick=notice,
+                          on_settings_changed=lambda: name_ca_for_centre(instance)).run()
     finally:
         remove_endpoints(instance.data_dir, pid=os.getpid())
         for sock in sockets:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from deployment.ca_certificate import CACertificate, ensure_ca
+from deployment.ca_certificate import CACertificate, ensure_ca, mark_offered
 from deployment.instance import Instance
 
 
@@ -21,6 +21,7 @@ def load_or_create_ca(instance: Instance) -> CACertificate:
 
 def export_ca(instance: Instance, out: Path | None, fmt: str = "pem") -> str:
     ca = load_or_create_ca(instance)
+    mark_offered(instance.data_dir)
     data = ca.pem if fmt == "pem" else ca.der
     if out is None:
         if fmt == "pem":

@@ -18,7 +18,7 @@ from admin_api.context import state_of
 from admin_api.errors import error_response
 from admin_api.routes.proxy_config import proxy_address
 from admin_api.web.content_security import UI_PAGE
-from deployment.ca_certificate import CACertificate, CAError, read_ca_certificate
+from deployment.ca_certificate import CACertificate, CAError, mark_offered, read_ca_certificate
 from deployment.config import Config
 from deployment.public_address import admin_public_url
 
@@ -180,6 +180,8 @@ async def _download(request: web.Request, der: bool) -> web.Response:
     if ca is None:
         return error_response(404, "no_certificate", NO_CA)
     name = DER_NAME if der else PEM_NAME
+    # Handed to a device: from now on the CA is never replaced (not even by a first set-up).
+    await asyncio.to_thread(mark_offered, state_of(request).settings.data_dir)
     return web.Response(body=ca.der if der else ca.pem,
                         content_type=DER_TYPE if der else PEM_TYPE,
                         headers={"Content-Disposition": f'attachment; filename="{name}"',

@@ -59,7 +59,7 @@ async def _write_old_layout(client: aioredis.Redis, old: str) -> None:
                         scope=OverrideScope.EVERYONE, subject=None)
     await client.hset(old + "overrides", "ov-old", json.dumps(override.to_dict()))
     await client.set(old + "policy:version", "41")
-    await client.hset(old + "user:it1", mapping={"role": "admin", "group": "staff",
+    await client.hset(old + "user:it1", mapping={"name": "it1", "role": "admin", "group": "staff",
                                                  "password_hash": "x", "created_at": "1"})
     await client.sadd(old + "users", "it1")
     await client.xadd(old + "hits", {"id": "H1", "host": "bet.test"})

@@ -10,6 +10,8 @@ Playwright, curl through the proxy. A screenshot of each step is saved in
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
@@ -24,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from playwright.sync_api import Browser, Page, expect
 
 from tests.harness.list_fixtures import list_tree
@@ -39,6 +43,14 @@ WAIT_MS = 20_000
 RESTART_MS = 60_000
 ADMIN_PASSWORD = "a long first password"
 LISTED_SITE = "http://casino-royale.test/"
+BLOCKED_HTTPS_HOST = "casino-royale.test"
+
+
+def _spki_hash(ca_file: Path) -> str:
+    """Chromium trusts certificates under this key: the centre's CA, as on a managed laptop."""
+    spki = x509.load_pem_x509_certificate(ca_file.read_bytes()).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
 def _status_ports() -> int:
@@ -159,6 +171,9 @@ def test_a_first_run_from_the_printed_link_to_a_filtering_centre(browser: Browse
         expect(page.locator("#signed-in-as")).to_contain_text("Signed in as Alex Admin (Administrator)")
         expect(page.locator("#site-notices")).to_contain_text("No block lists are loaded")
         expect(page.locator("#site-notices")).to_contain_text("Gambling")
+        # Only what the filter misses: not the allow-list, nor categories that are allowed.
+        expect(page.locator("#site-notices")).not_to_contain_text("allow-list")
+        expect(page.locator("#site-notices")).not_to_contain_text("Banking")
         assert _unlabelled(page) == []
         page.get_by_label("Centre name").fill("Riverside Training")
         page.get_by_label("Admin address").fill(admin)
@@ -168,12 +183,23 @@ def test_a_first_run_from_the_printed_link_to_a_filtering_centre(browser: Browse
 
         # 3. networks and proxy sign-in; saving restarts the services
         expect(page.get_by_role("heading", name="Step 3 of 5: Networks")).to_be_visible()
+        # The learner Wi-Fi (unmanaged: its devices do not trust the CA), and within it the
+        # centre's own laptops at 127.0.0.1 (managed: they trust it).
         page.get_by_role("button", name="Add a network").click()
-        expect(page.get_by_label("Address range")).to_be_focused()
-        page.get_by_label("Address range").fill("127.0.0.0/8")
-        page.get_by_label("Network name").fill("Test Wi-Fi")
-        page.get_by_label("Group").select_option("learner")
-        page.get_by_label("Site").fill("main")
+        wifi = page.get_by_role("group", name="Network 1")
+        expect(wifi.get_by_label("Address range")).to_be_focused()
+        wifi.get_by_label("Address range").fill("127.0.0.0/8")
+        wifi.get_by_label("Network name").fill("Test Wi-Fi")
+        wifi.get_by_label("Group").select_option("learner")
+        wifi.get_by_label("Site").fill("main")
+        page.get_by_role("button", name="Add a network").click()
+        laptops = page.get_by_role("group", name="Network 2")
+        expect(laptops.get_by_label("Address range")).to_be_focused()
+        laptops.get_by_label("Address range").fill("127.0.0.1/32")
+        laptops.get_by_label("Network name").fill("Centre laptops")
+        laptops.get_by_label("Group").select_option("learner")
+        laptops.get_by_label("Site").fill("main")
+        laptops.get_by_label("Managed devices: they trust the esafety certificate").check()
         page.get_by_label("Off", exact=True).check()
         assert _unlabelled(page) == []
         _shot(page, "3-networks")
@@ -182,7 +208,8 @@ def test_a_first_run_from_the_printed_link_to_a_filtering_centre(browser: Browse
             timeout=RESTART_MS)
         settings = yaml.safe_load((data_dir / "settings.yaml").read_text())
         assert settings["centre_name"] == "Riverside Training"
-        assert settings["networks"][0]["cidr"] == "127.0.0.0/8"
+        assert [(n["cidr"], n.get("managed")) for n in settings["networks"]] == [
+            ("127.0.0.0/8", False), ("127.0.0.1/32", True)]
         assert oct((data_dir / "settings.yaml").stat().st_mode & 0o777) == "0o600"
         assert "settings.yaml changed: restarting" in log.read_text()
 
@@ -216,6 +243,45 @@ def test_a_first_run_from_the_printed_link_to_a_filtering_centre(browser: Browse
         assert "Riverside Training" in blocked[1] or "blocked" in blocked[1].lower()
         code, ready = _get_json(f"{admin}/readyz")
         assert code == 200 and ready["reasons"] == [], ready
+
+        # The CA esafety up made before the centre had a name now carries it (no device had
+        # been offered it yet), and it is what the proxy signs with.
+        ca_file = data_dir / "ca" / "mitmproxy-ca-cert.pem"
+        subject = x509.load_pem_x509_certificate(ca_file.read_bytes()).subject
+        assert subject.rfc4514_string() == "O=Riverside Training,CN=esafety CA – Riverside Training"
+
+        # A managed laptop browsing to a blocked HTTPS site sees the block page.
+        managed = browser.browser_type.launch(
+            executable_path=chromium_path(), headless=True, proxy={"server": proxy},
+            args=["--headless=new", "--no-sandbox", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run",
+                  f"--ignore-certificate-errors-spki-list={_spki_hash(ca_file)}"])
+        try:
+            blocked_page = managed.new_page()
+            response = blocked_page.goto(f"https://{BLOCKED_HTTPS_HOST}/", timeout=WAIT_MS)
+            assert response is not None and response.status == 403
+            expect(blocked_page.locator("h1")).to_have_text("This page is blocked")
+            expect(blocked_page.get_by_role(
+                "link", name="Ask for this site to be reviewed")).to_be_visible()
+            _shot(blocked_page, "6-https-block-page-managed")
+        finally:
+            managed.close()
+
+        # A device elsewhere on the Wi-Fi (127.0.0.2, unmanaged) gets the CONNECT refusal.
+        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+        refused = subprocess.run(
+            ["curl", "-sS", "--max-time", "15", "--interface", "127.0.0.2", "-x", proxy,
+             "--noproxy", "", "-o", "/dev/null", f"https://{BLOCKED_HTTPS_HOST}/"],
+            capture_output=True, text=True, env=env, timeout=30)
+        assert refused.returncode != 0
+        assert "CONNECT tunnel failed, response 403" in refused.stderr, refused.stderr
+
+        # Exported, it still names esafety and the centre.
+        exported = subprocess.run(
+            [sys.executable, "-m", "esafety.cli", "--config", str(config), "--data-dir",
+             str(data_dir), "ca", "export"], capture_output=True, env=env, timeout=60)
+        assert exported.returncode == 0, exported.stderr
+        assert x509.load_pem_x509_certificate(exported.stdout).subject == subject
     finally:
         up.send_signal(signal.SIGTERM)
         up.wait(60)
