@@ -111,9 +111,11 @@ CONFIG_SCHEMA: dict[str, Any] = {
                                            "description": "devices here trust the esafety CA, "
                                                           "so blocked HTTPS sites get the block "
                                                           "page"},
-                               "auth": {"enum": ["required", "off", True, False],
-                                        "description": "required (devices here must sign in) "
-                                                       "or off (identified by address)"}},
+                               "auth": {"enum": ["required", "off", "portal", True, False],
+                                        "description": "required (devices here must sign in), "
+                                                       "portal (unidentified devices are sent "
+                                                       "to the Wi-Fi sign-in page) or off "
+                                                       "(identified by address)"}},
             },
         },
         "proxy_auth": {
@@ -186,6 +188,71 @@ CONFIG_SCHEMA: dict[str, Any] = {
                     "description": "off the centre network with nobody signed in: block the "
                                    "prohibited categories (block_prohibited) or every page "
                                    "until someone signs in (block_all)"},
+            },
+        },
+        "identity": {
+            "type": "object", "additionalProperties": False,
+            "properties": {
+                "radius_accounting": {
+                    "type": "object", "additionalProperties": False,
+                    "properties": {
+                        "listen": _LISTEN,
+                        "clients": {"type": "array", "items": {
+                            "type": "object", "additionalProperties": False,
+                            "required": ["address", "secret_env"],
+                            "properties": {
+                                "address": {"type": "string",
+                                            "description": "the Wi-Fi controller's address "
+                                                           "or range"},
+                                "secret_env": {"type": "string", "pattern": r"^[A-Z_][A-Z0-9_]*$",
+                                               "description": "the environment variable "
+                                                              "holding its shared secret"}}}},
+                        "binding_hours": {"type": "number", "minimum": 0.01, "maximum": 168},
+                    },
+                },
+                "portal": {
+                    "type": "object", "additionalProperties": False,
+                    "properties": {"session_hours": {"type": "number", "minimum": 0.1,
+                                                     "maximum": 168}},
+                },
+                "kerberos": {
+                    "type": "object", "additionalProperties": False,
+                    "required": ["keytab", "service"],
+                    "properties": {"keytab": {"type": "string"},
+                                   "service": {"type": "string", "pattern": r"^HTTP/[^\s@]+$",
+                                               "description": "the proxy's service principal, "
+                                                              "e.g. HTTP/proxy.centre.local"}},
+                },
+                "oidc": {
+                    "type": "object", "additionalProperties": False,
+                    "required": ["issuer", "client_id"],
+                    "properties": {
+                        "issuer": {"type": "string", "pattern": r"^https?://"},
+                        "client_id": {"type": "string", "minLength": 1},
+                        "client_secret_env": {"type": "string", "pattern": r"^[A-Z_][A-Z0-9_]*$"},
+                        "scopes": {"type": "array", "items": {"type": "string"}},
+                        "roles": {"type": "object", "additionalProperties": {
+                            "type": "array", "items": {"type": "string"},
+                            "description": "e-mail addresses, or group:NAME for a group "
+                                           "claim"}},
+                        "groups": {"type": "object", "additionalProperties": {
+                            "type": "array", "items": {"type": "string"}}},
+                    },
+                },
+                "ldap": {
+                    "type": "object", "additionalProperties": False,
+                    "required": ["url"],
+                    "properties": {
+                        "url": {"type": "string", "pattern": r"^ldaps?://"},
+                        "bind_dn": {"type": "string"},
+                        "password_env": {"type": "string", "pattern": r"^[A-Z_][A-Z0-9_]*$"},
+                        "base_dn": {"type": "string"},
+                        "user_attribute": {"type": "string"},
+                        "sync_minutes": {"type": "number", "minimum": 0.05, "maximum": 1440},
+                        "groups": {"type": "object", "additionalProperties": _NAME},
+                        "roles": {"type": "object", "additionalProperties": {"type": "string"}},
+                    },
+                },
             },
         },
         "upstream": {
@@ -328,6 +395,102 @@ class AlertSettings:
 
 
 @dataclass(frozen=True)
+class RadiusClient:
+    """A Wi-Fi controller allowed to send RADIUS accounting, and where its secret is."""
+
+    network: IPNetwork
+    secret_env: str
+
+
+@dataclass(frozen=True)
+class RadiusAccountingSettings:
+    listen: ListenAddress = field(default_factory=lambda: ListenAddress("", 1813))
+    clients: tuple[RadiusClient, ...] = ()
+    binding_hours: float = 12.0
+    """A binding without an Interim-Update or Stop ends after this long."""
+
+
+@dataclass(frozen=True)
+class PortalSettings:
+    session_hours: float = 8.0
+
+
+@dataclass(frozen=True)
+class KerberosSettings:
+    keytab: str
+    service: str
+
+
+@dataclass(frozen=True)
+class OidcSettings:
+    issuer: str
+    client_id: str
+    client_secret_env: str = ""
+    scopes: tuple[str, ...] = ("openid", "email", "profile")
+    roles: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """role -> e-mail addresses, or ``group:NAME`` for a value of the groups claim."""
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """esafety group -> e-mail addresses or ``group:NAME``, as ``roles``."""
+
+
+@dataclass(frozen=True)
+class LdapSettings:
+    url: str
+    bind_dn: str = ""
+    password_env: str = ""
+    base_dn: str = ""
+    user_attribute: str = "uid"
+    """The attribute holding the esafety user name (``sAMAccountName`` on Active Directory)."""
+    sync_minutes: float = 15.0
+    groups: dict[str, str] = field(default_factory=dict)
+    """Directory group DN -> esafety group."""
+    roles: dict[str, str] = field(default_factory=dict)
+    """Directory group DN -> esafety role."""
+
+
+@dataclass(frozen=True)
+class IdentitySettings:
+    radius_accounting: RadiusAccountingSettings | None = None
+    portal: PortalSettings = field(default_factory=PortalSettings)
+    kerberos: KerberosSettings | None = None
+    oidc: OidcSettings | None = None
+    ldap: LdapSettings | None = None
+
+
+def parse_identity(spec: dict[str, Any]) -> IdentitySettings:
+    """The ``identity:`` section (already schema-checked). Raises ValueError naming a bad
+    RADIUS client address."""
+    radius_spec = spec.get("radius_accounting")
+    radius = None
+    if radius_spec is not None:
+        clients = []
+        for client in radius_spec.get("clients") or []:
+            try:
+                network = ipaddress.ip_network(client["address"], strict=False)
+            except ValueError:
+                raise ValueError(f"radius_accounting client {client['address']!r} is not an "
+                                 "address or range like 10.0.0.2 or 10.0.0.0/24") from None
+            clients.append(RadiusClient(network, client["secret_env"]))
+        radius = RadiusAccountingSettings(
+            listen=parse_listen(radius_spec["listen"]) if "listen" in radius_spec
+            else RadiusAccountingSettings().listen,
+            clients=tuple(clients),
+            binding_hours=float(radius_spec.get("binding_hours", 12.0)))
+    portal = PortalSettings(**(spec.get("portal") or {}))
+    kerberos = KerberosSettings(**spec["kerberos"]) if spec.get("kerberos") else None
+    oidc_spec = spec.get("oidc")
+    oidc = None
+    if oidc_spec:
+        oidc = OidcSettings(
+            **{k: v for k, v in oidc_spec.items() if k not in ("scopes", "roles", "groups")},
+            scopes=tuple(oidc_spec.get("scopes") or OidcSettings.scopes),
+            roles={k: tuple(v) for k, v in (oidc_spec.get("roles") or {}).items()},
+            groups={k: tuple(v) for k, v in (oidc_spec.get("groups") or {}).items()})
+    ldap = LdapSettings(**spec["ldap"]) if spec.get("ldap") else None
+    return IdentitySettings(radius, portal, kerberos, oidc, ldap)
+
+
+@dataclass(frozen=True)
 class ListenSettings:
     """Where each service listens (``listen:`` in the config)."""
 
@@ -384,6 +547,8 @@ class Config:
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     offnetwork_unsigned: str = "block_prohibited"
     """What the browser extension blocks off the centre network with nobody signed in."""
+    identity: IdentitySettings = field(default_factory=lambda: IdentitySettings())
+    """Ways to know who is browsing without a browser prompt (``identity:`` in the config)."""
 
 
 def build_policy(config: Config, categories: CategorySet, snapshot: DomainIndex | None = None,
@@ -507,6 +672,19 @@ def load_config(path: Path | None) -> Config:
         **{key: frozenset(upstream_spec[key]) for key in ("connect_ports", "http_ports")
            if key in upstream_spec},
         allow_internal=tuple(allowances))
+    identity = IdentitySettings()
+    try:
+        identity = parse_identity(data.get("identity") or {})
+    except (ValueError, ListenAddressError) as exc:
+        problems.append(_problem(path, text, ["identity"], str(exc)))
+    mapped = [(["identity", "ldap", "groups", dn], group)
+              for dn, group in (identity.ldap.groups.items() if identity.ldap else ())]
+    mapped += [(["identity", "oidc", "groups", group], group)
+               for group in (identity.oidc.groups if identity.oidc else ())]
+    for keys, group in mapped:
+        if group not in profiles:
+            problems.append(_problem(path, text, list(keys), f"group {group!r} is not defined "
+                                     "under groups"))
     listen: dict[str, ListenAddress] = {}
     for name, listen_text in (data.get("listen") or {}).items():
         try:
@@ -533,6 +711,7 @@ def load_config(path: Path | None) -> Config:
         unidentified_group=unidentified,
         networks=tuple(networks),
         alerts=AlertSettings(**alerts),
+        identity=identity,
         list_sources=tuple(ListSource(s["name"], s["url"], s.get("format"), s.get("list"))
                            for s in (data.get("lists") or {}).get("sources", [])),
         upstream=upstream,

@@ -60,6 +60,7 @@ from store.accounts import (
     user_still_signed_in,
     verify_password,
 )
+from store.address_bindings import AddressBinding, BindingError, live_bindings, normal_address
 from store.keys import Keys
 from store.login_limits import LoginLimits, address_key, record_success, reserve_attempt
 
@@ -71,6 +72,9 @@ TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 """What :func:`store.accounts.issue_token` makes (32 random bytes, URL-safe base64)."""
 VERSION_POLL_SECONDS = 1.0
 VERSION_STALE_SECONDS = 5.0
+BINDINGS_POLL_SECONDS = 0.25
+"""How often the bindings' version is read: a portal sign-in or a RADIUS Start is honoured by
+every proxy within this (plus one read)."""
 """With no good read of the accounts version for this long, sign-ins are not honoured."""
 CHECK_TIMEOUT_SECONDS = 5.0
 HANDOVER_NOTE_SECONDS = 2.0
@@ -95,9 +99,13 @@ class Identity:
     group: str
     site: str
     source: str
-    """``auth``, ``network`` or ``unidentified``."""
+    """How the person was identified, strongest first: ``auth`` (a token or password on the
+    connection), ``portal`` or ``radius`` (a sign-in binding for the address), ``network``
+    (the address range) or ``unidentified``."""
     proof: SignIn | None = field(default=None, compare=False, repr=False)
     """For ``auth``: the sign-in it rests on."""
+    device: str = ""
+    """The device's id where known (the MAC address RADIUS reported)."""
 
 
 def parse_basic(value: str) -> tuple[str, str] | None:
@@ -210,6 +218,11 @@ class Identify:
         self._tracked: dict[str, dict[int, tuple[Callable[[], None], SignIn | None]]] = {}
         self._track_ids = itertools.count()
         self._poller: asyncio.Task[None] | None = None
+        self._bindings_poller: asyncio.Task[None] | None = None
+        self.bindings: dict[str, AddressBinding] = {}
+        """Client address -> its live sign-in binding, as last read from the store."""
+        self._bindings_version = -1
+        self._bindings_read_at = 0.0
         self._recheck: set[str] = set()
         self._recheck_all = False
         """Users whose tracked connections still need re-checking (Redis failed meanwhile)."""
@@ -239,8 +252,28 @@ class Identify:
             return network.auth == "required"
         return self.config.proxy_auth_mode == "required"
 
+    def binding_for(self, address: str) -> AddressBinding | None:
+        """The live sign-in binding (portal, RADIUS) of ``address``, while the bindings are
+        fresh: when they cannot be read for a few seconds none is honoured (fail closed)."""
+        if not self.bindings or time.monotonic() - self._bindings_read_at > VERSION_STALE_SECONDS:
+            return None
+        try:
+            key = normal_address(address)
+        except BindingError:
+            return None
+        binding = self.bindings.get(key)
+        return binding if binding is not None and binding.live(time.time()) else None
+
     def fallback_identity(self, address: str) -> Identity:
+        """Who is at ``address`` without a sign-in on the connection: a sign-in binding, else
+        the address range, else unidentified."""
         network = self.network_for(address)
+        binding = self.binding_for(address)
+        if binding is not None:
+            group = binding.group or (network.group if network is not None
+                                      else self.config.unidentified_group)
+            site = network.site if network and network.site else self.config.centre_id
+            return Identity(binding.user, group, site, binding.source, device=binding.device)
         if network is not None:
             return Identity(None, network.group, network.site or self.config.centre_id, "network")
         return Identity(None, self.config.unidentified_group, self.config.centre_id,
@@ -304,6 +337,33 @@ class Identify:
         while True:
             await asyncio.sleep(VERSION_POLL_SECONDS)
             await self.refresh_version()
+
+    # -- sign-in bindings (portal, RADIUS) ---------------------------------------------------
+    async def refresh_bindings(self) -> None:
+        """Reload the address bindings when their version moved."""
+        if self.redis is None:
+            return
+        try:
+            raw_version = await asyncio.wait_for(
+                self.redis.get(self.keys.address_bindings_version), CHECK_TIMEOUT_SECONDS)
+            version = int(raw_version or 0)
+            if version != self._bindings_version:
+                raw = await asyncio.wait_for(
+                    self.redis.hgetall(self.keys.address_bindings),
+                    CHECK_TIMEOUT_SECONDS)
+                self.bindings = live_bindings(raw, time.time())
+                self._bindings_version = version
+        except (RedisError, OSError, TimeoutError, ValueError) as exc:
+            if time.monotonic() - self._bindings_read_at <= VERSION_STALE_SECONDS:
+                log.warning("cannot read the sign-in bindings (%s): they are not honoured "
+                            "until Redis answers", exc)
+            return
+        self._bindings_read_at = time.monotonic()
+
+    async def _poll_bindings(self) -> None:
+        while True:
+            await self.refresh_bindings()
+            await asyncio.sleep(BINDINGS_POLL_SECONDS)
 
     async def _still_valid(self, proof: SignIn) -> bool:
         assert self.redis is not None
@@ -437,6 +497,9 @@ class Identify:
         outcome = await self._authenticate(header, address)
         if outcome.proof is not None:
             return self._signed_in(outcome.proof, address), None
+        if outcome.locked_for is None and self.binding_for(address) is not None:
+            # Signed in for this address (portal, RADIUS): that is the sign-in required here.
+            return self.fallback_identity(address), None
         if challenge and (outcome.locked_for is not None
                           or self._auth_required(self.network_for(address))):
             return None, outcome.locked_for
@@ -549,13 +612,18 @@ class Identify:
             await self.refresh_version()
             self._poller = asyncio.get_running_loop().create_task(
                 self._poll(), name="esafety-accounts-version")
+        if self.redis is not None and self._bindings_poller is None:
+            await self.refresh_bindings()
+            self._bindings_poller = asyncio.get_running_loop().create_task(
+                self._poll_bindings(), name="esafety-address-bindings")
 
     async def done(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._poller
-            self._poller = None
+        for task in (self._poller, self._bindings_poller):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._poller = self._bindings_poller = None
 
     async def http_connect(self, flow: http.HTTPFlow) -> None:
         await self._identify(flow, challenge=True)

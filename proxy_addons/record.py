@@ -42,7 +42,8 @@ class Record:
                 category=decision.category or "", rule=decision.rule.value,
                 source=decision.source or "", severity=decision.severity or "",
                 alert=decision.safeguarding_alert, decrypted=entry.decrypted,
-                method=verdict.method, search_terms=entry.search_terms))
+                method=verdict.method, search_terms=entry.search_terms,
+                device=identity.device, identified_by=identity.source))
             if decision.blocked:
                 self.counters.blocked(decision.category or decision.rule.value)
 

@@ -264,6 +264,17 @@ class Keys:
         """string: the index format every ``kind`` record has been indexed to."""
         return self._k(kind, "index-format")
 
+    # identity bindings: who is at which address (RADIUS accounting, the Wi-Fi portal)
+    @property
+    def address_bindings(self) -> str:
+        """hash: client address -> JSON binding (user, device, group, source, expiry)."""
+        return self._k("identity", "bindings")
+
+    @property
+    def address_bindings_version(self) -> str:
+        """string (counter): bumped by every change of the bindings; proxies poll it."""
+        return self._k("identity", "bindings", "version")
+
     # first-run set-up (keep at the end)
     @property
     def setup_token(self) -> str:

@@ -57,6 +57,12 @@ class HitRecord:
     method: str
     search_terms: str = ""
     """Search query text, only when it matched the Prevent watch list."""
+    device: str = ""
+    """The device's id where known (the MAC address from RADIUS, the extension's install id,
+    the Kerberos host)."""
+    identified_by: str = ""
+    """How the person was identified: ``auth``, ``portal``, ``radius``, ``network`` or
+    ``unidentified`` (empty in records written before it was kept)."""
 
     def to_fields(self) -> list[str]:
         """Values in field order, as strings, for the stream."""

@@ -55,6 +55,8 @@ def _proxy_keys(keys: Keys) -> tuple[str, ...]:
         f"%R~{keys.user('*')}", f"%R~{keys.token('*')}",
         # accounts:version / accounts:changes: which signed-in users to re-check
         f"%R~{keys.accounts_version}", f"%R~{keys.accounts_changes}",
+        # who is at which address (RADIUS accounting, the portal): read only
+        f"%R~{keys.address_bindings}", f"%R~{keys.address_bindings_version}",
         f"%W~{keys.hits}", f"~{keys.hit_batch('*')}", f"~{keys.day_counts(day)}",
         f"~{keys.top_hosts(day)}", f"~{keys.hitref(day)}",
         f"~{keys.rate_limit('*', '*')}",

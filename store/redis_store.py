@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 
 from store.accident_reports import AccidentReports
 from store.accounts import Accounts
+from store.address_bindings import AddressBindings
 from store.alerts import Alerts
 from store.audit import AuditLog
 from store.extension_devices import ExtensionDevices
@@ -53,6 +54,7 @@ class Store:
         self.accident_reports = AccidentReports(redis, keys, tz)
         self.alerts = Alerts(redis, keys, tz)
         self.setup_tokens = SetupTokens(redis, keys)
+        self.address_bindings = AddressBindings(redis, keys)
         for kind in (self.unblock_requests, self.accident_reports, self.alerts):
             # quarterly figures are counters: kept as long as the proxies' daily counters
             kind.records.figures_seconds = counters_days * 86400
