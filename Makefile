@@ -4,6 +4,7 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+KERBEROS_STAMP := $(VENV)/.kerberos-installed
 UI_PACKAGES := admin_api/web/ui_packages
 UI_VENDOR := admin_api/web/static/vendor
 
@@ -42,7 +43,18 @@ test-deps: run-deps
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v node >/dev/null || missing="$$missing nodejs"; \
 	command -v pdftotext >/dev/null || missing="$$missing poppler-utils"; \
+	command -v radclient >/dev/null || missing="$$missing freeradius-utils"; \
+	command -v krb5kdc >/dev/null || missing="$$missing krb5-kdc krb5-admin-server"; \
+	command -v kinit >/dev/null || missing="$$missing krb5-user"; \
+	command -v krb5-config >/dev/null || missing="$$missing libkrb5-dev"; \
+	command -v slapd >/dev/null || missing="$$missing slapd"; \
+	command -v ldapadd >/dev/null || missing="$$missing ldap-utils"; \
 	$(APT_INSTALL)
+
+# Kerberos proxy sign-in's Python packages build against the system's MIT Kerberos.
+$(KERBEROS_STAMP): $(STAMP) pyproject.toml | test-deps
+	$(BIN)/pip install --quiet -e '.[kerberos]'
+	@touch $(KERBEROS_STAMP)
 
 system-deps: run-deps test-deps
 
@@ -65,7 +77,7 @@ typecheck: $(STAMP)
 
 # Two workers: most tests wait on real processes; each file runs whole on one worker, and the
 # browser tests share one (tests/conftest.py).
-pytest: $(STAMP) test-deps ui-vendor
+pytest: $(STAMP) test-deps $(KERBEROS_STAMP) ui-vendor
 	$(BIN)/pytest -q -n 2 --dist loadgroup
 
 test: lint typecheck pytest extension-test
