@@ -113,7 +113,7 @@ async def export_hits(request: web.Request) -> web.StreamResponse:
                 hit["user"] = pseudonymiser.user(hit["user"])
                 hit["client_ip"] = pseudonymiser.address(hit["client_ip"])
             when = datetime.fromtimestamp(hit["ts"], tz).isoformat(timespec="seconds")
-            writer.writerow([when, *(_cell(hit[c]) for c in CSV_COLUMNS)])
+            writer.writerow([when, *(_cell(hit.get(c, "")) for c in CSV_COLUMNS)])
         await response.write(buffer.getvalue().encode())
         buffer.seek(0)
         buffer.truncate()
