@@ -46,6 +46,9 @@ from admin_api.routes import (
     overrides as routes_overrides,
 )
 from admin_api.routes import (
+    portal as routes_portal,
+)
+from admin_api.routes import (
     proxy_config as routes_proxy_config,
 )
 from admin_api.routes import (
@@ -154,6 +157,17 @@ def build_document() -> dict[str, Any]:
         f"/onboarding/{routes_onboarding.DER_NAME}": {"get": _op(
             routes_onboarding.onboarding_certificate_der, "The centre's CA certificate (DER)",
             "proxy", ok_type=routes_onboarding.DER_TYPE)},
+        "/portal": {"get": _op(routes_portal.portal_page, "The Wi-Fi sign-in page (networks "
+                               "with auth: portal): sign in, or who is signed in on this "
+                               "device", "portal", ok_type="text/html",
+                               parameters=[_q("return", "the address the device asked for",
+                                              {"type": "string", "maxLength": 2000})])},
+        "/portal/sign-in": {"post": _op(
+            routes_portal.portal_sign_in, "Sign this device in (form: username, password, "
+            "csrf, return); 303 to /portal", "portal", ok=303, ok_type="text/html")},
+        "/portal/sign-out": {"post": _op(
+            routes_portal.portal_sign_out, "Sign this device out (form: csrf); 303 to /portal",
+            "portal", ok=303, ok_type="text/html")},
         "/api/v1/openapi.json": {"get": _op(openapi_document, "This document", "health")},
         "/": {"get": _op(routes_ui.ui_home, "The admin web UI (sign in, then the pages your "
                          "role may use)", "ui", ok_type="text/html")},

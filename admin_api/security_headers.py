@@ -13,7 +13,7 @@ import hashlib
 from aiohttp import web
 
 from admin_api.reports.style import REPORT_CSS
-from admin_api.web.content_security import UI_CSP, UI_PAGE
+from admin_api.web.content_security import PAGE_CSP, UI_CSP, UI_PAGE
 
 _STYLE_HASH = base64.b64encode(hashlib.sha256(REPORT_CSS.encode()).digest()).decode()
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
@@ -35,8 +35,9 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
     for name, value in _COMMON.items():
         headers.setdefault(name, value)
     html = (response.content_type or "").startswith("text/html")
-    headers["Content-Security-Policy"] = (UI_CSP if request.get(UI_PAGE) else
-                                          HTML_CSP if html else API_CSP)
+    headers["Content-Security-Policy"] = (request.get(PAGE_CSP) or
+                                          (UI_CSP if request.get(UI_PAGE) else
+                                           HTML_CSP if html else API_CSP))
     headers.setdefault("Cache-Control", "no-store")
     if request.secure:
         headers.setdefault("Strict-Transport-Security", "max-age=31536000")

@@ -25,8 +25,9 @@ SESSION_COOKIE = "esafety_session"
 CSRF_COOKIE = "esafety_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-CSRF_EXEMPT = frozenset({"/api/v1/auth/login"})
-"""Signing in needs no session; it ends any session the browser had (see routes_auth)."""
+CSRF_EXEMPT = frozenset({"/api/v1/auth/login", "/portal/sign-in", "/portal/sign-out"})
+"""Signing in needs no session; it ends any session the browser had (see routes_auth). The
+Wi-Fi sign-in page's forms carry their own double-submit token (see routes.portal)."""
 
 
 def csrf_token_for(session_token: str) -> str:

@@ -213,7 +213,12 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "portal": {
                     "type": "object", "additionalProperties": False,
                     "properties": {"session_hours": {"type": "number", "minimum": 0.1,
-                                                     "maximum": 168}},
+                                                     "maximum": 168},
+                                   "trusted_proxies": {
+                                       "type": "array", "items": {"type": "string"},
+                                       "description": "addresses or ranges of proxies whose "
+                                                      "X-Forwarded-For the sign-in page "
+                                                      "believes (besides this server's own)"}},
                 },
                 "kerberos": {
                     "type": "object", "additionalProperties": False,
@@ -413,6 +418,9 @@ class RadiusAccountingSettings:
 @dataclass(frozen=True)
 class PortalSettings:
     session_hours: float = 8.0
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    """Proxies on other hosts whose ``X-Forwarded-For`` the portal believes (the server's own
+    addresses always are)."""
 
 
 @dataclass(frozen=True)
@@ -476,7 +484,16 @@ def parse_identity(spec: dict[str, Any]) -> IdentitySettings:
             else RadiusAccountingSettings().listen,
             clients=tuple(clients),
             binding_hours=float(radius_spec.get("binding_hours", 12.0)))
-    portal = PortalSettings(**(spec.get("portal") or {}))
+    portal_spec = spec.get("portal") or {}
+    trusted = []
+    for entry in portal_spec.get("trusted_proxies") or []:
+        try:
+            trusted.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(f"portal trusted_proxies entry {entry!r} is not an address or "
+                             "range like 10.0.0.3 or 10.0.0.0/28") from None
+    portal = PortalSettings(float(portal_spec.get("session_hours", PortalSettings.session_hours)),
+                            tuple(trusted))
     kerberos = KerberosSettings(**spec["kerberos"]) if spec.get("kerberos") else None
     oidc_spec = spec.get("oidc")
     oidc = None

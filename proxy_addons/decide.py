@@ -16,6 +16,12 @@ centre's CA (a ``managed`` network, or signed in through the browser extension):
 decrypted only to show the block page, and never connected upstream. What a tunnel may carry
 once its TLS name is known is the tunnel planner's answer, the same one the CONNECT fast path
 uses.
+
+On a network marked ``auth: portal``, a device nobody has signed in (no sign-in on the
+connection, no portal or RADIUS binding for its address) is sent to the Wi-Fi sign-in page
+(:attr:`Answer.PORTAL`) before any policy decision: plain HTTP (the operating systems'
+captive-portal probes included) and CONNECT alike. The admin service, the onboarding host and
+the proxy's own probe are still answered as usual, so the sign-in page loads through the proxy.
 """
 
 from __future__ import annotations
@@ -159,6 +165,14 @@ class Decide:
         proof = identity.proof
         return identity.source == "auth" and proof is not None and proof.digest is not None
 
+    def needs_portal(self, identity: Identity, address: str) -> bool:
+        """The device is on a network with ``auth: portal`` and nobody is signed in on it
+        (the identity comes from the address range only)."""
+        if identity.source not in ("network", "unidentified"):
+            return False
+        network = self.identify.network_for(address)
+        return network is not None and network.auth == "portal"
+
     def fallback(self, flow: http.HTTPFlow) -> Identity:
         return self.identify.fallback_identity(client_ip(flow))
 
@@ -182,6 +196,14 @@ class Decide:
         request = flow.request
         identity = identity_of(flow) or self.fallback(flow)
         address = client_ip(flow)
+        if (self.needs_portal(identity, address)
+                and not self.guard.is_admin(request.host, request.port)
+                and request.host.rstrip(".").lower() != ONBOARDING_HOST):
+            # Browsers follow no redirect on CONNECT: a 403 whose text names the sign-in page.
+            self._write(flow, self.verdict(Answer.PORTAL, None, identity, address, "CONNECT",
+                                           f"{request.host}:{request.port}", [],
+                                           counted=False))
+            return
         plan = self.connect_plan(request.host, request.port, identity)
         if plan.action is TunnelAction.REFUSE and self.trusts_ca(identity, address):
             plan = self.planner.block_page_plan(plan)
@@ -272,6 +294,9 @@ class Decide:
             return self._block(flow, tunnel.decision, identity)
         if tunnel is None and self.guard.is_admin(request.host, request.port):
             return await self._admin_request(flow, identity)
+        if tunnel is None and self.needs_portal(identity, client_ip(flow)):
+            return self.verdict(Answer.PORTAL, None, identity, client_ip(flow),
+                                request.method, shown_url(request), [], counted=False)
         scheme = request.scheme
         path = request.path if request.path.startswith("/") else "/" + request.path
         names = [request.host]

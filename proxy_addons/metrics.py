@@ -27,6 +27,9 @@ class WorkerCounters:
     """HTTPS tunnels relayed by the fast path."""
     handed_over: int = 0
     """Connections the fast path passed to mitmproxy."""
+    portal_redirects: int = 0
+    """Requests from unidentified devices on ``auth: portal`` networks sent to the sign-in
+    page (302) or refused naming it (CONNECT)."""
 
     def blocked(self, category: str) -> None:
         self.blocks_by_category[category] = self.blocks_by_category.get(category, 0) + 1
@@ -88,6 +91,9 @@ class WorkerCollector:
         yield self._counter("esafety_proxy_handed_over_total",
                             "Connections the fast path passed to mitmproxy (plain HTTP, hosts "
                             "to decrypt, other ports, refusals, sign-in).", counters.handed_over)
+        yield self._counter("esafety_proxy_portal_redirects_total",
+                            "Requests from unidentified devices on auth: portal networks sent "
+                            "to the Wi-Fi sign-in page.", counters.portal_redirects)
         yield self._gauge("esafety_proxy_policy_version", "Policy version in force.",
                           self.policy_sync.version)
         yield self._counter("esafety_proxy_auth_failures_total", "Refused proxy credentials.",

@@ -11,7 +11,7 @@ from mitmproxy import http, tls
 
 from proxy_addons.hitlog import HitQueue
 from proxy_addons.metrics import WorkerCounters
-from proxy_addons.verdict import TunnelVerdicts, Verdict, verdict_of
+from proxy_addons.verdict import Answer, TunnelVerdicts, Verdict, verdict_of
 from store.records import HitRecord, day_of
 
 RECORDED_KEY = "esafety.recorded"
@@ -30,6 +30,8 @@ class Record:
     def record(self, verdict: Verdict) -> None:
         if verdict.counted:
             self.counters.requests += 1
+        if verdict.answer is Answer.PORTAL:
+            self.counters.portal_redirects += 1
         identity = verdict.identity
         ts = verdict.at.timestamp()
         day = day_of(ts, verdict.tz)

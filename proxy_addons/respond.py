@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from html import escape
+from urllib.parse import quote
 
 from mitmproxy import http, tls
 from mitmproxy.proxy import server_hooks
@@ -23,6 +24,36 @@ from proxy_addons.verdict import Answer, TunnelVerdicts, Verdict, verdict_of
 
 UNRESOLVED_BODY = b"The web filter could not find the address of this site.\n"
 ONBOARDING_PATH = "/onboarding"
+PORTAL_PATH = "/portal"
+
+
+def portal_url(config: Config, asked: str = "") -> str:
+    """The Wi-Fi sign-in page, with the address the device asked for to go back to."""
+    base = admin_url(config) + PORTAL_PATH
+    return f"{base}?return={quote(asked, safe='')}" if asked else base
+
+
+def portal_redirect(config: Config, asked: str) -> http.Response:
+    """302 to the sign-in page: what mature captive portals answer the operating systems'
+    probes with (Android, iOS, macOS and Windows all open their sign-in window on it)."""
+    location = portal_url(config, asked)
+    body = (f'<!doctype html><html lang="en-GB"><title>Sign in to the Wi-Fi</title>'
+            f'<p>Sign in to use the internet: <a href="{escape(location)}">'
+            f"{escape(location)}</a></p></html>\n")
+    return http.Response.make(302, body.encode("utf-8"), {
+        "Location": location, "Content-Type": "text/html; charset=utf-8",
+        "Cache-Control": "no-store"})
+
+
+def portal_refusal(config: Config) -> http.Response:
+    """403 to a CONNECT: browsers follow no redirect there, so the text names the page. (Not
+    407: that would make a browser ask for a proxy password the portal does not answer.)"""
+    body = ("This device is not signed in to the centre's Wi-Fi. Sign in at "
+            f"{portal_url(config)} (open any http:// address to be taken there), then try "
+            "again.\n")
+    return http.Response.make(403, body.encode("utf-8"), {
+        "Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store",
+        "X-Esafety-Portal": portal_url(config)})
 
 _ILLEGAL_PAGE = """<!doctype html>
 <html lang="en-GB">
@@ -109,6 +140,10 @@ class Respond:
             return http.Response.make(
                 302, b"", {"Location": admin_url(self.config) + ONBOARDING_PATH,
                            "Cache-Control": "no-store"})
+        if verdict.answer is Answer.PORTAL:
+            if verdict.method == "CONNECT":
+                return portal_refusal(self.config)
+            return portal_redirect(self.config, verdict.url)
         if verdict.answer is Answer.REFUSE_CONNECT and decision is not None:
             return http.Response.make(403, connect_refusal(decision, verdict.hit_id),
                                       refusal_headers(verdict.hit_id))

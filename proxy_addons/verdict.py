@@ -40,6 +40,10 @@ class Answer(StrEnum):
     """A tunnel whose TLS name was refused: closed at the handshake."""
     ONBOARDING = "onboarding"
     """302 to the admin service's onboarding page (``http://mitm.it/`` through the proxy)."""
+    PORTAL = "portal"
+    """An unidentified device on a network with ``auth: portal``: a plain-HTTP request (an
+    operating system's captive-portal probe included) gets a 302 to the Wi-Fi sign-in page;
+    a CONNECT gets a 403 whose body names it. Never a hit: counted in a metric."""
 
 
 @dataclass(frozen=True, slots=True)

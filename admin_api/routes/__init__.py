@@ -21,6 +21,7 @@ from admin_api.routes import (
     hits,
     onboarding,
     overrides,
+    portal,
     proxy_config,
     reports,
     ui,
@@ -29,6 +30,6 @@ from admin_api.routes import (
 )
 
 RESOURCES: tuple[ModuleType, ...] = (
-    health, proxy_config, onboarding, auth, users, unblock_requests, overrides, reports,
+    health, proxy_config, onboarding, portal, auth, users, unblock_requests, overrides, reports,
     accident_reports, hits, alerts, audit, categories, extension, first_run, ui,
 )

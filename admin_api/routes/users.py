@@ -101,9 +101,12 @@ async def _set_disabled(request: web.Request, disabled: bool) -> web.Response:
     updated = replace(user, disabled=disabled)
     await state.store.accounts.save(updated)
     revoked = await state.store.accounts.revoke_all_tokens(user.name) if disabled else 0
+    # A disabled account's Wi-Fi sign-ins (portal, RADIUS) end too.
+    unbound = await state.store.address_bindings.unbind_user(user.name) if disabled else 0
     await audit_trail.record(request, "user.disable" if disabled else "user.enable", user.name,
                              before=user.public(), after=updated.public())
-    return web.json_response({"user": updated.public(), "revoked_tokens": revoked})
+    return web.json_response({"user": updated.public(), "revoked_tokens": revoked,
+                              "ended_sign_ins": unbound})
 
 
 @routes.post(f"/api/v1/users/{{name:{NAME_PATTERN}}}/disable")
@@ -124,5 +127,7 @@ async def revoke_user_tokens(request: web.Request) -> web.Response:
     state = state_of(request)
     user = await _user_or_404(request)
     count = await state.store.accounts.revoke_all_tokens(user.name)
-    await audit_trail.record(request, "user.revoke_tokens", user.name, after={"revoked": count})
-    return web.json_response({"revoked": count})
+    unbound = await state.store.address_bindings.unbind_user(user.name)
+    await audit_trail.record(request, "user.revoke_tokens", user.name,
+                             after={"revoked": count, "ended_sign_ins": unbound})
+    return web.json_response({"revoked": count, "ended_sign_ins": unbound})

@@ -15,3 +15,6 @@ UI_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'sel
           "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 UI_PAGE = web.RequestKey("ui_page", bool)
 """Set on requests answered with the UI shell."""
+PAGE_CSP = web.RequestKey("page_csp", str)
+"""A page's own policy, for a server-rendered page that needs one (the Wi-Fi sign-in page
+posts a form: see :mod:`admin_api.routes.portal`)."""
