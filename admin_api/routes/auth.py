@@ -73,7 +73,10 @@ async def revoke_my_tokens(request: web.Request) -> web.Response:
     state = state_of(request)
     user = current_user(request)
     count = await state.store.accounts.revoke_all_tokens(user.name)
-    await audit_trail.record(request, "auth.revoke_tokens", user.name, after={"revoked": count})
-    response = web.json_response({"revoked": count})
+    # "Sign me out everywhere" also ends the devices signed in at the Wi-Fi portal.
+    unbound = await state.store.address_bindings.unbind_user(user.name)
+    await audit_trail.record(request, "auth.revoke_tokens", user.name,
+                             after={"revoked": count, "ended_sign_ins": unbound})
+    response = web.json_response({"revoked": count, "ended_sign_ins": unbound})
     clear_session_cookies(response)
     return response
