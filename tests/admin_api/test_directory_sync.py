@@ -110,6 +110,10 @@ async def test_the_admin_service_syncs_directory_groups_and_a_leaver_loses_acces
                for n in ("alice", "bob", "carol", "dave"))
     assert "erin" not in users  # in the directory, in no mapped group
     assert (users["root"]["role"], users["root"]["managed_by"]) == ("admin", "")
+    # a directory account has no password: it signs in by single sign-on, never with one
+    status, _ = await api.call("POST", "/api/v1/auth/login",
+                               json={"username": "carol", "password": PASSWORD})
+    assert status == 401
 
     bob_token = await issue_token(api.redis, api.keys, "bob")
     assert (await api.call("GET", "/api/v1/auth/me", bob_token))[0] == 200
