@@ -23,6 +23,7 @@ import yaml
 from admin_api.workers.directory_sync import DirectoryError, DirectorySync
 from deployment.config import IdentitySettings, LdapSettings, default_profiles
 from store.accounts import create_user, get_user, issue_token
+from store.connection import connect
 from store.keys import Keys
 from store.redis_store import Store
 from tests.harness.api import PASSWORD, Api, ApiFactory
@@ -36,6 +37,7 @@ from tests.harness.ldap_server import (
     base_tree,
     ldap_server,
 )
+from tests.harness.proxy import PROXY_LISTS, Origins, ProxyProcess, curl, write_config
 
 PASSWORD_ENV = "ESAFETY_TEST_LDAP_PASSWORD"
 LEARNERS = f"cn=Learners,{GROUPS}"
@@ -235,10 +237,9 @@ async def test_esafety_directory_sync_prints_changes_and_leaves_local_accounts_a
     report = json.loads(again.stdout)
     assert [(c["kind"], c["user"], c["after"]["group"]) for c in report["changes"]] == [
         ("disable", "alice", "guest")]
-    listed = run_cli(config, redis_url, tmp_path / "data", SERVICE_PASSWORD, "users", "list",
-                     "--json")
-    by_name = {u["name"]: u for u in json.loads(listed.stdout)}
-    assert by_name["alice"]["disabled"] and not by_name["frank"]["disabled"]
+    alice, frank = await get_user(redis, keys, "alice"), await get_user(redis, keys, "frank")
+    assert alice is not None and alice.disabled
+    assert frank is not None and not frank.disabled
 
 
 async def test_plain_ldap_to_another_host_is_warned_about_and_a_failure_is_one_clear_error(
@@ -253,3 +254,52 @@ async def test_plain_ldap_to_another_host_is_warned_about_and_a_failure_is_one_c
     caplog.clear()
     await directory_sync(redis, keys, ldap_settings(directory)).sync_now()  # loopback: no warning
     assert not any("plain ldap://" in r.getMessage() for r in caplog.records)
+
+
+PROBE = "http://esafety-proxy.invalid/status"
+STAFF_ONLY = "http://friendface.test/feed"  # social networks: allowed to staff, not learners
+
+
+def test_a_real_proxy_filters_a_synced_user_by_their_directory_group_until_they_leave(
+        directory: LdapServer, redis_url: str, keys: Keys, origins: Origins,
+        tmp_path: Path) -> None:
+    async def sync_and_token() -> str:
+        client = connect(redis_url)
+        try:
+            await directory_sync(client, keys, ldap_settings(directory)).sync_now()
+            return await issue_token(client, keys, "dave")  # as single sign-on would
+        finally:
+            await client.aclose()
+
+    async def sync() -> None:
+        client = connect(redis_url)
+        try:
+            await directory_sync(client, keys, ldap_settings(directory)).sync_now()
+        finally:
+            await client.aclose()
+
+    token = asyncio.run(sync_and_token())
+    config = write_config(tmp_path / "proxy.yaml", keys.prefix, networks=[
+        {"cidr": "127.0.0.0/8", "group": "learner", "site": "test-wifi"}])
+    proxy = ProxyProcess(tmp_path / "proxy-data", config, redis_url, origins)
+    imported = proxy.cli("lists", "import", str(PROXY_LISTS), "--source", "fixtures")
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    proxy.start()
+    try:
+        who = curl(proxy, PROBE, user=("dave", token)).json()
+        assert (who["user"], who["group"], who["identified_by"]) == ("dave", "staff", "auth")
+        assert curl(proxy, STAFF_ONLY, user=("dave", token)).status == 200
+        assert curl(proxy, STAFF_ONLY).status == 403  # the network's learners may not
+
+        remove_member(directory, IT_SUPPORT, "memberUid", "dave")
+        asyncio.run(sync())
+        deadline = time.monotonic() + 5
+        while True:
+            who = curl(proxy, PROBE, user=("dave", token)).json()
+            if who["user"] is None or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert (who["user"], who["group"], who["identified_by"]) == (None, "learner", "network")
+        assert curl(proxy, STAFF_ONLY, user=("dave", token)).status == 403
+    finally:
+        proxy.stop()
