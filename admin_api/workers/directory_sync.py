@@ -13,9 +13,10 @@ other than the loopback is allowed but logged as a warning: it sends the bind pa
 clear. For each mapped group DN the group entry's ``member`` and ``uniqueMember`` DNs are
 resolved to user names (the ``user_attribute`` of each entry, or straight from the DN when
 its first part is that attribute; member groups are followed), and ``memberUid`` values
-(posix groups) are user names already. With ``nested_groups`` (Active Directory) the users
-are searched under ``base_dn`` with the ``1.2.840.113556.1.4.1941`` (in-chain) matching rule,
-which also finds members of nested groups.
+(posix groups) are user names already; with ``base_dn`` set, each name must still be a user
+there (a group may still list someone deleted). With ``nested_groups`` (Active Directory) the
+users are searched under ``base_dn`` with the ``1.2.840.113556.1.4.1941`` (in-chain) matching
+rule, which also finds members of nested groups, leaving out accounts disabled in AD.
 
 Failures never look like an empty directory: a bind refused, the server unreachable, a mapped
 group DN that does not exist, or a search error stop the sync with one clear log line and
@@ -66,6 +67,9 @@ RUN_CLAIM_SECONDS = 600.0
 """A sync that has not finished after this long no longer keeps others from running."""
 CHECK_EVERY_SECONDS = 30.0
 MAX_NESTING = 8
+EXISTENCE_BATCH = 50
+DISABLED_IN_AD = "(!(userAccountControl:1.2.840.113556.1.4.803:=2))"
+"""Active Directory: leave out accounts disabled there (a common way to mark a leaver)."""
 MEMBER_ATTRIBUTES = ("member", "uniqueMember", "memberUid")
 IN_CHAIN = "1.2.840.113556.1.4.1941"
 
@@ -165,7 +169,39 @@ class DirectoryReader:
             return self._members_in_chain(connection, dn)
         names: set[str] = set()
         self._group_members(connection, dn, names, {dn.lower()}, 0)
-        return names
+        return self._existing(connection, names) if self.settings.base_dn else names
+
+    def _existing(self, connection: Connection, names: set[str]) -> set[str]:
+        """The names that are still a user's under ``base_dn``: a group may still list someone
+        deleted from the directory (a ``memberUid``, or a DN nothing keeps in step), who must
+        not keep access."""
+        attribute = self.settings.user_attribute
+        found: set[str] = set()
+        ordered = sorted(names)
+        try:
+            connection.search(self.settings.base_dn, "(objectClass=*)", BASE,
+                              attributes=["objectClass"])
+        except LDAPNoSuchObjectResult as exc:
+            raise DirectoryError(f"identity.ldap.base_dn {self.settings.base_dn!r} does not "
+                                 "exist in the directory") from exc
+        for start in range(0, len(ordered), EXISTENCE_BATCH):
+            batch = ordered[start:start + EXISTENCE_BATCH]
+            query = "(|" + "".join(f"({attribute}={escape_filter_chars(name)})"
+                                   for name in batch) + ")"
+            for item in connection.extend.standard.paged_search(
+                    self.settings.base_dn, query, SUBTREE, attributes=[attribute],
+                    paged_size=500, generator=True):
+                if item.get("type") != "searchResEntry":
+                    continue
+                values = (item.get("attributes") or {}).get(attribute)
+                for value in values if isinstance(values, list) else [values]:
+                    if value is not None:
+                        found.add(str(value).lower())
+        gone = {name for name in names if name.lower() not in found}
+        for name in sorted(gone):
+            log.warning("directory group lists %s, who is not under %s; left out", name,
+                        self.settings.base_dn)
+        return names - gone
 
     def _entry(self, connection: Connection, dn: str, attributes: list[str]
                ) -> dict[str, list[str]]:
@@ -227,7 +263,8 @@ class DirectoryReader:
         # the group must exist: a missing one is an error, never "no members"
         self._entry(connection, dn, ["objectClass"])
         names: set[str] = set()
-        query = f"(&({attribute}=*)(memberOf:{IN_CHAIN}:={escape_filter_chars(dn)}))"
+        query = (f"(&({attribute}=*)(memberOf:{IN_CHAIN}:={escape_filter_chars(dn)})"
+                 f"{DISABLED_IN_AD})")
         entries = connection.extend.standard.paged_search(
             self.settings.base_dn, query, SUBTREE, attributes=[attribute], paged_size=500,
             generator=True)

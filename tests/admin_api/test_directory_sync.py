@@ -192,6 +192,32 @@ async def test_a_directory_listing_nobody_disables_nobody(
     assert dave is not None and not dave.disabled and dave.role == "it_support"
 
 
+async def test_nested_groups_count_and_people_deleted_from_the_directory_do_not(
+        redis: aioredis.Redis, keys: Keys, directory: LdapServer) -> None:
+    # erin is in Evening, a group inside Learners; "ghost" is listed by IT Support but has no
+    # entry; alice is deleted from the directory but Learners still lists her DN
+    directory.add(f"dn: cn=Evening,{GROUPS}\nobjectClass: groupOfNames\ncn: Evening\n"
+                  f"member: uid=erin,{PEOPLE}\n\n")
+    directory.modify(f"dn: {LEARNERS}\nchangetype: modify\nadd: member\n"
+                     f"member: cn=Evening,{GROUPS}\n\n"
+                     f"dn: {IT_SUPPORT}\nchangetype: modify\nadd: memberUid\n"
+                     "memberUid: ghost\n")
+    sync = directory_sync(redis, keys, ldap_settings(directory))
+    await sync.sync_now()
+    erin = await get_user(redis, keys, "erin")
+    assert erin is not None and (erin.role, erin.group) == ("learner", "learner")
+    assert await get_user(redis, keys, "ghost") is None
+    directory.modify(f"dn: uid=alice,{PEOPLE}\nchangetype: delete\n")
+    report = await sync.sync_now()
+    assert [change.name for change in report.changes] == ["alice"]
+    alice = await get_user(redis, keys, "alice")
+    assert alice is not None and alice.disabled and alice.group == "guest"
+    wrong_base = ldap_settings(directory, base_dn=f"ou=nowhere,{SUFFIX}")
+    with pytest.raises(DirectoryError, match=r"base_dn .* does not exist"):
+        await directory_sync(redis, keys, wrong_base).sync_now()
+    erin = await get_user(redis, keys, "erin")
+    assert erin is not None and not erin.disabled
+
 def run_cli(config: Path, redis_url: str, data_dir: Path, password: str, *args: str
             ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, PASSWORD_ENV: password, "PYTHONPATH": str(REPO)}
