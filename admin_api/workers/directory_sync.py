@@ -47,6 +47,7 @@ from ldap3.utils.dn import parse_dn
 from redis.exceptions import RedisError
 
 from admin_api.directory_groups import (
+    MANAGED_BY,
     AccountChange,
     DirectoryConfigError,
     SyncPlan,
@@ -353,7 +354,7 @@ class DirectorySync:
     @staticmethod
     def _refuse_empty(plan: SyncPlan, accounts: Mapping[str, Any]) -> None:
         managed = [u for u in accounts.values()
-                   if u.managed_by == "directory" and not u.disabled]
+                   if u.managed_by == MANAGED_BY and not u.disabled]
         if plan.members == 0 and managed:
             raise DirectoryError(
                 f"the directory listed nobody in any mapped group, but {len(managed)} enabled "
