@@ -32,6 +32,7 @@ from admin_api.sessions import authentication_middleware
 from admin_api.workers import housekeeping
 from admin_api.workers.alert_consumer import AlertConsumer
 from admin_api.workers.alert_delivery import AlertDelivery, OutboxWorker
+from admin_api.workers.directory_sync import DirectorySync
 from admin_api.workers.log_feeder import LogFeeder
 from admin_api.workers.weekly_digest import WeeklyDigest
 from store.connection import connect
@@ -80,6 +81,12 @@ async def admin_resources(app: web.Application) -> AsyncIterator[None]:
                  asyncio.create_task(outbox.run(stop), name="alert-delivery"),
                  asyncio.create_task(digest.run(stop), name="weekly-digest"),
                  asyncio.create_task(housekeeping.run(state, stop), name="housekeeping")]
+        ldap = settings.config.identity.ldap
+        if ldap is not None:  # the directory groups (identity.ldap): one admin host a turn
+            directory = DirectorySync(store, ldap, profiles=settings.config.profiles,
+                                      unidentified_group=settings.config.unidentified_group,
+                                      environ=settings.environ)
+            tasks.append(asyncio.create_task(directory.run(stop), name="directory-sync"))
     try:
         yield
     finally:

@@ -256,6 +256,9 @@ CONFIG_SCHEMA: dict[str, Any] = {
                         "sync_minutes": {"type": "number", "minimum": 0.05, "maximum": 1440},
                         "groups": {"type": "object", "additionalProperties": _NAME},
                         "roles": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "start_tls": {"type": "boolean"},
+                        "ca_file": {"type": "string"},
+                        "nested_groups": {"type": "boolean"},
                     },
                 },
             },
@@ -454,6 +457,13 @@ class LdapSettings:
     """Directory group DN -> esafety group."""
     roles: dict[str, str] = field(default_factory=dict)
     """Directory group DN -> esafety role."""
+    start_tls: bool = False
+    """Upgrade an ``ldap://`` connection with StartTLS before binding."""
+    ca_file: str = ""
+    """The CA certificate(s) that sign the directory's TLS certificate (default: the system's)."""
+    nested_groups: bool = False
+    """Active Directory: read members of nested groups too (the ``LDAP_MATCHING_RULE_IN_CHAIN``
+    rule, one search per mapped group)."""
 
 
 @dataclass(frozen=True)

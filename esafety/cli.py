@@ -30,7 +30,7 @@ from deployment.config import build_policy
 from deployment.instance import Instance
 from deployment.json_logging import configure_logging
 from deployment.listen_address import ListenAddress
-from esafety import admin_commands, proxy_commands, redis_commands
+from esafety import admin_commands, directory_commands, proxy_commands, redis_commands
 from esafety.backup import BackupError, backup, restore
 from esafety.known_names import UnknownNameError, known_group
 from store import redis_acl
@@ -400,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     proxy_commands.add_parsers(sub)
     admin_commands.add_parsers(sub)
     redis_commands.add_parsers(sub)
+    directory_commands.add_parsers(sub)
     return parser
 
 

@@ -88,6 +88,11 @@ redis.call('ZADD', KEYS[2], version, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', version - tonumber(ARGV[2]))
 return version
 """
+# KEYS: a claim. ARGV: its holder. Deletes the claim only when that holder still holds it.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 CHANGES_KEPT = 10_000
 """How many account changes are remembered by version (a proxy further behind re-checks all)."""
 
@@ -276,3 +281,18 @@ class Accounts:
 
     async def revoke_all_tokens(self, name: str) -> int:
         return await revoke_all_tokens(self._redis, self._keys, name)
+
+    async def claim_directory_sync_turn(self, holder: str, seconds: float) -> bool:
+        """True for the one caller (of every admin host) that claims this sync interval."""
+        return bool(await self._redis.set(self._keys.directory_sync_due, holder, nx=True,
+                                          px=max(1, int(seconds * 1000))))
+
+    async def claim_directory_sync_run(self, holder: str, seconds: float) -> bool:
+        """True when no other directory sync is running (held until released, at most
+        ``seconds``)."""
+        return bool(await self._redis.set(self._keys.directory_sync_running, holder, nx=True,
+                                          px=max(1, int(seconds * 1000))))
+
+    async def release_directory_sync_run(self, holder: str) -> None:
+        """Give the running claim back, if ``holder`` still holds it."""
+        await self._redis.eval(_RELEASE, 1, self._keys.directory_sync_running, holder)

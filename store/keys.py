@@ -59,6 +59,9 @@ key                                     type       holds
 ``<kind>:index-format``                 string     the index format the records were built to
 ``audit``                               stream     append-only audit log
 ``ratelimit:<scope>:<key>``             string     counters with TTL
+``directory:sync:due``                  string     the directory sync of this interval is
+                                                   claimed (TTL: the interval)
+``directory:sync:running``              string     a directory sync is running (TTL)
 ======================================  =========  ============================================
 """
 
@@ -274,6 +277,17 @@ class Keys:
     def address_bindings_version(self) -> str:
         """string (counter): bumped by every change of the bindings; proxies poll it."""
         return self._k("identity", "bindings", "version")
+
+    # the directory (LDAP / Active Directory) group sync
+    @property
+    def directory_sync_due(self) -> str:
+        """string: held (with the sync interval as TTL) by the admin host whose turn it is."""
+        return self._k("directory", "sync", "due")
+
+    @property
+    def directory_sync_running(self) -> str:
+        """string: held (with a TTL) while one directory sync runs."""
+        return self._k("directory", "sync", "running")
 
     # first-run set-up (keep at the end)
     @property

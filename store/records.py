@@ -111,11 +111,18 @@ class UserRecord:
     created_at: float
     disabled: bool = False
     display_name: str = ""
+    managed_by: str = ""
+    """``directory`` for an account the directory sync made and keeps (its group, role and
+    enabled state follow the directory groups); empty for a local account."""
+    disabled_by: str = ""
+    """``directory`` when the directory sync disabled the account (a leaver), so only the sync
+    enables it again; empty otherwise."""
 
     def to_hash(self) -> dict[str, str]:
         return {"name": self.name, "role": self.role, "group": self.group,
                 "password_hash": self.password_hash, "created_at": f"{self.created_at:.3f}",
-                "disabled": "1" if self.disabled else "0", "display_name": self.display_name}
+                "disabled": "1" if self.disabled else "0", "display_name": self.display_name,
+                "managed_by": self.managed_by, "disabled_by": self.disabled_by}
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> UserRecord:
@@ -123,10 +130,12 @@ class UserRecord:
                    password_hash=data.get("password_hash", ""),
                    created_at=float(data.get("created_at", 0) or 0),
                    disabled=data.get("disabled") == "1",
-                   display_name=data.get("display_name", ""))
+                   display_name=data.get("display_name", ""),
+                   managed_by=data.get("managed_by", ""),
+                   disabled_by=data.get("disabled_by", ""))
 
     def public(self) -> dict[str, Any]:
         """What an API may show about a user (never the password hash)."""
         return {"name": self.name, "role": self.role, "group": self.group,
                 "display_name": self.display_name, "disabled": self.disabled,
-                "created_at": self.created_at}
+                "created_at": self.created_at, "managed_by": self.managed_by}
