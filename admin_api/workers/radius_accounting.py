@@ -65,6 +65,8 @@ packets never floods the log)."""
 Address = tuple[Any, ...]
 """A datagram's source as asyncio gives it: (host, port) or, for IPv6, (host, port, flow, scope)."""
 BINDING_STATUSES = {"Start": "start", "Interim-Update": "interim", "Stop": "stop"}
+NOT_BINDING = "Acct-Status-Type"
+"""How the reason for a status that binds nothing (Accounting-On, Accounting-Off) starts."""
 _MAC_SEPARATORS = re.compile(r"[:.\- ]")
 _TWELVE_HEX = re.compile(r"[0-9a-f]{12}")
 
@@ -150,10 +152,10 @@ class AccountingPackets:
         client = self.client_for(source)
         if client is None:
             return PacketOutcome("unknown_client", "not a configured RADIUS client", source)
-        network, secret = client
+        configured, secret = client
         if secret is None:
-            return PacketOutcome("unknown_client", f"the secret of client {network.network} "
-                                 f"({network.secret_env}) is not set", source)
+            return PacketOutcome("unknown_client", f"the secret of client {configured.network} "
+                                 f"({configured.secret_env}) is not set", source)
         try:
             packet = AcctPacket(secret=secret, dict=self.dictionary, packet=data)
         except (PacketError, ValueError, TypeError, KeyError, IndexError) as exc:
@@ -193,7 +195,7 @@ class AccountingPackets:
         session = self._first(packet, "Acct-Session-Id")
         status = BINDING_STATUSES.get(status_text)
         if status is None:
-            return None, (f"Acct-Status-Type {status_text or 'missing'}: nothing to bind "
+            return None, (f"{NOT_BINDING} {status_text or 'missing'}: nothing to bind "
                           f"(session {session or '-'})")
         user = self._first(packet, "User-Name")
         address = (self._first(packet, "Framed-IP-Address")
@@ -259,8 +261,8 @@ class RadiusAccountingListener(asyncio.DatagramProtocol):
         try:
             self._queue.put_nowait((outcome, addr))
         except asyncio.QueueFull:
-            self._log_dropped(PacketOutcome("unusable", "too many packets waiting; not "
-                                            "answered (the controller resends)", source))
+            log.warning("RADIUS accounting from %s: too many packets waiting; not answered "
+                        "(the controller resends)", source)
 
     def error_received(self, exc: Exception) -> None:
         log.warning("RADIUS accounting socket: %s", exc)
@@ -270,6 +272,10 @@ class RadiusAccountingListener(asyncio.DatagramProtocol):
             self.transport.sendto(reply, addr)
 
     def _log_dropped(self, outcome: PacketOutcome) -> None:
+        if outcome.outcome == "unusable":  # authentic (not a flood): every one is logged
+            level = logging.INFO if outcome.reason.startswith(NOT_BINDING) else logging.WARNING
+            log.log(level, "RADIUS accounting from %s: %s", outcome.source, outcome.reason)
+            return
         now = time.monotonic()
         key = (outcome.source, outcome.outcome)
         if now - self._logged.get(key, -LOG_EVERY_SECONDS) < LOG_EVERY_SECONDS:
@@ -277,11 +283,8 @@ class RadiusAccountingListener(asyncio.DatagramProtocol):
         if len(self._logged) > 1000:
             self._logged.clear()
         self._logged[key] = now
-        if outcome.outcome == "unusable":
-            log.warning("RADIUS accounting from %s: %s", outcome.source, outcome.reason)
-        else:
-            log.warning("RADIUS accounting packet from %s dropped (%s): %s", outcome.source,
-                        outcome.outcome.replace("_", " "), outcome.reason)
+        log.warning("RADIUS accounting packet from %s dropped (%s): %s", outcome.source,
+                    outcome.outcome.replace("_", " "), outcome.reason)
 
     async def _apply_in_order(self) -> None:
         while True:
@@ -324,26 +327,25 @@ class RadiusAccountingListener(asyncio.DatagramProtocol):
 
 
 def _udp_socket(host: str, port: int) -> socket.socket:
-    """A bound UDP socket: ``host`` "" means every interface (IPv6 and IPv4 where the system
-    allows one socket for both, else IPv4)."""
+    """A bound, non-blocking UDP socket: ``host`` "" means every interface (IPv6 and IPv4
+    where the system allows one socket for both, else IPv4)."""
     if not host:
-        try:
-            sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            sock.bind(("::", port))
-            sock.setblocking(False)
-            return sock
-        except OSError:
-            with contextlib.suppress(NameError):
-                sock.close()
+        with contextlib.suppress(OSError):
+            return _bound(socket.AF_INET6, ("::", port), dual_stack=True)
         host = "0.0.0.0"
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    info = socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)[0]
-    sock = socket.socket(info[0], socket.SOCK_DGRAM)
+    family, _type, _proto, _name, address = socket.getaddrinfo(
+        host, port, socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)[0]
+    return _bound(family, address)
+
+
+def _bound(family: int, address: Any, dual_stack: bool = False) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
-        sock.bind(info[4])
+        if dual_stack:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(address)
+        sock.setblocking(False)
     except OSError:
         sock.close()
         raise
-    sock.setblocking(False)
     return sock

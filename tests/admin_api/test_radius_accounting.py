@@ -44,6 +44,7 @@ SECRET = "a shared secret only the controller knows"
 SECRET_ENV = "ESAFETY_TEST_RADIUS_SECRET"
 DEVICE_ADDRESS = "127.0.0.5"
 BLOCKED = "http://casino-royale.test/spin"
+PROBE = "http://esafety-proxy.invalid/status"  # the proxy says who is browsing
 STAFF_ONLY = "http://friendface.test/feed"  # social networks: staff may, guests may not
 DICTIONARY = Dictionary(str(DICTIONARY_FILE))
 CONTROLLER = RadiusClient(ipaddress.ip_network("127.0.0.1/32"), SECRET_ENV)
@@ -154,7 +155,8 @@ async def test_the_listener_binds_only_for_good_packets_and_survives_garbage(
     store = Store(connect(redis_url), keys)
     metrics = AdminMetrics()
     port = free_udp_port()
-    settings = RadiusAccountingSettings(ListenAddress("127.0.0.1", port), (CONTROLLER,), 1.0)
+    # Every interface (as the default ":1813"): IPv4 clients arrive on the dual-stack socket.
+    settings = RadiusAccountingSettings(ListenAddress("", port), (CONTROLLER,), 1.0)
     listener = RadiusAccountingListener(settings, store, {SECRET_ENV: SECRET},
                                         metrics.radius_accounting)
     await listener.start()
@@ -279,6 +281,10 @@ async def test_radclient_start_and_stop_attribute_a_devices_requests_to_its_user
     assert "Accounting-Response" in start.stdout
     # Every proxy follows within a second: the device's requests are now kim's, as staff.
     assert await settles(lambda: staff_only_status(proxy), 200)
+    probe = await asyncio.to_thread(curl, proxy, PROBE, "--interface", DEVICE_ADDRESS)
+    assert probe.status == 200
+    assert {key: probe.json()[key] for key in ("user", "group", "identified_by")} == {
+        "user": "kim.staff", "group": "staff", "identified_by": "radius"}
     during = await blocked_hit(proxy, api)
     assert (during.user, during.device, during.identified_by, during.group,
             during.client_ip) == ("kim.staff", "aa:bb:cc:dd:ee:0f", "radius", "staff",
