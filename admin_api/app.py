@@ -3,7 +3,8 @@
 Middlewares, outermost first: HTTP request metrics, errors as JSON, authentication (+ CSRF).
 Security headers are added to every response in ``on_response_prepare``. The store (the Redis
 client), the SQLite log store and the background workers (log feeder, alert consumer,
-housekeeping) live in one cleanup context, so they start and stop with the app. Before the
+housekeeping, the RADIUS accounting listener where configured) live in one cleanup context,
+so they start and stop with the app. Before the
 app serves, the store indexes any workflow records an older release wrote (once; see
 :meth:`store.redis_store.Store.build_indexes`). At stop the workers are
 stopped and awaited first; the log store then waits for any call still running in a worker
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -34,6 +36,7 @@ from admin_api.workers.alert_consumer import AlertConsumer
 from admin_api.workers.alert_delivery import AlertDelivery, OutboxWorker
 from admin_api.workers.directory_sync import DirectorySync
 from admin_api.workers.log_feeder import LogFeeder
+from admin_api.workers.radius_accounting import RadiusAccountingListener
 from admin_api.workers.weekly_digest import WeeklyDigest
 from store.connection import connect
 from store.redis_store import Store
@@ -87,9 +90,12 @@ async def admin_resources(app: web.Application) -> AsyncIterator[None]:
                                       unidentified_group=settings.config.unidentified_group,
                                       environ=settings.environ)
             tasks.append(asyncio.create_task(directory.run(stop), name="directory-sync"))
+    radius = await _start_radius_accounting(state)
     try:
         yield
     finally:
+        if radius is not None:
+            await radius.stop()
         # A stop flag as well as cancel(): a cancel landing inside redis-py's read timeout
         # can be swallowed, and the worker would then loop on; each loop checks the flag at
         # least every second.
@@ -101,6 +107,26 @@ async def admin_resources(app: web.Application) -> AsyncIterator[None]:
         # its thread running), then closes the writer under its lock.
         await log_store.aclose()
         await store.aclose()
+
+
+async def _start_radius_accounting(state: AdminState) -> RadiusAccountingListener | None:
+    """The RADIUS accounting listener, where ``identity.radius_accounting`` is configured (with
+    the workers). A port it cannot open is logged and the admin service runs on without it."""
+    settings = state.settings
+    radius = settings.config.identity.radius_accounting
+    if radius is None or not settings.run_workers:
+        return None
+    listener = RadiusAccountingListener(
+        radius, state.store, settings.environ if settings.environ is not None else os.environ,
+        state.metrics.radius_accounting)
+    try:
+        await listener.start()
+    except OSError as exc:
+        log.error("RADIUS accounting cannot listen on %s (UDP): %s; addresses are not "
+                  "bound from RADIUS until this is fixed", radius.listen, exc)
+        await listener.stop()
+        return None
+    return listener
 
 
 async def _stopped(tasks: list[asyncio.Task[None]]) -> None:

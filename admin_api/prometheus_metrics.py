@@ -1,8 +1,8 @@
 """The admin's ``/metrics``, exposed by ``prometheus_client``.
 
 No personal data: request counts by route, today's blocks by category, the policy version,
-and the depths of the work queues (alert consumer pending entries, log store lag, open
-unblock requests and alerts).
+the depths of the work queues (alert consumer pending entries, log store lag, open
+unblock requests and alerts), and RADIUS accounting packets by outcome.
 
 Each app has its own :class:`AdminMetrics` (one ``CollectorRegistry``), so several apps in
 one process (the tests) never share counts. Request counts are a ``Counter`` updated as
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
@@ -28,6 +28,7 @@ from admin_api.workers.log_feeder import LogFeeder
 from store.redis_store import Store
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+RADIUS_OUTCOMES = ("accepted", "bad_authenticator", "unknown_client", "malformed", "unusable")
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,13 @@ class AdminMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.http = HttpMetrics(self.registry)
+        self.radius_accounting = Counter(
+            "esafety_radius_accounting_packets",
+            "RADIUS accounting packets by outcome: accepted, bad_authenticator, unknown_client "
+            "and malformed (dropped unanswered), unusable (answered, nothing bound).",
+            ("outcome",), registry=self.registry)
+        for outcome in RADIUS_OUTCOMES:
+            self.radius_accounting.labels(outcome)
         self._store = StoreCollector()
         self.registry.register(self._store)
 

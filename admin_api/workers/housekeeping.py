@@ -1,5 +1,6 @@
-"""Periodic upkeep in the admin process: retention, removing expired overrides, and indexing
-workflow records an older release wrote (when that could not be done at start).
+"""Periodic upkeep in the admin process: retention, removing expired overrides and expired
+sign-in address bindings, and indexing workflow records an older release wrote (when that
+could not be done at start).
 
 Retention (``retention`` in the config):
 
@@ -93,6 +94,7 @@ async def run(state: AdminState, stop: asyncio.Event) -> None:
         try:
             await build_indexes(state.store)
             await remove_expired_overrides(state)
+            await state.store.address_bindings.prune()
             if loop.time() >= next_retention:
                 await apply_retention(state)
                 next_retention = loop.time() + RETENTION_EVERY_SECONDS
