@@ -19,7 +19,13 @@ Who the client principal is (:func:`principal_identity`):
 
 A successful token is remembered for :data:`ACCEPTED_SECONDS` by client address and a keyed
 digest of the header, so the same CONNECT seen by the fast path and then by mitmproxy is
-accepted once (Kerberos would refuse the second look as a replay).
+accepted once (Kerberos would refuse the second look as a replay). So the same header replayed
+from the same address within that time is honoured, as a cached password check is; from any
+other address, or later, the replay cache refuses it.
+
+Only a Kerberos mechanism signs anyone in: NTLM offered inside Negotiate is refused (it needs
+more than one round anyway). The proxy keeps no context across 407s and sends no
+mutual-authentication token back.
 """
 
 from __future__ import annotations
@@ -181,6 +187,10 @@ class KerberosAcceptor:
             context.step(token)
             if not context.complete:
                 log.info("Kerberos sign-in refused: the client wanted a second round")
+                return None
+            if context.negotiated_protocol != "kerberos":  # only Kerberos signs anyone in
+                log.info("Negotiate sign-in refused: %s is not Kerberos",
+                         context.negotiated_protocol)
                 return None
             principal = context.client_principal
         except AttributeError:
