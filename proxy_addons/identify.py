@@ -117,7 +117,7 @@ class Identity:
     ``radius`` (a sign-in binding for the address), ``network`` (the address range) or
     ``unidentified``."""
     proof: SignIn | None = field(default=None, compare=False, repr=False)
-    """For ``auth``: the sign-in it rests on."""
+    """For ``auth`` and ``kerberos``: the sign-in it rests on."""
     device: str = ""
     """The device's id where known (the MAC address RADIUS reported, the computer a Kerberos
     host principal names)."""

@@ -74,6 +74,15 @@ class Kdc:
             raise RuntimeError(f"kinit {principal} failed: {done.stdout}{done.stderr}")
 
 
+    def kinit_keytab(self, principal: str, keytab: Path, ccache: Path) -> None:
+        """Get a ticket as ``principal`` from its key in ``keytab`` (as a computer does)."""
+        done = subprocess.run(["kinit", "-k", "-t", str(keytab), "-c", f"FILE:{ccache}",
+                               principal], capture_output=True, text=True,
+                              env=self.env(ccache), timeout=30)
+        if done.returncode != 0:
+            raise RuntimeError(f"kinit -k {principal} failed: {done.stdout}{done.stderr}")
+
+
 def _write_config(directory: Path, realm: str, port: int) -> tuple[Path, Path]:
     krb5_conf = directory / "krb5.conf"
     krb5_conf.write_text(f"""[libdefaults]

@@ -230,6 +230,18 @@ def test_the_principal_name_is_lower_cased_to_the_account(realm: Realm) -> None:
     assert (who["user"], who["group"], who["identified_by"]) == ("erin", "staff", "kerberos")
 
 
+def test_a_computers_ticket_names_the_device(realm: Realm) -> None:
+    keytab = realm.directory / "pc1.keytab"
+    realm.kdc.add_service("host/pc1.test", keytab)
+    ccache = realm.directory / "ccache-pc1"
+    realm.kdc.kinit_keytab(f"host/pc1.test@{realm.kdc.realm}", keytab, ccache)
+    reply = negotiate_curl(realm, BLOCKED, ccache)
+    assert reply.status == 403
+    recorded = hit(realm, reply.header("x-esafety-hit-id").upper())
+    assert (recorded["user"], recorded["device"], recorded["group"],
+            recorded["identified_by"]) == ("", "pc1.test", "learner", "kerberos")
+
+
 def test_a_forged_token_gets_the_407_and_counts_as_a_failed_sign_in(realm: Realm) -> None:
     before = auth_failures(realm)
     forged = "Negotiate " + base64.b64encode(secrets.token_bytes(600)).decode()
