@@ -4,6 +4,9 @@
    user's bearer token (what the browser extension sends) or, unless
    ``proxy_auth.passwords: false``, their password. The identity is bound to the client
    connection at ``CONNECT``, so HTTPS that is never decrypted is attributed too.
+   With ``identity.kerberos`` configured, ``Negotiate`` (a Kerberos ticket from a domain-joined
+   device) is offered first and accepted the same way (:mod:`proxy_addons.kerberos_signin`):
+   the identity's source is then ``kerberos``, as strong as ``auth``.
 2. Else the client address, matched against the configured network ranges (staff VLAN,
    learner Wi-Fi...).
 3. Else the unidentified group, whose profile is the strictest.
@@ -51,6 +54,13 @@ from redis.exceptions import RedisError
 
 from deployment.config import Config, Network
 from deployment.public_address import ServiceAddress, admin_endpoints
+from proxy_addons.kerberos_signin import (
+    KerberosAcceptor,
+    KerberosPrincipal,
+    account_group,
+    is_negotiate,
+    still_signed_in,
+)
 from store.accounts import (
     accounts_changed_since,
     get_user,
@@ -91,6 +101,9 @@ class SignIn:
     """The token's SHA-256, for a token sign-in."""
     mark: str | None = None
     """A fingerprint of the stored password hash, for a password sign-in."""
+    method: str = ""
+    """``kerberos`` or ``kerberos-network`` for a Kerberos ticket (see
+    :mod:`proxy_addons.kerberos_signin`); empty for a token or password."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +113,18 @@ class Identity:
     site: str
     source: str
     """How the person was identified, strongest first: ``auth`` (a token or password on the
-    connection), ``portal`` or ``radius`` (a sign-in binding for the address), ``network``
-    (the address range) or ``unidentified``."""
+    connection) or ``kerberos`` (a Kerberos ticket on the connection), ``portal`` or
+    ``radius`` (a sign-in binding for the address), ``network`` (the address range) or
+    ``unidentified``."""
     proof: SignIn | None = field(default=None, compare=False, repr=False)
-    """For ``auth``: the sign-in it rests on."""
+    """For ``auth`` and ``kerberos``: the sign-in it rests on."""
     device: str = ""
-    """The device's id where known (the MAC address RADIUS reported)."""
+    """The device's id where known (the MAC address RADIUS reported, the computer a Kerberos
+    host principal names)."""
+
+
+SIGNED_IN_ON_CONNECTION = frozenset({"auth", "kerberos"})
+"""Identity sources that are a sign-in on the connection itself (bound to it at CONNECT)."""
 
 
 def parse_basic(value: str) -> tuple[str, str] | None:
@@ -189,6 +208,8 @@ class _Outcome:
     proof: SignIn | None = None
     locked_for: int | None = None
     """Seconds the name must wait at this address before a password is checked again."""
+    identity: Identity | None = None
+    """A sign-in complete as it is (a Kerberos ticket)."""
 
 
 class Identify:
@@ -201,6 +222,10 @@ class Identify:
         self.keys = keys
         self.limits = limits or LoginLimits()
         self.cache = CredentialCache(float(config.proxy_auth_cache_seconds))
+        self.kerberos = (KerberosAcceptor(config.identity.kerberos)
+                         if config.identity.kerberos is not None else None)
+        """Raises :class:`proxy_addons.kerberos_signin.KerberosSetupError` when configured
+        but unusable (no pyspnego, an unreadable keytab, no key for the service)."""
         self.bound: MutableMapping[connection.Client, _Bound] = weakref.WeakKeyDictionary()
         self._networks = sorted(config.networks, key=lambda n: n.network.prefixlen, reverse=True)
         self.admin = admin_endpoints(config)
@@ -367,6 +392,9 @@ class Identify:
 
     async def _still_valid(self, proof: SignIn) -> bool:
         assert self.redis is not None
+        if proof.method:
+            return still_signed_in(await get_user(self.redis, self.keys, proof.user),
+                                   proof.method, proof.group, self.config.unidentified_group)
         user = await user_still_signed_in(self.redis, self.keys, proof.user,
                                           digest=proof.digest, mark=proof.mark)
         return user is not None and (user.group or self.config.unidentified_group) == proof.group
@@ -466,9 +494,48 @@ class Identify:
         self.cache.put(user, address, secret, proof)
         return _Outcome(proof)
 
+    async def _kerberos(self, header: str, address: str) -> _Outcome:
+        """A ``Negotiate`` header: the ticket's user (their account's group, else the
+        network's) or computer (the network's group)."""
+        assert self.kerberos is not None
+        found = await self.kerberos.accept(header, address)
+        if found is None:
+            return _Outcome()
+        return await self._kerberos_identity(found, address)
+
+    async def _kerberos_identity(self, found: KerberosPrincipal, address: str) -> _Outcome:
+        network = self.network_for(address)
+        site = network.site if network and network.site else self.config.centre_id
+        network_group = network.group if network is not None else self.config.unidentified_group
+        if found.user is None:
+            return _Outcome(identity=Identity(None, network_group, site, "kerberos",
+                                              device=found.device))
+        record = None
+        if self.redis is not None:
+            record = await get_user(self.redis, self.keys, found.user)
+        grouped = account_group(record, network_group, self.config.unidentified_group)
+        if grouped is None:
+            return _Outcome()  # the esafety account is disabled
+        proof = SignIn(found.user, grouped[0], method=grouped[1])
+        return _Outcome(proof, identity=Identity(found.user, grouped[0], site, "kerberos",
+                                                 proof, device=found.device))
+
     async def _authenticate(self, header: str, address: str) -> _Outcome:
         if not header:
             return _Outcome()
+        if self.kerberos is not None and is_negotiate(header):
+            if self.redis is not None and not await self._refresh_if_stale():
+                return _Outcome()
+            try:
+                outcome = await asyncio.wait_for(self._kerberos(header, address),
+                                                 CHECK_TIMEOUT_SECONDS)
+            except (RedisError, OSError, TimeoutError) as exc:
+                log.warning("cannot check a Kerberos sign-in (%s): using the network identity",
+                            exc)
+                return _Outcome()
+            if outcome.identity is None:
+                self.auth_failures += 1
+            return outcome
         parsed = parse_basic(header)
         if parsed is None:
             return _Outcome()
@@ -490,11 +557,15 @@ class Identify:
     async def authenticate(self, header: str, address: str) -> Identity | None:
         """Identity from a Proxy-Authorization value, or None when absent, wrong or locked."""
         outcome = await self._authenticate(header, address)
+        if outcome.identity is not None:
+            return outcome.identity
         return self._signed_in(outcome.proof, address) if outcome.proof else None
 
     async def _resolve(self, header: str, address: str, challenge: bool
                        ) -> tuple[Identity | None, int | None]:
         outcome = await self._authenticate(header, address)
+        if outcome.identity is not None:
+            return outcome.identity, None
         if outcome.proof is not None:
             return self._signed_in(outcome.proof, address), None
         if outcome.locked_for is None and self.binding_for(address) is not None:
@@ -599,11 +670,13 @@ class Identify:
                 "Too many wrong passwords for this name from this device. Try again in "
                 f"{locked_for // 60 + 1} minutes, or ask IT support.\n").encode()
             flow.response = http.Response.make(407, body, self.challenge_headers())
+            if self.kerberos is not None:  # offered first: browsers pick the first they can
+                flow.response.headers.insert(0, "Proxy-Authenticate", "Negotiate")
             return
-        if identity.source == "auth":
+        if identity.source in SIGNED_IN_ON_CONNECTION:
             del flow.request.headers["Proxy-Authorization"]
         flow.metadata[METADATA_KEY] = identity
-        if flow.request.method == "CONNECT" or identity.source == "auth":
+        if flow.request.method == "CONNECT" or identity.source in SIGNED_IN_ON_CONNECTION:
             self._bind(flow, identity)
 
     # -- hooks -------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from deployment.listen_address import parse_listen
 from deployment.listen_socket import ListenError, bind_listener, inherited_listener
 from proxy_addons.hitlog import HitQueue, Spool
 from proxy_addons.identify import Identify
+from proxy_addons.kerberos_signin import KerberosSetupError
 from proxy_addons.pipeline import build_pipeline, worker_addons
 from proxy_addons.policy_sync import PolicySync
 from proxy_addons.service import ProxyService
@@ -95,7 +96,13 @@ async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
     spool = Spool(data_dir / "spool" / f"hits-{settings.worker}.log")
     hits = HitQueue(spool, writer.write_batch if writer else None,
                     worker_id=f"{os.uname().nodename}-{settings.worker}")
-    identify = Identify(config, redis, keys)
+    try:
+        identify = Identify(config, redis, keys)
+    except KerberosSetupError as exc:
+        log.critical("%s", exc)
+        if redis is not None:
+            await redis.aclose()
+        return EXIT_CANNOT_LISTEN
     policy_sync = PolicySync(instance, redis, keys)
     pipeline = build_pipeline(config, identify, policy_sync, hits,
                               own_ports(instance, settings),

@@ -35,7 +35,7 @@ from mitmproxy.proxy.layers.tls import parse_client_hello
 
 from deployment.listen_socket import ListenError, bind_listener, describe
 from proxy_addons.decide import Decide
-from proxy_addons.identify import Identify, Identity
+from proxy_addons.identify import SIGNED_IN_ON_CONNECTION, Identify, Identity
 from proxy_addons.metrics import WorkerCounters
 from proxy_addons.record import Record
 from proxy_addons.tunnel_plan import ONBOARDING_HOST, TunnelAction
@@ -254,7 +254,7 @@ class TunnelFront:
             self.counters.fast_tunnels += 1
             up_writer.write(first)
             untrack = None
-            if identity.source == "auth" and identity.user:
+            if identity.source in SIGNED_IN_ON_CONNECTION and identity.user:
                 # A relayed tunnel ends when its user's sign-in ends (disabled, tokens revoked).
                 def close() -> None:
                     writer.close()

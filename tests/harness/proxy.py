@@ -233,6 +233,8 @@ class ProxyProcess:
     """False runs ``--no-fast-path``: mitmproxy handles every connection."""
     mitm_options: tuple[str, ...] = ()
     """``KEY=VALUE`` mitmproxy options (``--mitm-option``)."""
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """More environment for the proxy process (e.g. ``KRB5_CONFIG`` for a test realm)."""
 
     def __post_init__(self) -> None:
         # A status port whose protected range (worker i answers on it + i) misses the origins.
@@ -259,6 +261,7 @@ class ProxyProcess:
             env.pop("ESAFETY_REDIS_URL", None)
         if self.clock_file is not None:
             env["ESAFETY_TEST_CLOCK_FILE"] = str(self.clock_file)
+        env.update(self.extra_env)
         return env
 
     def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
