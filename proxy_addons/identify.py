@@ -61,6 +61,7 @@ from store.accounts import (
     verify_password,
 )
 from store.address_bindings import AddressBinding, BindingError, live_bindings, normal_address
+from store.extension_devices import device_for_token
 from store.keys import Keys
 from store.login_limits import LoginLimits, address_key, record_success, reserve_attempt
 
@@ -91,6 +92,8 @@ class SignIn:
     """The token's SHA-256, for a token sign-in."""
     mark: str | None = None
     """A fingerprint of the stored password hash, for a password sign-in."""
+    device: str = ""
+    """For a token the browser extension signed in with: its install id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +108,8 @@ class Identity:
     proof: SignIn | None = field(default=None, compare=False, repr=False)
     """For ``auth``: the sign-in it rests on."""
     device: str = ""
-    """The device's id where known (the MAC address RADIUS reported)."""
+    """The device's id where known (the MAC address RADIUS reported, the extension's install
+    id for a token it signed in with)."""
 
 
 def parse_basic(value: str) -> tuple[str, str] | None:
@@ -282,7 +286,7 @@ class Identify:
     def _signed_in(self, proof: SignIn, address: str) -> Identity:
         network = self.network_for(address)
         site = network.site if network and network.site else self.config.centre_id
-        return Identity(proof.user, proof.group, site, "auth", proof)
+        return Identity(proof.user, proof.group, site, "auth", proof, device=proof.device)
 
     # -- accounts version --------------------------------------------------------------------
     @property
@@ -444,8 +448,10 @@ class Identify:
             record = await user_for_token(self.redis, self.keys, secret)
             if record is None or record.name != user:
                 return _Outcome()
+            digest = token_digest(secret)
             proof = SignIn(user, record.group or self.config.unidentified_group,
-                           digest=token_digest(secret))
+                           digest=digest, device=await device_for_token(self.redis, self.keys,
+                                                                        digest))
         else:
             if not self.config.proxy_auth_passwords:
                 return _Outcome()

@@ -165,6 +165,23 @@ async def revoke_user_devices(redis: Redis, keys: Keys, user: str) -> int:
     return len(ids)
 
 
+async def bind_token(redis: Redis, keys: Keys, device_id: str, token_digest: str,
+                     ttl_seconds: int) -> None:
+    """Remember that the bearer token with ``token_digest`` was issued to (or registered)
+    install ``device_id``, for as long as the token lives: the proxy then knows the device
+    of a browser signed in with it."""
+    if not DEVICE_ID.fullmatch(device_id) or ttl_seconds <= 0:
+        return
+    await redis.set(keys.token_device(token_digest), device_id, ex=ttl_seconds)
+
+
+async def device_for_token(redis: Redis, keys: Keys, token_digest: str) -> str:
+    """The install id a bearer token belongs to, or "" (not an extension's token)."""
+    value = await redis.get(keys.token_device(token_digest))
+    device_id = _s(value) if value is not None else ""
+    return device_id if DEVICE_ID.fullmatch(device_id) else ""
+
+
 def navigation_token(hit_key: bytes, hit_id: str, ts: float, url: str) -> str:
     """The token an install mints for one blocked navigation (the extension computes the
     same HMAC-SHA256 in lib/navigation_token.js)."""
@@ -195,3 +212,9 @@ class ExtensionDevices:
 
     async def revoke(self, device_id: str) -> bool:
         return await revoke_device(self._redis, self._keys, device_id)
+
+    async def bind_token(self, device_id: str, token_digest: str, ttl_seconds: int) -> None:
+        await bind_token(self._redis, self._keys, device_id, token_digest, ttl_seconds)
+
+    async def device_for_token(self, token_digest: str) -> str:
+        return await device_for_token(self._redis, self._keys, token_digest)

@@ -48,6 +48,7 @@ from admin_api.extension_rules import (
 from admin_api.roles import ANYONE_SIGNED_IN, current_user, requires
 from admin_api.routes.http_input import boolean, json_body, query_params, required_text, text
 from categories.urlnorm import URLError, canonical_url
+from store.accounts import TOKEN_TTL_SECONDS, token_digest
 from store.extension_devices import PUBLIC_KEY as DEVICE_PUBLIC_KEY
 from store.probe_key import load_or_create_probe_key, public_probe_key
 from store.records import HitRecord, UserRecord
@@ -156,6 +157,9 @@ async def extension_register_device(request: web.Request) -> web.Response:
         grant = await state.store.devices.register(user.name, device_id, public_key)
     except ValueError as exc:
         raise bad_input(f"public_key cannot be used: {exc}", "public_key") from exc
+    # The token this install signed in with names it to the proxy (the device in its hits).
+    await state.store.devices.bind_token(grant.device_id, token_digest(request[TOKEN]),
+                                         TOKEN_TTL_SECONDS)
     probe_key = await asyncio.to_thread(_probe_key, state)
     return web.json_response({
         "device_id": grant.device_id, "refresh_token": grant.refresh_token,
@@ -197,6 +201,7 @@ async def extension_session(request: web.Request) -> web.Response:
             await state.store.devices.revoke(device_id)
         raise ApiError(401, "unauthorised", "This browser's sign-in has ended; sign in again.")
     token = await state.store.accounts.issue_token(user.name, ttl=SESSION_TTL_SECONDS)
+    await state.store.devices.bind_token(device_id, token_digest(token), SESSION_TTL_SECONDS)
     return web.json_response({
         "token": token, "expires_in": SESSION_TTL_SECONDS,
         "user": {"name": user.name, "role": user.role, "group": user.group,
