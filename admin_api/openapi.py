@@ -353,7 +353,9 @@ def build_document() -> dict[str, Any]:
             ok=201, body=_body({"device_id": {"type": "string",
                                               "pattern": "^[A-Za-z0-9_-]{16,64}$"},
                                 "public_key": {"type": "string",
-                                               "pattern": "^04[0-9a-f]{128}$"}},
+                                               "pattern": "^04[0-9a-f]{128}$"},
+                                "managed_device_id": {"type": "string",
+                                                      "pattern": "^([A-Za-z0-9_-]{16,64})?$"}},
                                ["device_id", "public_key"]))},
         "/api/v1/extension/devices/current": {"delete": _op(
             routes_extension.extension_forget_device, "Sign this install out (the "

@@ -142,7 +142,7 @@ def _logged(stack: UiStack, hit_id: str, as_user: str = "dee.dsl") -> dict[str, 
     raise AssertionError(f"hit {hit_id} never reached the access log")
 
 
-def _sign_in_extension(stack: UiStack
+def _sign_in_extension(stack: UiStack, managed_device_id: str = ""
                        ) -> tuple[str, str, ec.EllipticCurvePrivateKey, str]:
     """Sign in as the extension does (log in, register the install): the install id, the
     token it signs in to the proxy with, its device key and its refresh token."""
@@ -152,8 +152,10 @@ def _sign_in_extension(stack: UiStack
     public = key.public_key().public_bytes(serialization.Encoding.X962,
                                            serialization.PublicFormat.UncompressedPoint).hex()
     device_id = uuid.uuid4().hex
-    grant = stack._call("POST", "/api/v1/extension/devices", token,
-                        {"device_id": device_id, "public_key": public})
+    body = {"device_id": device_id, "public_key": public}
+    if managed_device_id:
+        body["managed_device_id"] = managed_device_id
+    grant = stack._call("POST", "/api/v1/extension/devices", token, body)
     assert grant["device_id"] == device_id
     return device_id, token, key, str(grant["refresh_token"])
 
@@ -293,6 +295,32 @@ def test_an_extension_signed_browser_carries_its_install_id(stack: UiStack) -> N
                                    user=("lee.learner", PASSWORD)))
     assert (plain["user"], plain["device"], plain["identified_by"]) == (
         "lee.learner", "", "auth")
+
+
+
+def test_a_managed_chromebook_is_named_by_its_device_id(stack: UiStack) -> None:
+    chromebook = "0f4e5c1a-93b2-4d7e-8a61-2b9c7d3e4f50"
+    device_id, token, key, refresh = _sign_in_extension(stack, managed_device_id=chromebook)
+    hit = _logged(stack, _browse(stack, BLOCKED, EXTENSION_ADDRESS,
+                                 user=("lee.learner", token)))
+    assert (hit["device"], hit["identified_by"]) == (chromebook, "auth")
+    renewed = _session_token(stack, device_id, refresh, key)
+    again = _logged(stack, _browse(stack, BLOCKED, EXTENSION_ADDRESS,
+                                   user=("lee.learner", renewed)))
+    assert again["device"] == chromebook
+    # A device id of the wrong shape is refused with the field named, and nothing registered.
+    login = stack._call("POST", "/api/v1/auth/login", None,
+                        {"username": "lee.learner", "password": PASSWORD})
+    request = urllib.request.Request(
+        stack.url("/api/v1/extension/devices"), method="POST",
+        data=json.dumps({"device_id": uuid.uuid4().hex, "public_key": "04" + "ab" * 64,
+                         "managed_device_id": "not a device id"}).encode(),
+        headers={"Authorization": f"Bearer {login['token']}",
+                 "Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 400
+    assert json.loads(refused.value.read())["error"]["field"] == "managed_device_id"
 
 
 OLD_SCHEMA = """
