@@ -36,8 +36,12 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ("sid", "id", "ts", "user", "grp", "client_ip", "site", "host", "path", "action",
            "category", "rule", "source", "severity", "alert", "decrypted", "method",
-           "search_terms")
+           "search_terms", "device", "identified_by")
 """Table columns: the stream id, then HitRecord's fields (``group`` is ``grp`` in SQL)."""
+ADDED_COLUMNS = {"device": "TEXT NOT NULL DEFAULT ''",
+                 "identified_by": "TEXT NOT NULL DEFAULT ''"}
+"""Columns added after the first schema, with their definitions: a database made before them
+gets them (``ALTER TABLE ADD COLUMN``) when opened; its older rows read as empty."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS hits (
@@ -45,7 +49,8 @@ CREATE TABLE IF NOT EXISTS hits (
   client_ip TEXT NOT NULL, site TEXT NOT NULL, host TEXT NOT NULL, path TEXT NOT NULL,
   action TEXT NOT NULL, category TEXT NOT NULL, rule TEXT NOT NULL, source TEXT NOT NULL,
   severity TEXT NOT NULL, alert INTEGER NOT NULL, decrypted INTEGER NOT NULL,
-  method TEXT NOT NULL, search_terms TEXT NOT NULL
+  method TEXT NOT NULL, search_terms TEXT NOT NULL,
+  device TEXT NOT NULL DEFAULT '', identified_by TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS hits_ts ON hits (ts);
 CREATE INDEX IF NOT EXISTS hits_user ON hits (user, ts);
@@ -53,6 +58,9 @@ CREATE INDEX IF NOT EXISTS hits_grp ON hits (grp, ts);
 CREATE INDEX IF NOT EXISTS hits_host ON hits (host, ts);
 CREATE INDEX IF NOT EXISTS hits_category ON hits (category, ts);
 CREATE TABLE IF NOT EXISTS feed_state (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+_INDEXES_AFTER_MIGRATION = """
+CREATE INDEX IF NOT EXISTS hits_device ON hits (device, ts);
 """
 
 # Built from the constant column list above, never from input.
@@ -86,6 +94,8 @@ class HitQuery:
     action: str | None = None
     text: str | None = None
     """Substring of the host or path (``q``)."""
+    device: str | None = None
+    """The device id (a MAC address, the extension's install id, a Kerberos host)."""
 
 
 def encode_cursor(ts: float, rowid: int) -> str:
@@ -104,7 +114,8 @@ def decode_cursor(text: str) -> tuple[float, int]:
 def row_from_hit(stream_id: str, hit: HitRecord) -> tuple[Any, ...]:
     return (stream_id, hit.id, hit.ts, hit.user, hit.group, hit.client_ip, hit.site, hit.host,
             hit.path, hit.action, hit.category, hit.rule, hit.source, hit.severity,
-            1 if hit.alert else 0, 1 if hit.decrypted else 0, hit.method, hit.search_terms)
+            1 if hit.alert else 0, 1 if hit.decrypted else 0, hit.method, hit.search_terms,
+            hit.device, hit.identified_by)
 
 
 def hit_dict(row: Sequence[Any]) -> dict[str, Any]:
@@ -115,6 +126,21 @@ def hit_dict(row: Sequence[Any]) -> dict[str, Any]:
     data["decrypted"] = bool(data["decrypted"])
     del data["sid"]
     return data
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Bring a database made with an older schema up to date; returns the columns added."""
+    present = {row[1] for row in conn.execute("PRAGMA table_info(hits)")}
+    added = []
+    for column, definition in ADDED_COLUMNS.items():
+        if column not in present:
+            # Names and definitions come from the constant above, never from input.
+            conn.execute(f"ALTER TABLE hits ADD COLUMN {column} {definition}")
+            added.append(column)
+    conn.executescript(_INDEXES_AFTER_MIGRATION)
+    if added:
+        log.info("log store: added the columns %s to %s", ", ".join(added), "hits")
+    return added
 
 
 class LogStore:
@@ -143,6 +169,7 @@ class LogStore:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA cache_size=-262144")
         conn.executescript(_SCHEMA)
+        migrate(conn)
         self._writer = conn
         self._closed = False
         return self
@@ -250,6 +277,8 @@ class LogStore:
         params: list[Any] = []
         if query.user is not None:
             index = "hits_user"
+        elif query.device is not None:
+            index = "hits_device"
         elif query.host is not None:
             index = "hits_host"
         elif query.category is not None:
@@ -260,7 +289,8 @@ class LogStore:
             index = "hits_ts"
         for column, value in (("user", query.user), ("host", query.host),
                               ("category", query.category), ("grp", query.group),
-                              ("site", query.site), ("action", query.action)):
+                              ("site", query.site), ("action", query.action),
+                              ("device", query.device)):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)

@@ -99,7 +99,10 @@ HIT_FILTERS = [FROM, TO, _q("user", "user name"), _q("group", "filtering group")
                                                                           "maxLength": 253}),
                _q("category", "category id"),
                _q("action", "allow or block", {"type": "string", "enum": ["allow", "block"]}),
-               _q("q", "text in the host or path", {"type": "string", "maxLength": 200})]
+               _q("q", "text in the host or path", {"type": "string", "maxLength": 200}),
+               _q("device", "device id: a MAC address, an extension install id, a host",
+                  {"type": "string", "pattern": "^[A-Za-z0-9_.:@/$-]{1,255}$",
+                   "maxLength": 255})]
 
 
 def _body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -295,7 +298,7 @@ def build_document() -> dict[str, Any]:
         "/api/v1/hits.csv": {"get": _op(
             h.export_hits, "Export the selection as CSV (manager, DSL, admin; audited)", "hits",
             ok_type="text/csv", parameters=[*HIT_FILTERS, _q(
-                "pseudonymise", "replace user names and addresses with a keyed HMAC",
+                "pseudonymise", "replace user names, addresses and devices with a keyed HMAC",
                 {"type": "string", "enum": ["true", "false"]})])},
         "/api/v1/alerts": {"get": _op(routes_alerts.list_alerts, "Safeguarding alerts",
                                       "alerts", parameters=[
@@ -364,7 +367,9 @@ def build_document() -> dict[str, Any]:
             ok=201, body=_body({"device_id": {"type": "string",
                                               "pattern": "^[A-Za-z0-9_-]{16,64}$"},
                                 "public_key": {"type": "string",
-                                               "pattern": "^04[0-9a-f]{128}$"}},
+                                               "pattern": "^04[0-9a-f]{128}$"},
+                                "managed_device_id": {"type": "string",
+                                                      "pattern": "^([A-Za-z0-9_-]{16,64})?$"}},
                                ["device_id", "public_key"]))},
         "/api/v1/extension/devices/current": {"delete": _op(
             routes_extension.extension_forget_device, "Sign this install out (the "

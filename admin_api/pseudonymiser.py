@@ -1,4 +1,6 @@
-"""Pseudonymised exports: user names (and client addresses) replaced by a keyed HMAC.
+"""Pseudonymised exports: user names (and client addresses and device ids) replaced by a
+keyed HMAC. A device id (a MAC address, a browser install's id, a host name) identifies a
+person as surely as their name, so wherever a name is replaced its device is too.
 
 The key is 32 random bytes in ``<data dir>/pseudonymisation.key``, created with mode 0600 on
 first use and never leaving the server. The same user maps to the same pseudonym in every
@@ -49,3 +51,6 @@ class Pseudonymiser:
 
     def address(self, ip: str) -> str:
         return f"ip-{self._digest('ip', ip)}" if ip else ""
+
+    def device(self, device_id: str) -> str:
+        return f"dev-{self._digest('device', device_id)}" if device_id else ""

@@ -27,6 +27,7 @@ import {
 import { messageProblem } from "./lib/messages.js";
 import { isHexKey, navigationToken, newNonce, probeIsGenuine } from "./lib/signatures.js";
 import { devicePublicKey, sessionProof } from "./lib/device_key.js";
+import { managedDeviceId } from "./lib/managed_device.js";
 
 const EXTENSION_ORIGIN = chrome.runtime.getURL("").replace(/\/$/, "");
 const BLOCK_PAGE = chrome.runtime.getURL("block.html");
@@ -675,7 +676,7 @@ async function signIn({ username, password }) {
   }
   const token = answer.body.token;
   const registered = await send(api.deviceRequest(state.settings.backendUrl, token,
-    state.deviceId, await devicePublicKey()));
+    state.deviceId, await devicePublicKey(), await managedDeviceId()));
   const grant = registered.body;
   if (!registered.ok || typeof grant?.refresh_token !== "string" || !isHexKey(grant.hit_key)) {
     return { ok: false, message: registered.message || "The centre's server refused this browser." };

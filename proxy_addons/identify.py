@@ -71,6 +71,7 @@ from store.accounts import (
     verify_password,
 )
 from store.address_bindings import AddressBinding, BindingError, live_bindings, normal_address
+from store.extension_devices import device_for_token
 from store.keys import Keys
 from store.login_limits import LoginLimits, address_key, record_success, reserve_attempt
 
@@ -104,6 +105,9 @@ class SignIn:
     method: str = ""
     """``kerberos`` or ``kerberos-network`` for a Kerberos ticket (see
     :mod:`proxy_addons.kerberos_signin`); empty for a token or password."""
+    device: str = ""
+    """For a token the browser extension signed in with: its install id; for a Kerberos host
+    ticket, the computer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +123,8 @@ class Identity:
     proof: SignIn | None = field(default=None, compare=False, repr=False)
     """For ``auth`` and ``kerberos``: the sign-in it rests on."""
     device: str = ""
-    """The device's id where known (the MAC address RADIUS reported, the computer a Kerberos
-    host principal names)."""
+    """The device's id where known (the MAC address RADIUS reported, the extension's install
+    id for a token it signed in with, the computer a Kerberos host principal names)."""
 
 
 SIGNED_IN_ON_CONNECTION = frozenset({"auth", "kerberos"})
@@ -307,7 +311,7 @@ class Identify:
     def _signed_in(self, proof: SignIn, address: str) -> Identity:
         network = self.network_for(address)
         site = network.site if network and network.site else self.config.centre_id
-        return Identity(proof.user, proof.group, site, "auth", proof)
+        return Identity(proof.user, proof.group, site, "auth", proof, device=proof.device)
 
     # -- accounts version --------------------------------------------------------------------
     @property
@@ -472,8 +476,10 @@ class Identify:
             record = await user_for_token(self.redis, self.keys, secret)
             if record is None or record.name != user:
                 return _Outcome()
+            digest = token_digest(secret)
             proof = SignIn(user, record.group or self.config.unidentified_group,
-                           digest=token_digest(secret))
+                           digest=digest, device=await device_for_token(self.redis, self.keys,
+                                                                        digest))
         else:
             if not self.config.proxy_auth_passwords:
                 return _Outcome()

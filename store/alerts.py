@@ -60,6 +60,11 @@ class Alert:
     search_terms: list[str] = field(default_factory=list)
     client_ip: str = ""
     site: str = ""
+    devices: list[str] = field(default_factory=list)
+    """The devices of the alert's hits (a MAC address, an install id, a host), where known,
+    so the DSL knows which machine to look at."""
+    identified_by: str = ""
+    """How the person was identified on the alert's latest hit (``radius``, ``auth``...)."""
     status: str = OPEN
     acknowledged_at: float | None = None
     acknowledged_by: str | None = None
@@ -165,7 +170,9 @@ class Alerts:
                             last_seen=max(existing.last_seen, hit.ts),
                             hit_ids=_add_recent(existing.hit_ids, hit.id),
                             hosts=_add_recent(existing.hosts, hit.host),
-                            search_terms=_add_recent(existing.search_terms, hit.search_terms))
+                            search_terms=_add_recent(existing.search_terms, hit.search_terms),
+                            devices=_add_recent(existing.devices, hit.device),
+                            identified_by=hit.identified_by or existing.identified_by)
                         pipe.multi()  # type: ignore[no-untyped-call]
                         self.records.queue_write(pipe, updated.id,
                                                  existing if indexed else None, updated)
@@ -180,6 +187,8 @@ class Alerts:
                                   hosts=_add_recent([], hit.host),
                                   search_terms=_add_recent([], hit.search_terms),
                                   client_ip=hit.client_ip, site=hit.site,
+                                  devices=_add_recent([], hit.device),
+                                  identified_by=hit.identified_by,
                                   delivery={channel: "retrying" for channel in channels},
                                   deliveries={channel: {
                                       "state": PENDING, "attempts": 0, "last_error": "",

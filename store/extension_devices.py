@@ -76,11 +76,15 @@ def proof_is_valid(hex_key: str, device_id: str, ts: int, sig: str) -> bool:
 
 
 async def register_device(redis: Redis, keys: Keys, user: str, device_id: str,
-                          public_key: str) -> DeviceGrant:
+                          public_key: str, managed_device_id: str = "") -> DeviceGrant:
     """A fresh grant for ``device_id`` signed in as ``user`` (replacing any earlier one),
-    bound to the install's ``public_key``. Raises ValueError for a bad id or key."""
+    bound to the install's ``public_key``. ``managed_device_id`` is the ChromeOS device's id
+    where the policy lets the extension read it: the device its hits then name. Raises
+    ValueError for a bad id or key."""
     if not DEVICE_ID.fullmatch(device_id):
         raise ValueError("a device id is 16-64 letters, digits, - or _")
+    if managed_device_id and not DEVICE_ID.fullmatch(managed_device_id):
+        raise ValueError("a managed device id is 16-64 letters, digits, - or _")
     device_public_key(public_key)
     await revoke_device(redis, keys, device_id)
     refresh_token = secrets.token_urlsafe(32)
@@ -88,7 +92,8 @@ async def register_device(redis: Redis, keys: Keys, user: str, device_id: str,
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hset(keys.extension_device(device_id), mapping={
             "user": user, "refresh": _digest(refresh_token), "hit_key": hit_key.hex(),
-            "public_key": public_key, "last_proof": "0", "created": str(time.time())})
+            "public_key": public_key, "last_proof": "0", "created": str(time.time()),
+            "managed_device_id": managed_device_id})
         pipe.expire(keys.extension_device(device_id), DEVICE_TTL_SECONDS)
         pipe.sadd(keys.extension_devices(user), device_id)
         pipe.expire(keys.extension_devices(user), DEVICE_TTL_SECONDS)
@@ -124,6 +129,15 @@ async def user_for_refresh(redis: Redis, keys: Keys, device_id: str, refresh_tok
         pipe.expire(keys.extension_device(device_id), DEVICE_TTL_SECONDS)
         await pipe.execute()
     return device.get("user") or None
+
+
+async def shown_device(redis: Redis, keys: Keys, device_id: str) -> str:
+    """The device an install's hits name: the managed ChromeOS device id it registered with,
+    else its install id ("" for an unknown install)."""
+    device = await _device(redis, keys, device_id)
+    if device is None:
+        return ""
+    return device.get("managed_device_id") or device_id
 
 
 async def device_user(redis: Redis, keys: Keys, device_id: str) -> str | None:
@@ -165,6 +179,23 @@ async def revoke_user_devices(redis: Redis, keys: Keys, user: str) -> int:
     return len(ids)
 
 
+async def bind_token(redis: Redis, keys: Keys, device_id: str, token_digest: str,
+                     ttl_seconds: int) -> None:
+    """Remember that the bearer token with ``token_digest`` was issued to (or registered)
+    install ``device_id``, for as long as the token lives: the proxy then knows the device
+    of a browser signed in with it."""
+    if not DEVICE_ID.fullmatch(device_id) or ttl_seconds <= 0:
+        return
+    await redis.set(keys.token_device(token_digest), device_id, ex=ttl_seconds)
+
+
+async def device_for_token(redis: Redis, keys: Keys, token_digest: str) -> str:
+    """The install id a bearer token belongs to, or "" (not an extension's token)."""
+    value = await redis.get(keys.token_device(token_digest))
+    device_id = _s(value) if value is not None else ""
+    return device_id if DEVICE_ID.fullmatch(device_id) else ""
+
+
 def navigation_token(hit_key: bytes, hit_id: str, ts: float, url: str) -> str:
     """The token an install mints for one blocked navigation (the extension computes the
     same HMAC-SHA256 in lib/navigation_token.js)."""
@@ -179,8 +210,13 @@ class ExtensionDevices:
         self._redis = redis
         self._keys = keys
 
-    async def register(self, user: str, device_id: str, public_key: str) -> DeviceGrant:
-        return await register_device(self._redis, self._keys, user, device_id, public_key)
+    async def register(self, user: str, device_id: str, public_key: str,
+                       managed_device_id: str = "") -> DeviceGrant:
+        return await register_device(self._redis, self._keys, user, device_id, public_key,
+                                     managed_device_id)
+
+    async def shown_device(self, device_id: str) -> str:
+        return await shown_device(self._redis, self._keys, device_id)
 
     async def user_for_refresh(self, device_id: str, refresh_token: str, ts: int, sig: str,
                                now: float | None = None) -> str | None:
@@ -195,3 +231,9 @@ class ExtensionDevices:
 
     async def revoke(self, device_id: str) -> bool:
         return await revoke_device(self._redis, self._keys, device_id)
+
+    async def bind_token(self, device_id: str, token_digest: str, ttl_seconds: int) -> None:
+        await bind_token(self._redis, self._keys, device_id, token_digest, ttl_seconds)
+
+    async def device_for_token(self, token_digest: str) -> str:
+        return await device_for_token(self._redis, self._keys, token_digest)

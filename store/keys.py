@@ -243,6 +243,11 @@ class Keys:
         """set: the device ids of a user's extension installs, for revocation."""
         return self._k("extdevices", user)
 
+    def token_device(self, digest: str) -> str:
+        """string: the extension install a bearer token was issued to (the proxy reads it so
+        an extension-signed browser's hits carry the install id); expires with the token."""
+        return self._k("tokendevice", digest)
+
     # indexes and quarterly figures of workflow records (store.indexed_collection; keep at
     # the end)
     def record_index(self, kind: str, field: str, value: str) -> str:

@@ -53,6 +53,8 @@ def _proxy_keys(keys: Keys) -> tuple[str, ...]:
     return (
         f"%R~{keys.policy_version}", f"%R~{keys.overrides}",
         f"%R~{keys.user('*')}", f"%R~{keys.token('*')}",
+        # which extension install a token belongs to (the device in its hits): read only
+        f"%R~{keys.token_device('*')}",
         # accounts:version / accounts:changes: which signed-in users to re-check
         f"%R~{keys.accounts_version}", f"%R~{keys.accounts_changes}",
         # who is at which address (RADIUS accounting, the portal): read only

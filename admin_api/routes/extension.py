@@ -48,6 +48,8 @@ from admin_api.extension_rules import (
 from admin_api.roles import ANYONE_SIGNED_IN, current_user, requires
 from admin_api.routes.http_input import boolean, json_body, query_params, required_text, text
 from categories.urlnorm import URLError, canonical_url
+from store.accounts import TOKEN_TTL_SECONDS, token_digest
+from store.extension_devices import DEVICE_ID
 from store.extension_devices import PUBLIC_KEY as DEVICE_PUBLIC_KEY
 from store.probe_key import load_or_create_probe_key, public_probe_key
 from store.records import HitRecord, UserRecord
@@ -146,16 +148,23 @@ def _probe_key(state: AdminState) -> str:
 async def extension_register_device(request: web.Request) -> web.Response:
     state = state_of(request)
     user = current_user(request)
-    body = await json_body(request, ("device_id", "public_key"))
+    body = await json_body(request, ("device_id", "public_key", "managed_device_id"))
     device_id = device_id_of(body)
+    managed = body.get("managed_device_id", "")
+    if not isinstance(managed, str) or (managed and not DEVICE_ID.fullmatch(managed)):
+        raise bad_input("managed_device_id must be the ChromeOS device id (16-64 letters, "
+                        "digits, - or _)", "managed_device_id")
     public_key = body.get("public_key")
     if not isinstance(public_key, str) or not DEVICE_PUBLIC_KEY.fullmatch(public_key):
         raise bad_input("public_key must be this install's P-256 key (130 hex characters)",
                         "public_key")
     try:
-        grant = await state.store.devices.register(user.name, device_id, public_key)
+        grant = await state.store.devices.register(user.name, device_id, public_key, managed)
     except ValueError as exc:
         raise bad_input(f"public_key cannot be used: {exc}", "public_key") from exc
+    # The token this install signed in with names it to the proxy (the device in its hits).
+    await state.store.devices.bind_token(managed or grant.device_id,
+                                         token_digest(request[TOKEN]), TOKEN_TTL_SECONDS)
     probe_key = await asyncio.to_thread(_probe_key, state)
     return web.json_response({
         "device_id": grant.device_id, "refresh_token": grant.refresh_token,
@@ -197,6 +206,8 @@ async def extension_session(request: web.Request) -> web.Response:
             await state.store.devices.revoke(device_id)
         raise ApiError(401, "unauthorised", "This browser's sign-in has ended; sign in again.")
     token = await state.store.accounts.issue_token(user.name, ttl=SESSION_TTL_SECONDS)
+    await state.store.devices.bind_token(await state.store.devices.shown_device(device_id),
+                                         token_digest(token), SESSION_TTL_SECONDS)
     return web.json_response({
         "token": token, "expires_in": SESSION_TTL_SECONDS,
         "user": {"name": user.name, "role": user.role, "group": user.group,

@@ -2,8 +2,15 @@
 
 Learners and staff see only their own hits. IT support, managers, the DSL and admins see
 everyone's; only managers, the DSL and admins may export (see :mod:`admin_api.roles`), and
-every export is audited. ``pseudonymise=true`` replaces user names and client addresses with
-a keyed HMAC (see :mod:`admin_api.pseudonymiser`).
+every export is audited. ``pseudonymise=true`` replaces user names, client addresses and
+device ids with a keyed HMAC (see :mod:`admin_api.pseudonymiser`): a device id (a MAC
+address, an install id, a host name) is personal data, so it goes wherever the name goes and
+nowhere else.
+
+Each hit says how the person was identified (``identified_by``: ``auth``, ``portal``,
+``radius``, ``kerberos``, ``network``, ``unidentified``) and on which ``device`` where known;
+the list can be filtered by ``device``. The list also gives each named user's
+``display_name`` (from their account), so the access log reads "Sam Learner".
 """
 
 from __future__ import annotations
@@ -35,8 +42,10 @@ from categories.urlnorm import URLError, canonical_host
 from store.records import HitRecord
 
 routes = web.RouteTableDef()
-FILTERS = ("from", "to", "user", "group", "site", "host", "category", "action", "q")
+FILTERS = ("from", "to", "user", "group", "site", "host", "category", "action", "q", "device")
 _NAME = re.compile(r"[A-Za-z0-9_.@:-]{1,64}")
+_DEVICE = re.compile(r"[A-Za-z0-9_.:@/$-]{1,255}")
+"""A device id: a MAC address, an install id, a host name or Kerberos principal."""
 CSV_COLUMNS = [name for name in HitRecord.field_names() if name != "ts"]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -61,7 +70,19 @@ def hit_query(state: AdminState, request: web.Request, query: Mapping[str, str])
                     category=text(query, "category", max_length=41, pattern=_NAME,
                                   what="a category id"),
                     action=choice(query, "action", ("allow", "block")),
-                    text=q.lower() if q else None)
+                    text=q.lower() if q else None,
+                    device=text(query, "device", max_length=255, pattern=_DEVICE,
+                                what="a device id (a MAC address, an install id or a host)"))
+
+
+async def _with_display_names(state: AdminState, items: list[dict[str, Any]]) -> None:
+    """Give each hit its user's display name (read once per user on the page)."""
+    names: dict[str, str] = {}
+    for name in {item["user"] for item in items if item["user"]}:
+        record = await state.store.accounts.get(name)
+        names[name] = record.display_name if record is not None else ""
+    for item in items:
+        item["display_name"] = names.get(item["user"], "")
 
 
 @routes.get("/api/v1/hits")
@@ -77,6 +98,7 @@ async def list_hits(request: web.Request) -> web.Response:
                                                      limit)
     except CursorError as exc:
         raise bad_input(str(exc), "cursor") from exc
+    await _with_display_names(state, items)
     return web.json_response({"items": items, "next_cursor": next_cursor})
 
 
@@ -112,6 +134,7 @@ async def export_hits(request: web.Request) -> web.StreamResponse:
             if pseudonymise:
                 hit["user"] = pseudonymiser.user(hit["user"])
                 hit["client_ip"] = pseudonymiser.address(hit["client_ip"])
+                hit["device"] = pseudonymiser.device(hit["device"])
             when = datetime.fromtimestamp(hit["ts"], tz).isoformat(timespec="seconds")
             writer.writerow([when, *(_cell(hit.get(c, "")) for c in CSV_COLUMNS)])
         await response.write(buffer.getvalue().encode())

@@ -49,6 +49,10 @@ WEBHOOK, EMAIL = "webhook", "email"
 LEASE_SECONDS = 60.0
 """How long a claimed entry is held: longer than one send can take (webhook 10 s, SMTP 15 s)."""
 POLL_SECONDS = 0.5
+IDENTIFIED_BY = {"auth": "sign-in on the connection", "portal": "Wi-Fi portal sign-in",
+                 "radius": "RADIUS (Wi-Fi controller)", "kerberos": "Kerberos (Windows sign-in)",
+                 "network": "network range", "unidentified": "not identified"}
+"""How a person was identified, in words for the DSL's mail."""
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -65,6 +69,7 @@ def alert_payload(alert: Alert) -> dict[str, Any]:
             "count": alert.count, "first_seen": _when(alert.first_seen),
             "last_seen": _when(alert.last_seen), "hosts": alert.hosts,
             "search_terms": alert.search_terms, "site": alert.site, "hit_ids": alert.hit_ids,
+            "devices": alert.devices, "identified_by": alert.identified_by,
             "api": f"/api/v1/alerts/{alert.id}"}
 
 
@@ -133,10 +138,13 @@ class AlertDelivery:
         message["From"] = self.email_from
         message["To"] = ", ".join(self.email_to)
         terms = f"Search terms: {', '.join(alert.search_terms)}\n" if alert.search_terms else ""
+        devices = f"Device: {', '.join(alert.devices)}\n" if alert.devices else ""
+        how = (f"Identified by: {IDENTIFIED_BY.get(alert.identified_by, alert.identified_by)}\n"
+               if alert.identified_by else "")
         message.set_content(
             f"A safeguarding alert was raised.\n\n"
             f"Alert: {alert.id}\nUser: {alert.user or '(unidentified device)'}\n"
-            f"Group: {alert.group}\nCategory: {category} ({alert.severity})\n"
+            f"Group: {alert.group}\n{devices}{how}Category: {category} ({alert.severity})\n"
             f"Sites: {', '.join(alert.hosts)}\n{terms}"
             f"First seen: {_when(alert.first_seen)}\n\n"
             f"Please review and acknowledge it in the esafety admin (alert {alert.id}).\n")

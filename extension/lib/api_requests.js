@@ -50,10 +50,13 @@ export function unsignedRulesRequest(base, since) {
   return request(base, `/api/v1/extension/unsigned-rules${query}`);
 }
 
-/** Register this install after sign-in: a refresh token, the hit key and the probe key. */
-export function deviceRequest(base, token, deviceId, publicKey) {
-  return request(base, "/api/v1/extension/devices", { token, method: "POST",
-    body: { device_id: deviceId, public_key: publicKey } });
+/** Register this install after sign-in: a refresh token, the hit key and the probe key.
+ * `managedDeviceId`, the ChromeOS device id where the policy grants it, is the device the
+ * centre's access log then shows. */
+export function deviceRequest(base, token, deviceId, publicKey, managedDeviceId = "") {
+  const body = { device_id: deviceId, public_key: publicKey };
+  if (managedDeviceId) body.managed_device_id = managedDeviceId;
+  return request(base, "/api/v1/extension/devices", { token, method: "POST", body });
 }
 
 /** A new bearer token for this install (after a browser restart, or when one expires),

@@ -147,7 +147,7 @@ def test_access_log_search_and_csv_export(stack: UiStack, new_tab: TabFactory,
         [("amy", "casino-royale.test", "gambling", "block")] * 3
     assert all(row["time"] and row["id"] for row in rows)
 
-    tab.page.get_by_label("Replace user names and addresses with pseudonyms").check()
+    tab.page.get_by_label("Replace user names, addresses and devices with pseudonyms").check()
     pseudonymised = _download(tab.page, "Export these results as CSV",
                               tmp_path / "pseudonymised.csv")
     assert len(pseudonymised) == 3

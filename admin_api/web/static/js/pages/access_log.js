@@ -7,7 +7,19 @@ import { checkboxField, errorNotice, inputField, onSubmit, selectField, submitBu
 import { formatTime } from "../format.js";
 import { dataTable } from "../tables.js";
 
-const FILTERS = ["from", "to", "user", "group", "site", "host", "category", "action", "q"];
+const FILTERS = ["from", "to", "user", "group", "site", "host", "category", "action", "q", "device"];
+// How the person was identified, as the log shows it (the API's identified_by).
+const IDENTIFIED_BY = { auth: "signed in", portal: "portal", radius: "radius", kerberos: "kerberos",
+  oidc: "single sign-on", network: "network range", unidentified: "not identified" };
+
+// "Sam Learner · radius · aa:bb:cc:dd:ee:ff": who, how they were identified, on which device.
+// "(not identified)" only when nobody was.
+export function whoCell(hit) {
+  const name = hit.display_name ? `${hit.display_name} (${hit.user})` : hit.user;
+  if (!name && !hit.device) return hit.identified_by === "network" ? "(no user) · network range" : "(not identified)";
+  const how = IDENTIFIED_BY[hit.identified_by] || hit.identified_by;
+  return h("span", { class: "who" }, [name || "(not identified)", how, hit.device].filter(Boolean).join(" · "));
+}
 const EXPORTERS = ["manager", "dsl", "admin"];
 
 export async function render(view, { query, navigate, user }) {
@@ -27,6 +39,8 @@ export async function render(view, { query, navigate, user }) {
       options: [["", "Any category"], ...categories.map((category) => [category.id, category.title])] }),
     selectField({ label: "Action", name: "action", value: filters.action, options: [["", "Blocked or allowed"], ["block", "Blocked"], ["allow", "Allowed"]] }),
     inputField({ label: "Text in the address", name: "q", value: filters.q, autocomplete: "off" }),
+    inputField({ label: "Device", name: "device", value: filters.device, autocomplete: "off",
+      hint: "Exact device id, e.g. a MAC address aa:bb:cc:dd:ee:ff" }),
     h("div", { class: "filters__actions" }, submitButton("Search")));
   view.append(form, messages);
   onSubmit(form, messages, async (values) => {
@@ -36,7 +50,7 @@ export async function render(view, { query, navigate, user }) {
   });
 
   if (EXPORTERS.includes(user.role)) {
-    const pseudonymise = checkboxField({ label: "Replace user names and addresses with pseudonyms", name: "pseudonymise",
+    const pseudonymise = checkboxField({ label: "Replace user names, addresses and devices with pseudonyms", name: "pseudonymise",
       hint: "Use this when the export leaves the safeguarding team." });
     const download = h("a", { class: "button button--secondary", download: "esafety-hits.csv", href: apiUrl("/api/v1/hits.csv", filters) },
       "Export these results as CSV");
@@ -60,7 +74,7 @@ export async function render(view, { query, navigate, user }) {
       caption: `Access log: ${rows.length}${cursor ? "+" : ""} requests`, id: "access-log-table",
       columns: [
         { label: "Time", cell: (hit) => formatTime(hit.ts) },
-        { label: "User", cell: (hit) => hit.user || "(not identified)" },
+        { label: "User · identified by · device", cell: whoCell },
         { label: "Group", cell: (hit) => hit.group },
         { label: "Network site", cell: (hit) => hit.site },
         { label: "Address", cell: (hit) => h("span", { class: "url" }, `${hit.host}${hit.path || ""}`) },

@@ -9,6 +9,9 @@ import { dataTable } from "../tables.js";
 import { SEVERITY_TAGS, deliveryState } from "./alerts.js";
 
 const ACKNOWLEDGERS = ["dsl", "admin"];
+const IDENTIFIED_BY = { auth: "sign-in on the connection", portal: "Wi-Fi portal sign-in",
+  radius: "RADIUS (Wi-Fi controller)", kerberos: "Kerberos (Windows sign-in)", oidc: "single sign-on",
+  network: "network range", unidentified: "not identified" };
 
 export async function render(view, { id, user, announce }) {
   async function draw(message) {
@@ -20,6 +23,8 @@ export async function render(view, { id, user, announce }) {
       message ? notice("success", h("p", {}, message)) : null,
       detailsList([
         ["User", alert.user ? `${alert.user} (group ${alert.group})` : "Not identified"],
+        ["Device", (alert.devices || []).length ? alert.devices.join(", ") : null],
+        ["Identified by", alert.identified_by ? (IDENTIFIED_BY[alert.identified_by] || alert.identified_by) : null],
         ["Device address", alert.client_ip],
         ["Network site", alert.site],
         ["Category", alert.category],
@@ -43,6 +48,7 @@ export async function render(view, { id, user, announce }) {
             { label: "Address", cell: (hit) => h("span", { class: "url" }, `${hit.host}${hit.path || ""}`) },
             { label: "Category", cell: (hit) => hit.category || "–" },
             { label: "Search", cell: (hit) => hit.search_terms || "–" },
+            { label: "Device", cell: (hit) => hit.device || "–" },
             { label: "Reference", cell: (hit) => h("code", {}, hit.id) },
           ],
           rows: recent, empty: alert.user ? "No other blocked requests are logged for this user." : "The user was not identified, so there is no history." })),
