@@ -111,11 +111,19 @@ class UserRecord:
     created_at: float
     disabled: bool = False
     display_name: str = ""
+    sso_subject: str = ""
+    """``issuer|sub`` of the single sign-on person this account is; empty for a local account.
+    An SSO account has no password and cannot sign in with one."""
+
+    @property
+    def sso(self) -> bool:
+        return bool(self.sso_subject)
 
     def to_hash(self) -> dict[str, str]:
         return {"name": self.name, "role": self.role, "group": self.group,
                 "password_hash": self.password_hash, "created_at": f"{self.created_at:.3f}",
-                "disabled": "1" if self.disabled else "0", "display_name": self.display_name}
+                "disabled": "1" if self.disabled else "0", "display_name": self.display_name,
+                "sso_subject": self.sso_subject}
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> UserRecord:
@@ -123,10 +131,11 @@ class UserRecord:
                    password_hash=data.get("password_hash", ""),
                    created_at=float(data.get("created_at", 0) or 0),
                    disabled=data.get("disabled") == "1",
-                   display_name=data.get("display_name", ""))
+                   display_name=data.get("display_name", ""),
+                   sso_subject=data.get("sso_subject", ""))
 
     def public(self) -> dict[str, Any]:
         """What an API may show about a user (never the password hash)."""
         return {"name": self.name, "role": self.role, "group": self.group,
                 "display_name": self.display_name, "disabled": self.disabled,
-                "created_at": self.created_at}
+                "created_at": self.created_at, "sso": self.sso}

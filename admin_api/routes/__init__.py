@@ -23,6 +23,7 @@ from admin_api.routes import (
     overrides,
     proxy_config,
     reports,
+    single_sign_on,
     ui,
     unblock_requests,
     users,
@@ -31,4 +32,5 @@ from admin_api.routes import (
 RESOURCES: tuple[ModuleType, ...] = (
     health, proxy_config, onboarding, auth, users, unblock_requests, overrides, reports,
     accident_reports, hits, alerts, audit, categories, extension, first_run, ui,
+    single_sign_on,
 )
