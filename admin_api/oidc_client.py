@@ -29,7 +29,9 @@ from deployment.config import OidcSettings
 from store.accounts import USER_NAME
 from store.records import ROLES
 
-CACHE_SECONDS = 300.0
+CACHE_SECONDS = 3600.0
+KEYS_CACHE_SECONDS = 300.0
+"""The provider's keys are read again after this (and at once for a key not yet seen)."""
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=10)
 CLOCK_LEEWAY_SECONDS = 60
 SIGNING_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
@@ -121,6 +123,14 @@ async def _get_json(url: str) -> dict[str, Any]:
     return data
 
 
+def cached_metadata(settings: OidcSettings) -> ProviderMetadata | None:
+    """The discovery document read for an earlier sign-in, if still fresh (no network)."""
+    cached = _metadata_cache.get(settings.issuer.rstrip("/"))
+    if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+        return cached[1]
+    return None
+
+
 async def provider_metadata(settings: OidcSettings) -> ProviderMetadata:
     """The provider's discovery document (``{issuer}/.well-known/openid-configuration``)."""
     issuer = settings.issuer.rstrip("/")
@@ -154,7 +164,7 @@ async def provider_metadata(settings: OidcSettings) -> ProviderMetadata:
 
 async def _key_set(metadata: ProviderMetadata, *, fresh: bool = False) -> KeySet:
     cached = _keys_cache.get(metadata.jwks_uri)
-    if not fresh and cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+    if not fresh and cached is not None and time.monotonic() - cached[0] < KEYS_CACHE_SECONDS:
         return cached[1]
     data = await _get_json(metadata.jwks_uri)
     try:

@@ -100,16 +100,14 @@ def _not_configured(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/auth/single-sign-on")
 async def single_sign_on_status(request: web.Request) -> web.Response:
-    """Whether the sign-in page offers single sign-on, and with which provider."""
+    """Whether the sign-in page offers single sign-on, and with which provider. Public, so it
+    never reaches out to the provider: whether the provider signs out too is known from the
+    discovery document an earlier sign-in read."""
     settings = _settings(state_of(request))
     if settings is None:
         return web.json_response({"enabled": False})
-    end_session = None
-    try:
-        metadata = await oidc_client.provider_metadata(settings)
-        end_session = END_SESSION_PATH if metadata.end_session_endpoint else None
-    except SingleSignOnError as exc:
-        log.warning("single sign-on provider unavailable: %s", exc.message)
+    metadata = oidc_client.cached_metadata(settings)
+    end_session = END_SESSION_PATH if metadata and metadata.end_session_endpoint else None
     return web.json_response({"enabled": True, "provider": oidc_client.provider_name(settings),
                               "start": START_PATH, "end_session": end_session})
 
