@@ -7,8 +7,10 @@ tester types the person's e-mail address and groups), ``/token`` (client secret,
 codes, the redirect URI and the PKCE verifier checked) issuing an RS256 ID token, and
 ``/logout`` (RP-initiated sign-out).
 
-``POST /test-control`` with ``{"id_token_audience": "other-app"}`` makes the next ID tokens
-name another client (``{}`` puts it back): how a test gets a token made for someone else.
+``POST /test-control`` changes the next ID tokens, as a broken or hostile provider would make
+them (``{}`` puts everything back): ``{"id_token_audience": "other-app"}`` names another client,
+``{"id_token_lifetime": -600}`` makes them expired already, ``{"sign_with_unpublished_key":
+true}`` signs them with a key that is not in the key set (under the published key's id).
 
     python -m tests.harness.oidc_provider --port 9400 --client-id esafety \
         --client-secret-env TEST_OIDC_SECRET --redirect-uri http://127.0.0.1:8090/auth/oidc/callback
@@ -55,6 +57,9 @@ class Provider:
         "RSA", 2048, is_private=True, options={"kid": secrets.token_hex(8)}))
     grants: dict[str, Grant] = field(default_factory=dict)
     id_token_audience: str | None = None
+    id_token_lifetime: int = 300
+    unpublished_key: Any = None
+    """Signs ID tokens instead of ``key`` when set (a forger's key)."""
 
     def metadata(self) -> dict[str, Any]:
         return {"issuer": self.issuer,
@@ -171,11 +176,12 @@ def build_app(provider: Provider) -> web.Application:
         claims: dict[str, Any] = {
             "iss": provider.issuer, "sub": f"subject-{grant.email}",
             "aud": provider.id_token_audience or grant.client_id, "iat": now,
-            "exp": now + 300, "nonce": grant.nonce, "email": grant.email,
+            "exp": now + provider.id_token_lifetime, "nonce": grant.nonce, "email": grant.email,
             "email_verified": True, "groups": grant.groups,
             "name": grant.email.split("@")[0].title()}
         header = {"alg": "RS256", "kid": provider.key.as_dict()["kid"]}
-        id_token = JsonWebToken(["RS256"]).encode(header, claims, provider.key).decode()
+        signing_key = provider.unpublished_key or provider.key
+        id_token = JsonWebToken(["RS256"]).encode(header, claims, signing_key).decode()
         return web.json_response({"access_token": secrets.token_urlsafe(24),
                                   "token_type": "Bearer", "expires_in": 300,
                                   "id_token": id_token})
@@ -196,7 +202,11 @@ def build_app(provider: Provider) -> web.Application:
         body = await request.json()
         audience = body.get("id_token_audience")
         provider.id_token_audience = str(audience) if audience else None
-        return web.json_response({"id_token_audience": provider.id_token_audience})
+        provider.id_token_lifetime = int(body.get("id_token_lifetime", 300))
+        provider.unpublished_key = JsonWebKey.generate_key(
+            "RSA", 2048, is_private=True, options={"kid": provider.key.as_dict()["kid"]}
+        ) if body.get("sign_with_unpublished_key") else None
+        return web.json_response({"changed": sorted(body)})
 
     app = web.Application()
     app.add_routes(routes)

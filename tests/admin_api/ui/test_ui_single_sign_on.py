@@ -71,7 +71,7 @@ class SsoStack:
     provider: subprocess.Popen[bytes]
     provider_log: Path
 
-    def control(self, **settings: str) -> None:
+    def control(self, **settings: object) -> None:
         request = urllib.request.Request(
             f"{self.provider_url}/test-control", data=json.dumps(settings).encode(),
             headers={"Content-Type": "application/json"}, method="POST")
@@ -247,16 +247,23 @@ def test_a_tampered_state_is_refused(sso: SsoStack, new_tab: TabFactory) -> None
                for e in sso.audit("auth.sso_refused"))
 
 
-def test_an_id_token_made_for_another_application_is_refused(sso: SsoStack,
-                                                             new_tab: TabFactory) -> None:
-    sso.control(id_token_audience="another-application")
+@pytest.mark.parametrize(("provider_fault", "refusal"), [
+    ({"id_token_audience": "another-application"}, "The ID token was refused (invalid_claim"),
+    ({"id_token_lifetime": -600}, "The ID token was refused (expired_token"),
+    ({"sign_with_unpublished_key": True}, "The ID token was refused (bad_signature"),
+], ids=["made-for-another-application", "expired", "signed-with-an-unpublished-key"])
+def test_an_id_token_made_for_another_application_is_refused(
+        sso: SsoStack, new_tab: TabFactory, provider_fault: dict[str, object],
+        refusal: str) -> None:
+    """Also an expired one, and one not signed with the provider's published keys."""
+    sso.control(**provider_fault)
     try:
         tab = new_tab()
         callback = sign_in_at_provider(tab, "mgr@centre.example", "managers")
     finally:
         sso.control()
     assert callback.status == 400
-    expect(tab.page.locator("main")).to_contain_text("The ID token was refused")
+    expect(tab.page.locator("main")).to_contain_text(refusal)
     assert session_status(tab.page) == 401
 
 
