@@ -9,8 +9,10 @@ codes, the redirect URI and the PKCE verifier checked) issuing an RS256 ID token
 
 ``POST /test-control`` changes the next ID tokens, as a broken or hostile provider would make
 them (``{}`` puts everything back): ``{"id_token_audience": "other-app"}`` names another client,
-``{"id_token_lifetime": -600}`` makes them expired already, ``{"sign_with_unpublished_key":
-true}`` signs them with a key that is not in the key set (under the published key's id).
+``{"id_token_lifetime": -600}`` makes them expired already, ``{"id_token_nonce": "x"}`` gives
+them another nonce than the one asked for (as a token replayed from another sign-in), and
+``{"sign_with_unpublished_key": true}`` signs them with a key that is not in the key set
+(under the published key's id).
 
     python -m tests.harness.oidc_provider --port 9400 --client-id esafety \
         --client-secret-env TEST_OIDC_SECRET --redirect-uri http://127.0.0.1:8090/auth/oidc/callback
@@ -58,6 +60,7 @@ class Provider:
     grants: dict[str, Grant] = field(default_factory=dict)
     id_token_audience: str | None = None
     id_token_lifetime: int = 300
+    id_token_nonce: str | None = None
     unpublished_key: Any = None
     """Signs ID tokens instead of ``key`` when set (a forger's key)."""
 
@@ -176,7 +179,8 @@ def build_app(provider: Provider) -> web.Application:
         claims: dict[str, Any] = {
             "iss": provider.issuer, "sub": f"subject-{grant.email}",
             "aud": provider.id_token_audience or grant.client_id, "iat": now,
-            "exp": now + provider.id_token_lifetime, "nonce": grant.nonce, "email": grant.email,
+            "exp": now + provider.id_token_lifetime,
+            "nonce": provider.id_token_nonce or grant.nonce, "email": grant.email,
             "email_verified": True, "groups": grant.groups,
             "name": grant.email.split("@")[0].title()}
         header = {"alg": "RS256", "kid": provider.key.as_dict()["kid"]}
@@ -203,6 +207,8 @@ def build_app(provider: Provider) -> web.Application:
         audience = body.get("id_token_audience")
         provider.id_token_audience = str(audience) if audience else None
         provider.id_token_lifetime = int(body.get("id_token_lifetime", 300))
+        provider.id_token_nonce = str(body["id_token_nonce"]) if body.get("id_token_nonce") \
+            else None
         provider.unpublished_key = JsonWebKey.generate_key(
             "RSA", 2048, is_private=True, options={"kid": provider.key.as_dict()["kid"]}
         ) if body.get("sign_with_unpublished_key") else None

@@ -251,11 +251,15 @@ def test_a_tampered_state_is_refused(sso: SsoStack, new_tab: TabFactory) -> None
     ({"id_token_audience": "another-application"}, "The ID token was refused (invalid_claim"),
     ({"id_token_lifetime": -600}, "The ID token was refused (expired_token"),
     ({"sign_with_unpublished_key": True}, "The ID token was refused (bad_signature"),
-], ids=["made-for-another-application", "expired", "signed-with-an-unpublished-key"])
+    ({"id_token_nonce": "a-nonce-from-another-sign-in"},
+     "The ID token was refused (invalid_claim: Invalid claim 'nonce'"),
+], ids=["made-for-another-application", "expired", "signed-with-an-unpublished-key",
+        "another-nonce"])
 def test_an_id_token_made_for_another_application_is_refused(
         sso: SsoStack, new_tab: TabFactory, provider_fault: dict[str, object],
         refusal: str) -> None:
-    """Also an expired one, and one not signed with the provider's published keys."""
+    """Also an expired one, one not signed with the provider's published keys, and one with
+    another sign-in's nonce."""
     sso.control(**provider_fault)
     try:
         tab = new_tab()
