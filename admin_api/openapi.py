@@ -55,6 +55,9 @@ from admin_api.routes import (
     reports as routes_report_summaries,
 )
 from admin_api.routes import (
+    single_sign_on as routes_single_sign_on,
+)
+from admin_api.routes import (
     ui as routes_ui,
 )
 from admin_api.routes import (
@@ -189,6 +192,28 @@ def build_document() -> dict[str, Any]:
         "/api/v1/auth/me": {"get": _op(a.me, "The signed-in user", "auth")},
         "/api/v1/auth/revoke-tokens": {"post": _op(a.revoke_my_tokens,
                                                    "End all my sessions", "auth")},
+        "/api/v1/auth/single-sign-on": {"get": _op(
+            routes_single_sign_on.single_sign_on_status, "Whether the sign-in page offers "
+            "single sign-on (OpenID Connect), and the provider's name", "auth")},
+        routes_single_sign_on.START_PATH: {"get": _op(
+            routes_single_sign_on.single_sign_on_start, "Single sign-on: to the provider "
+            "(authorization code with PKCE)", "auth", ok=302, ok_type="text/html",
+            parameters=[_q("next", "the UI path to open after signing in",
+                           {"type": "string", "maxLength": 300})])},
+        routes_single_sign_on.CALLBACK_PATH: {"get": _op(
+            routes_single_sign_on.single_sign_on_callback, "Single sign-on: the provider's "
+            "answer; signs in (a session cookie) or says why not", "auth",
+            ok_type="text/html", parameters=[
+                _q("state", "the state sent to the provider",
+                   {"type": "string", "maxLength": 200}),
+                _q("code", "the provider's authorization code",
+                   {"type": "string", "maxLength": 2000}),
+                _q("error", "the provider's error code", {"type": "string", "maxLength": 100}),
+                _q("error_description", "the provider's error text",
+                   {"type": "string", "maxLength": 300})])},
+        routes_single_sign_on.END_SESSION_PATH: {"get": _op(
+            routes_single_sign_on.single_sign_on_end_session, "Sign out of the single sign-on "
+            "provider too", "auth", ok=302, ok_type="text/html")},
         "/api/v1/users": {
             "get": _op(routes_users.list_users, "List users", "users", parameters=[
                 _q("role", "role", {"type": "string", "enum": list(ROLES)}),

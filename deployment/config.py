@@ -235,6 +235,9 @@ CONFIG_SCHEMA: dict[str, Any] = {
                         "issuer": {"type": "string", "pattern": r"^https?://"},
                         "client_id": {"type": "string", "minLength": 1},
                         "client_secret_env": {"type": "string", "pattern": r"^[A-Z_][A-Z0-9_]*$"},
+                        "name": {"type": "string", "minLength": 1, "maxLength": 40,
+                                 "description": "the provider as the sign-in button names "
+                                                "it (default: from the issuer)"},
                         "scopes": {"type": "array", "items": {"type": "string"}},
                         "roles": {"type": "object", "additionalProperties": {
                             "type": "array", "items": {"type": "string"},
@@ -442,6 +445,8 @@ class OidcSettings:
     """role -> e-mail addresses, or ``group:NAME`` for a value of the groups claim."""
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """esafety group -> e-mail addresses or ``group:NAME``, as ``roles``."""
+    name: str = ""
+    """The provider as the sign-in button names it; empty: from the issuer's host."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import re
 import secrets
 import time
@@ -36,6 +37,8 @@ from store.records import ROLES, UserRecord
 _HASHER = PasswordHasher()
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 TOKEN_TTL_SECONDS = 12 * 3600
+SSO_ATTEMPT_SECONDS = 600
+"""How long a single sign-on may take between leaving for the provider and coming back."""
 MIN_PASSWORD_LENGTH = 8
 # A hash to verify against when the user does not exist, so timing does not reveal names.
 _DUMMY_HASH = _HASHER.hash("not a real password")
@@ -160,7 +163,9 @@ async def verify_password(redis: Redis, keys: Keys, name: str, password: str) ->
     stored = user.password_hash if user and user.password_hash else _DUMMY_HASH
     if not await _off_loop(lambda: _password_matches(stored, password)):
         return None
-    if user is None or user.disabled:
+    # A single sign-on account (or any without a password) never signs in with one: not even
+    # with the dummy hash's own password.
+    if user is None or user.disabled or user.sso or not user.password_hash:
         return None
     return user
 
@@ -235,6 +240,26 @@ async def revoke_all_tokens(redis: Redis, keys: Keys, name: str) -> int:
     return len(digests) + installs
 
 
+async def remember_sso_attempt(redis: Redis, keys: Keys, state: str,
+                               attempt: dict[str, str]) -> None:
+    """Keep what a single sign-on needs when the provider sends the browser back, by the
+    digest of its ``state`` (the state itself is never stored)."""
+    await redis.set(keys.sso_attempt(token_digest(state)), json.dumps(attempt),
+                    ex=SSO_ATTEMPT_SECONDS)
+
+
+async def take_sso_attempt(redis: Redis, keys: Keys, state: str) -> dict[str, str] | None:
+    """The attempt ``state`` names, once (it is deleted as it is read); None if there is none
+    (wrong, replayed or too old)."""
+    if not state or len(state) > 200:
+        return None
+    raw = await redis.getdel(keys.sso_attempt(token_digest(state)))
+    if raw is None:
+        return None
+    data = json.loads(raw)
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else None
+
+
 class Accounts:
     """User accounts and their bearer tokens (the functions above, bound to one store)."""
 
@@ -296,3 +321,9 @@ class Accounts:
     async def release_directory_sync_run(self, holder: str) -> None:
         """Give the running claim back, if ``holder`` still holds it."""
         await self._redis.eval(_RELEASE, 1, self._keys.directory_sync_running, holder)
+
+    async def remember_sso_attempt(self, state: str, attempt: dict[str, str]) -> None:
+        await remember_sso_attempt(self._redis, self._keys, state, attempt)
+
+    async def take_sso_attempt(self, state: str) -> dict[str, str] | None:
+        return await take_sso_attempt(self._redis, self._keys, state)

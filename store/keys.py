@@ -27,6 +27,9 @@ key                                     type       holds
 ``users``                               set        every user name
 ``token:<sha256>``                      string     a session/bearer token -> user name (TTL)
 ``usertokens:<name>``                   set        token digests of a user, for revocation
+``sso-attempt:<sha256 of state>``       string     a single sign-on under way: JSON with the
+                                                   PKCE verifier, nonce and browser binding
+                                                   (TTL 10 minutes, read once)
 ``accounts:version``                    string     integer, bumped on every change to who a
                                                    signed-in user is (disable, group, password,
                                                    tokens revoked)
@@ -167,6 +170,9 @@ class Keys:
 
     def user_tokens(self, name: str) -> str:
         return self._k("usertokens", name)
+
+    def sso_attempt(self, state_digest: str) -> str:
+        return self._k("sso-attempt", state_digest)
 
     @property
     def accounts_version(self) -> str:

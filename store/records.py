@@ -117,12 +117,20 @@ class UserRecord:
     disabled_by: str = ""
     """``directory`` when the directory sync disabled the account (a leaver), so only the sync
     enables it again; empty otherwise."""
+    sso_subject: str = ""
+    """``issuer|sub`` of the single sign-on person this account is; empty for a local account.
+    An SSO account has no password and cannot sign in with one."""
+
+    @property
+    def sso(self) -> bool:
+        return bool(self.sso_subject)
 
     def to_hash(self) -> dict[str, str]:
         return {"name": self.name, "role": self.role, "group": self.group,
                 "password_hash": self.password_hash, "created_at": f"{self.created_at:.3f}",
                 "disabled": "1" if self.disabled else "0", "display_name": self.display_name,
-                "managed_by": self.managed_by, "disabled_by": self.disabled_by}
+                "managed_by": self.managed_by, "disabled_by": self.disabled_by,
+                "sso_subject": self.sso_subject}
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> UserRecord:
@@ -132,10 +140,12 @@ class UserRecord:
                    disabled=data.get("disabled") == "1",
                    display_name=data.get("display_name", ""),
                    managed_by=data.get("managed_by", ""),
-                   disabled_by=data.get("disabled_by", ""))
+                   disabled_by=data.get("disabled_by", ""),
+                   sso_subject=data.get("sso_subject", ""))
 
     def public(self) -> dict[str, Any]:
         """What an API may show about a user (never the password hash)."""
         return {"name": self.name, "role": self.role, "group": self.group,
                 "display_name": self.display_name, "disabled": self.disabled,
-                "created_at": self.created_at, "managed_by": self.managed_by}
+                "created_at": self.created_at, "managed_by": self.managed_by,
+                "sso": self.sso}

@@ -24,6 +24,7 @@ from admin_api.routes import (
     portal,
     proxy_config,
     reports,
+    single_sign_on,
     ui,
     unblock_requests,
     users,
@@ -32,4 +33,5 @@ from admin_api.routes import (
 RESOURCES: tuple[ModuleType, ...] = (
     health, proxy_config, onboarding, portal, auth, users, unblock_requests, overrides, reports,
     accident_reports, hits, alerts, audit, categories, extension, first_run, ui,
+    single_sign_on,
 )
