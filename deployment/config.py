@@ -6,6 +6,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from categories.definitions import CategorySet
@@ -218,7 +219,15 @@ CONFIG_SCHEMA: dict[str, Any] = {
                                        "type": "array", "items": {"type": "string"},
                                        "description": "addresses or ranges of proxies whose "
                                                       "X-Forwarded-For the sign-in page "
-                                                      "believes (besides this server's own)"}},
+                                                      "believes (besides this server's own)"},
+                                   "sign_in_hosts": {
+                                       "type": "array",
+                                       "items": {"type": "string",
+                                                 "pattern": r"^[A-Za-z0-9.-]+$"},
+                                       "description": "hosts (and their subdomains) a device "
+                                                      "reaches before signing in: the single "
+                                                      "sign-on provider's pages (its issuer's "
+                                                      "host is always included)"}},
                 },
                 "kerberos": {
                     "type": "object", "additionalProperties": False,
@@ -427,6 +436,9 @@ class PortalSettings:
     trusted_proxies: tuple[IPNetwork, ...] = ()
     """Proxies on other hosts whose ``X-Forwarded-For`` the portal believes (the server's own
     addresses always are)."""
+    sign_in_hosts: tuple[str, ...] = ()
+    """Hosts (and subdomains) reachable before signing in, for single sign-on at the portal;
+    the OIDC issuer's host is added to them (see :func:`portal_sign_in_hosts`)."""
 
 
 @dataclass(frozen=True)
@@ -480,6 +492,17 @@ class IdentitySettings:
     ldap: LdapSettings | None = None
 
 
+def portal_sign_in_hosts(identity: IdentitySettings) -> frozenset[str]:
+    """Hosts a device on a portal network reaches before anyone signs in on it: the single
+    sign-on provider's (its issuer's host, and ``portal.sign_in_hosts``)."""
+    hosts = set(identity.portal.sign_in_hosts)
+    if identity.oidc is not None:
+        issuer_host = urlsplit(identity.oidc.issuer).hostname
+        if issuer_host:
+            hosts.add(issuer_host.lower())
+    return frozenset(hosts)
+
+
 def parse_identity(spec: dict[str, Any]) -> IdentitySettings:
     """The ``identity:`` section (already schema-checked). Raises ValueError naming a bad
     RADIUS client address."""
@@ -508,7 +531,9 @@ def parse_identity(spec: dict[str, Any]) -> IdentitySettings:
             raise ValueError(f"portal trusted_proxies entry {entry!r} is not an address or "
                              "range like 10.0.0.3 or 10.0.0.0/28") from None
     portal = PortalSettings(float(portal_spec.get("session_hours", PortalSettings.session_hours)),
-                            tuple(trusted))
+                            tuple(trusted),
+                            tuple(h.lower().rstrip(".") for h in
+                                  portal_spec.get("sign_in_hosts") or ()))
     kerberos = KerberosSettings(**spec["kerberos"]) if spec.get("kerberos") else None
     oidc_spec = spec.get("oidc")
     oidc = None

@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 from mitmproxy import http, tls
 
 from categories.decision import Action, Decision, Rule
-from deployment.config import Config
+from deployment.config import Config, portal_sign_in_hosts
 from proxy_addons.doh import doh_verdicts
 from proxy_addons.identify import Identify, Identity, identity_of
 from proxy_addons.policy_sync import PolicySync
@@ -99,6 +99,8 @@ class Decide:
         self.tunnels = tunnels
         self.clock = clock or (lambda: datetime.now(UTC))
         self.planner = TunnelPlanner(config, lambda: self.policy_sync.policy)
+        self.sign_in_hosts = portal_sign_in_hosts(config.identity)
+        """Hosts a device on a portal network reaches before signing in (single sign-on)."""
 
     # -- building verdicts -------------------------------------------------------------------
     def now(self) -> tuple[datetime, ZoneInfo]:
@@ -165,10 +167,14 @@ class Decide:
         proof = identity.proof
         return identity.source == "auth" and proof is not None and proof.digest is not None
 
-    def needs_portal(self, identity: Identity, address: str) -> bool:
+    def needs_portal(self, identity: Identity, address: str, host: str = "") -> bool:
         """The device is on a network with ``auth: portal`` and nobody is signed in on it
-        (the identity comes from the address range only)."""
+        (the identity comes from the address range only), and ``host`` is not one of the
+        single sign-on provider's, which a device reaches to sign in."""
         if identity.source not in ("network", "unidentified"):
+            return False
+        name = host.rstrip(".").lower()
+        if name and any(name == h or name.endswith("." + h) for h in self.sign_in_hosts):
             return False
         network = self.identify.network_for(address)
         return network is not None and network.auth == "portal"
@@ -196,7 +202,7 @@ class Decide:
         request = flow.request
         identity = identity_of(flow) or self.fallback(flow)
         address = client_ip(flow)
-        if (self.needs_portal(identity, address)
+        if (self.needs_portal(identity, address, request.host)
                 and not self.guard.is_admin(request.host, request.port)
                 and request.host.rstrip(".").lower() != ONBOARDING_HOST):
             # Browsers follow no redirect on CONNECT: a 403 whose text names the sign-in page.
@@ -294,7 +300,7 @@ class Decide:
             return self._block(flow, tunnel.decision, identity)
         if tunnel is None and self.guard.is_admin(request.host, request.port):
             return await self._admin_request(flow, identity)
-        if tunnel is None and self.needs_portal(identity, client_ip(flow)):
+        if tunnel is None and self.needs_portal(identity, client_ip(flow), request.host):
             return self.verdict(Answer.PORTAL, None, identity, client_ip(flow),
                                 request.method, shown_url(request), [], counted=False)
         scheme = request.scheme

@@ -202,7 +202,7 @@ class TunnelFront:
         if identity is None:
             await self._hand_over(sock, owners)  # mitmproxy's identify answers the 407
             return
-        if self.decide.needs_portal(identity, address):
+        if self.decide.needs_portal(identity, address, host):
             await self._hand_over(sock, owners)  # decide answers the Wi-Fi sign-in's 403
             return
         plan = self.decide.connect_plan(host, port, identity)

@@ -31,7 +31,7 @@ import ipaddress
 import secrets
 from datetime import datetime
 from html import escape
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from aiohttp import web
 
@@ -98,7 +98,7 @@ the internet on this device.</p>
 </div>
 <button class="button" type="submit">Sign in</button>
 </form>
-<p class="hint">Your browsing on this network is filtered and logged under your name, as the
+{single_sign_on}<p class="hint">Your browsing on this network is filtered and logged under your name, as the
 centre's e-safety policy explains. You stay signed in on this device for {hours} or until you
 sign out.</p>
 """
@@ -203,8 +203,20 @@ def _sign_in_page(request: web.Request, return_url: str, *, problem: str = "",
     body = _SIGN_IN.format(
         notice=_NOTICE.format(message=escape(problem)) if problem else "",
         csrf_field=CSRF_FIELD, csrf=escape(csrf), return_url=escape(return_url),
-        username=escape(username), hours=escape(_hours(config)))
+        username=escape(username), hours=escape(_hours(config)),
+        single_sign_on=_single_sign_on_link(config, return_url))
     return _page(request, "Sign in to use the internet", body, status, csrf)
+
+
+def _single_sign_on_link(config: Config, return_url: str) -> str:
+    """"Sign in with <provider>", where single sign-on is configured (``identity.oidc``)."""
+    if config.identity.oidc is None:
+        return ""
+    query = urlencode({"for": "portal", "return": return_url} if return_url
+                      else {"for": "portal"})
+    name = config.identity.oidc.name or "your organisation's account"
+    return (f'<p><a class="button button--secondary" href="/auth/oidc/start?{escape(query)}" '
+            f'data-field="single-sign-on">Sign in with {escape(name)}</a></p>\n')
 
 
 def _signed_in_page(request: web.Request, binding: AddressBinding,

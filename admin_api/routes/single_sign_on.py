@@ -29,6 +29,7 @@ from admin_api.context import AdminState, state_of
 from admin_api.oidc_client import SingleSignOnError
 from admin_api.roles import natural_group
 from admin_api.routes import audit_trail
+from admin_api.routes.portal import device_address, safe_return
 from admin_api.sessions import SESSION_COOKIE, set_session_cookies
 from admin_api.web.content_security import UI_PAGE
 from deployment.config import OidcSettings
@@ -128,9 +129,19 @@ async def single_sign_on_start(request: web.Request) -> web.Response:
     nonce = secrets.token_urlsafe(32)
     verifier = oidc_client.new_code_verifier()
     browser = secrets.token_urlsafe(32)
-    await state.store.accounts.remember_sso_attempt(sign_in_state, {
-        "browser": _digest(browser), "verifier": verifier, "nonce": nonce,
-        "next": _safe_next(request.query.get("next", "/"))})
+    attempt = {"browser": _digest(browser), "verifier": verifier, "nonce": nonce,
+               "next": _safe_next(request.query.get("next", "/"))}
+    if request.query.get("for") == "portal":
+        # The Wi-Fi portal: the sign-in binds this device's address, and nothing else.
+        address = device_address(request)
+        if address is None:
+            return _page(request, 400, "This device cannot be identified",
+                         "Open the sign-in page on the device itself, through the centre's "
+                         "network.")
+        back = safe_return(request.query.get("return"))
+        attempt |= {"purpose": "portal", "address": address,
+                    "next": "/portal" + (f"?{urlencode({'return': back})}" if back else "")}
+    await state.store.accounts.remember_sso_attempt(sign_in_state, attempt)
     location = oidc_client.authorization_url(
         settings, metadata, redirect_uri=_redirect_uri(state), state=sign_in_state,
         nonce=nonce, code_verifier=verifier)
@@ -200,6 +211,8 @@ async def single_sign_on_callback(request: web.Request) -> web.Response:
         return await _refuse(request, exc.status, "This sign-in cannot be finished",
                              exc.message, target="", reason=exc.message)
     who = person.email or person.preferred_name or person.subject
+    if attempt.get("purpose") == "portal":
+        return await _portal_sign_in(request, settings, person, attempt, metadata.issuer)
     role = oidc_client.role_for(settings, person)
     if role is None:
         return await _refuse(request, 403, "No access to esafety",
@@ -237,6 +250,44 @@ async def single_sign_on_callback(request: web.Request) -> web.Response:
     response = _page(request, 200, "Signed in", f"You are signed in as {user.name}.",
                      refresh_to=attempt.get("next", "/"))
     set_session_cookies(response, request, token, TOKEN_TTL_SECONDS)
+    response.del_cookie(BROWSER_COOKIE, path="/auth/oidc/")
+    return response
+
+
+async def _portal_sign_in(request: web.Request, settings: OidcSettings,
+                          person: oidc_client.SignedInPerson, attempt: dict[str, str],
+                          issuer: str) -> web.Response:
+    """Single sign-on at the Wi-Fi portal: bind the device's address to the person (no admin
+    session). Their group is their esafety account's (one the directory sync or an earlier
+    single sign-on made), else ``identity.oidc.groups``, else the network's."""
+    state = state_of(request)
+    who = person.email or person.preferred_name or person.subject
+    address = device_address(request)
+    if address is None or address != attempt.get("address"):
+        return await _refuse(request, 400, "This sign-in cannot be finished",
+                             "The sign-in was started on another device or network address. "
+                             "Start again on this device.", target=who,
+                             reason="portal sign-in finished from another address")
+    name = oidc_client.account_name(person)
+    existing = await state.store.accounts.get(name)
+    if existing is not None and (existing.disabled or (
+            existing.password_hash and existing.sso_subject != person.subject)):
+        # Disabled, or a local password account of the same name that this person has never
+        # been linked to: never sign in as it.
+        return await _refuse(request, 403, "You cannot sign in here",
+                             f"The esafety account {name} cannot be used from this sign-in. "
+                             "Ask the centre's IT support.", target=name,
+                             reason="account disabled or local")
+    group = existing.group if existing is not None and existing.group else \
+        oidc_client.group_for(settings, person, "")
+    config = state.settings.config
+    binding = await state.store.address_bindings.bind(
+        address, name, "portal", config.identity.portal.session_hours * 3600, group=group)
+    await audit_trail.record(request, "portal.sign_in", name, actor=name,
+                             after={"address": address, "expires_at": binding.expires_at,
+                                    "provider": issuer})
+    response = _page(request, 200, "Signed in", f"This device is signed in as {name}.",
+                     refresh_to=attempt.get("next", "/portal"))
     response.del_cookie(BROWSER_COOKIE, path="/auth/oidc/")
     return response
 

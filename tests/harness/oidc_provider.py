@@ -225,8 +225,10 @@ def main() -> None:
     parser.add_argument("--client-id", required=True)
     parser.add_argument("--client-secret-env", required=True)
     parser.add_argument("--redirect-uri", required=True)
+    parser.add_argument("--host-name", default="127.0.0.1",
+                        help="the name in the issuer URL (it listens on 127.0.0.1 either way)")
     args = parser.parse_args()
-    provider = Provider(issuer=f"http://127.0.0.1:{args.port}", client_id=args.client_id,
+    provider = Provider(issuer=f"http://{args.host_name}:{args.port}", client_id=args.client_id,
                         client_secret=os.environ[args.client_secret_env],
                         redirect_uri=args.redirect_uri)
     web.run_app(build_app(provider), host="127.0.0.1", port=args.port, print=None)
