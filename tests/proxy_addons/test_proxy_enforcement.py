@@ -252,6 +252,10 @@ def test_wrong_credentials_fall_back_to_the_network_identity(proxy: ProxyProcess
 
 
 def test_status_endpoint_reports_health_and_metrics(proxy: ProxyProcess) -> None:
+    # A block and a pass-through HTTPS tunnel of its own (the order tests run in may vary).
+    assert curl(proxy, "http://www.casino-royale.test/spin?x=1").status == 403
+    # (curl trusts only the esafety CA, and the site's own certificate comes through.)
+    assert "200 Connection established" in curl(proxy, "https://allowed.test/hello").headers
     assert proxy.status("/healthz")[0] == 200
     code, body = proxy.status("/readyz")
     assert code == 200, body
@@ -260,7 +264,7 @@ def test_status_endpoint_reports_health_and_metrics(proxy: ProxyProcess) -> None
     assert "esafety_proxy_requests_total" in metrics
     # prometheus_client writes labels in name order
     assert 'esafety_proxy_blocks_total{category="gambling",worker="0"}' in metrics
-    # Pass-through HTTPS tunnels earlier in this module went through the fast path (when on).
+    # The pass-through HTTPS tunnel went through the fast path (when on).
     fast = [line for line in metrics.splitlines()
             if line.startswith('esafety_proxy_fast_tunnels_total{worker="0"}')]
     assert fast and (float(fast[0].split()[-1]) > 0) == proxy.fast_path
