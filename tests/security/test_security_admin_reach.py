@@ -95,7 +95,9 @@ class RecordingRelay:
                              self._pipe(up_reader, writer, None))
 
     def start(self) -> RecordingRelay:
+        """Listen on ``port``; raises OSError when it is taken (the caller tries another)."""
         ready = threading.Event()
+        failed: list[OSError] = []
 
         def run() -> None:
             asyncio.set_event_loop(self._loop)
@@ -103,13 +105,20 @@ class RecordingRelay:
             async def listen() -> None:
                 self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
 
-            self._loop.run_until_complete(listen())
+            try:
+                self._loop.run_until_complete(listen())
+            except OSError as exc:
+                failed.append(exc)
+                ready.set()
+                return
             ready.set()
             self._loop.run_forever()
 
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()
         assert ready.wait(10)
+        if failed:
+            raise failed[0]
         return self
 
     def saw(self, marker: bytes) -> bool:
