@@ -27,6 +27,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from store.address_bindings import AddressBinding
 from store.keys import Keys
+from tests.admin_api.ui.test_ui_single_sign_on import SECRET_ENV, SecretAdminProcess
 from tests.harness.proxy import (
     REPO,
     Origins,
@@ -36,24 +37,11 @@ from tests.harness.proxy import (
     wait_until_healthy,
     write_config,
 )
-from tests.harness.ui import WAIT_MS, AdminProcess, chromium_path
+from tests.harness.ui import WAIT_MS, chromium_path
 
 ADMIN_NAME = "esafety-admin.test"
 CLIENT_ID = "esafety-portal"
-SECRET_ENV = "ESAFETY_TEST_OIDC_SECRET"
 PROVIDER = "Centre Accounts"
-
-
-@dataclass
-class SecretAdminProcess(AdminProcess):
-    """The admin process with the OIDC client secret in its environment (never the config)."""
-
-    secret: str = ""
-
-    def env(self) -> dict[str, str]:
-        env = super().env()
-        env[SECRET_ENV] = self.secret
-        return env
 
 
 @dataclass
