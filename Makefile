@@ -72,7 +72,7 @@ run: $(STAMP) run-deps ui-vendor
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-typecheck: $(STAMP)
+typecheck: $(STAMP) $(KERBEROS_STAMP)
 	$(BIN)/mypy
 
 # Two workers: most tests wait on real processes; each file runs whole on one worker, and the

@@ -199,7 +199,7 @@ def connect(url: str, *, decode_responses: bool = True,
             raise ValueError("a Sentinel URL needs the master name: redis+sentinel://h:26379/mymaster")
         service, db = path[0], int(path[1]) if len(path) > 1 else 0
         sentinel_kwargs = {"password": password} if password else None
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]  # typed from redis 8.2
             hosts, socket_timeout=SOCKET_TIMEOUT, sentinel_kwargs=sentinel_kwargs)
         credentials = ({"credential_provider": PasswordFileCredentials(username, secret_file)}
                        if secret_file is not None else {"password": password})
