@@ -32,6 +32,9 @@ class Rule(StrEnum):
     """The destination is inside the centre's network (or the proxy's own services)."""
     PORT = "port"
     """The destination port is not one the proxy connects to for this kind of request."""
+    OUTSIDE_HOURS = "outside_hours"
+    """The group's or the network's ``online_during`` windows are all closed: refused, counted
+    on its own (never prohibited content, never an alert)."""
     ADMIN_SERVICE = "admin-service"
     """The destination is the centre's own esafety admin service: always let through, never
     logged (the block page's buttons lead there)."""

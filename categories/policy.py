@@ -9,7 +9,12 @@ Precedence, first match wins:
 4. block categories, in order of severity, unless the group's profile allows the category,
    always or inside one of its time windows;
 5. the default: IP-literal hosts are blocked where the profile says so; everything else is
-   allowed (or blocked, for a profile that blocks uncategorised sites).
+   allowed (or blocked, for a profile that blocks uncategorised sites);
+6. access windows: a request the steps above allow is still refused (rule ``outside_hours``)
+   while every window of the group's ``online_during`` is closed, or every window of the
+   network's (``online_during=`` of :meth:`Policy.decide`): both must be open. The group's
+   ``always_allow`` categories and hosts are reachable at any time. A request the steps above
+   block keeps its own rule, so prohibited content is never hidden behind the hours.
 
 Between allow-list and block-list entries the most specific entry wins, so an allow-listed
 parent domain never opens a listed child (``mozilla.org`` allowed, ``vpn.mozilla.org`` in a VPN
@@ -50,6 +55,8 @@ from categories.profiles import (
     TimeWindow,
     default_profiles,
     default_windows,
+    describe_opening,
+    describe_windows,
 )
 from categories.urlnorm import CanonicalURL, HostKind, URLError, canonical_url
 
@@ -193,10 +200,21 @@ class Policy:
                 if not self.categories[category_id].overridable:
                     raise PolicyError(f"group {profile.name!r} cannot allow {category_id!r}: "
                                       "that category can never be overridden")
-            for windows in profile.allow_during.values():
+            for windows in (*profile.allow_during.values(), profile.online_during):
                 for window in windows:
                     if window not in self.schedule.windows:
                         raise PolicyError(f"group {profile.name!r} names unknown time window {window!r}")
+            for entry in sorted(profile.always_allow):
+                category = self.categories.get(entry)
+                if category is None:
+                    if "." not in entry:
+                        raise PolicyError(f"group {profile.name!r}: always_allow names "
+                                          f"{entry!r}, which is neither a category nor a host")
+                    continue
+                if category.kind is CategoryKind.BLOCK:
+                    raise PolicyError(f"group {profile.name!r}: always_allow cannot name the "
+                                      f"prohibited category {entry!r}; prohibited categories "
+                                      "stay blocked at every hour")
 
     def with_overrides(self, overrides: Iterable[Override]) -> Policy:
         """A copy of this policy with a new set of overrides (the indexes are shared)."""
@@ -256,8 +274,12 @@ class Policy:
         group: str | None = None,
         at: datetime | None = None,
         verdicts: tuple[str, ...] = (),
+        online_during: tuple[str, ...] = (),
+        online_label: str = "",
     ) -> Decision:
-        """Decide one request. ``verdicts`` are category ids from a content classifier."""
+        """Decide one request. ``verdicts`` are category ids from a content classifier;
+        ``online_during`` are the windows of the network the request comes from (with its
+        name, ``online_label``), which must be open as well as the group's."""
         try:
             url = target if isinstance(target, CanonicalURL) else canonical_url(target)
         except URLError as exc:
@@ -283,13 +305,46 @@ class Policy:
         if self._has_overrides:
             when = at or datetime.now(UTC)
             override = self.overrides.find(host, url.path, user, group, when.timestamp())
+        timed = profile.online_during or online_during
         if not hits and override is None:
-            if url.host_kind is _NAME and not profile.block_uncategorised:
+            if url.host_kind is _NAME and not profile.block_uncategorised and not timed:
                 # Decision(Action.ALLOW, Rule.DEFAULT, host, _NO_RULE_BLOCKS), built directly.
                 return _tuple_new(Decision, (_ALLOW, _RULE_DEFAULT, host, _NO_RULE_BLOCKS,
                                              *_DECISION_DEFAULTS))
-            return self._default(url, profile, ())
-        return self._resolve(url, profile, hits, override, at)
+            decision = self._default(url, profile, ())
+        else:
+            decision = self._resolve(url, profile, hits, override, at)
+        if timed and not decision.blocked:
+            return self._within_hours(decision, profile, online_during, online_label, at)
+        return decision
+
+    def _within_hours(self, decision: Decision, profile: GroupProfile,
+                      network_windows: tuple[str, ...], network_label: str,
+                      at: datetime | None) -> Decision:
+        """``decision`` (an allow) when the group's and the network's windows are open or the
+        host is in the group's ``always_allow``; else the ``outside_hours`` refusal."""
+        host = decision.host
+        for entry in profile.always_allow:
+            if entry in decision.categories or host == entry or host.endswith("." + entry):
+                return decision
+        when = at or datetime.now(UTC)
+        closed = None
+        label = f"The {network_label}" if network_label else "This network"
+        if network_windows:
+            closed = self.schedule.closed(network_windows, when)
+        if closed is None and profile.online_during:
+            closed = self.schedule.closed(profile.online_during, when)
+            label = f"Internet access for the {profile.name} group"
+        if closed is None:
+            return decision
+        windows, opening = closed
+        local = when.astimezone(self.schedule.timezone)
+        described = describe_windows(windows)
+        return Decision(
+            Action.BLOCK, Rule.OUTSIDE_HOURS, host,
+            f"{label} is open at {described}. It opens next "
+            f"{describe_opening(opening, local)}.",
+            matched=described, categories=decision.categories, no_decrypt=decision.no_decrypt)
 
     def _lookalike_hits(self, host: str, path: str) -> list[_Hit]:
         found: list[_Hit] = []

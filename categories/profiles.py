@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -74,6 +74,54 @@ class GroupProfile:
     block_ip_literals: bool = True
     """Refuse hosts given as bare IP addresses (a common way round name-based filtering)."""
     block_uncategorised: bool = False
+    online_during: tuple[str, ...] = ()
+    """Named time windows outside which every request of this group is refused (rule
+    ``outside_hours``); empty: online at any time."""
+    always_allow: frozenset[str] = frozenset()
+    """Category ids or hosts (a host matches itself and its subdomains) reachable outside
+    ``online_during`` too. Never a prohibited (block) category: the policy refuses that."""
+
+
+def describe_windows(windows: Sequence[TimeWindow]) -> str:
+    """``break (10:30–10:45) and lunch (12:00–13:00)``, with the days when they are not
+    Monday to Friday: what the outside-hours page tells people."""
+    weekdays = frozenset(range(5))
+    parts = []
+    for window in windows:
+        text = f"{window.name} ({window.start:%H:%M}–{window.end:%H:%M}"
+        if window.days != weekdays:
+            text += ", " + ", ".join(DAY_NAMES[d].capitalize() for d in sorted(window.days))
+        parts.append(text + ")")
+    if len(parts) <= 1:
+        return "".join(parts)
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def next_opening(windows: Sequence[TimeWindow], local: datetime) -> datetime | None:
+    """The next start of any of ``windows`` strictly after ``local`` (an aware time in the
+    centre's zone), in that zone; None when no window ever opens (no days)."""
+    best: datetime | None = None
+    for window in windows:
+        for ahead in range(8):
+            day = (local + timedelta(days=ahead)).date()
+            if day.weekday() not in window.days:
+                continue
+            start = datetime.combine(day, window.start, tzinfo=local.tzinfo)
+            if start > local:
+                if best is None or start < best:
+                    best = start
+                break
+    return best
+
+
+def describe_opening(opening: datetime | None, local: datetime) -> str:
+    """``today at 12:00``, ``tomorrow at 10:30`` or ``on Monday at 10:30``."""
+    if opening is None:
+        return "never (no window has any days)"
+    days = (opening.date() - local.date()).days
+    when = ("today" if days == 0 else "tomorrow" if days == 1
+            else f"on {opening:%A %d %B}")
+    return f"{when} at {opening:%H:%M}"
 
 
 def default_windows() -> dict[str, TimeWindow]:
@@ -106,3 +154,13 @@ class Schedule:
             if window is not None and window.contains(local):
                 return name
         return None
+
+    def closed(self, window_names: Sequence[str], at: datetime
+               ) -> tuple[list[TimeWindow], datetime | None] | None:
+        """None while one of ``window_names`` is open at ``at``; otherwise the windows and
+        their next opening (in the centre's zone)."""
+        local = at.astimezone(self.timezone)
+        windows = [self.windows[n] for n in window_names if n in self.windows]
+        if any(w.contains(local) for w in windows):
+            return None
+        return windows, next_opening(windows, local)

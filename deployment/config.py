@@ -98,6 +98,12 @@ CONFIG_SCHEMA: dict[str, Any] = {
                                                               "items": {"type": "string"}}},
                     "block_ip_literals": {"type": "boolean"},
                     "block_uncategorised": {"type": "boolean"},
+                    "online_during": {"type": "array", "items": {"type": "string"},
+                                      "description": "time windows outside which every "
+                                                     "request is refused"},
+                    "always_allow": {"type": "array", "items": {"type": "string"},
+                                     "description": "categories or hosts reachable outside "
+                                                    "online_during"},
                 },
             },
         },
@@ -108,6 +114,10 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "type": "object", "additionalProperties": False, "required": ["cidr", "group"],
                 "properties": {"cidr": {"type": "string"}, "group": _NAME, "site": _NAME,
                                "name": {"type": "string"},
+                               "online_during": {"type": "array", "items": {"type": "string"},
+                                                 "description": "time windows outside which "
+                                                                "every request from this "
+                                                                "range is refused"},
                                "managed": {"type": "boolean",
                                            "description": "devices here trust the esafety CA, "
                                                           "so blocked HTTPS sites get the block "
@@ -320,6 +330,9 @@ class Network:
     managed: bool = False
     """Devices on this network trust the esafety CA (pushed by Group Policy, Intune...), so a
     blocked HTTPS host is decrypted only to serve the block page."""
+    online_during: tuple[str, ...] = ()
+    """Time windows outside which every request from this range is refused, whatever the
+    group (the group's own windows must be open too)."""
 
 
 @dataclass(frozen=True)
@@ -697,6 +710,9 @@ def load_config(path: Path | None) -> Config:
             allow=frozenset(spec.get("allow", [])),
             block=frozenset(spec.get("block", [])),
             allow_during={k: tuple(v) for k, v in (spec.get("allow_during") or {}).items()},
+            online_during=tuple(spec.get("online_during") or ()),
+            always_allow=frozenset(str(e).strip().lower().rstrip(".")
+                                   for e in spec.get("always_allow") or ()),
             **{key: spec[key] for key in ("block_ip_literals", "block_uncategorised")
                if key in spec},
         )
@@ -716,8 +732,15 @@ def load_config(path: Path | None) -> Config:
             problems.append(_problem(path, text, ["networks", i, "group"],
                                      f"group {spec['group']!r} is not defined under groups"))
         auth_mode = _on_off(spec.get("auth"), "") or None
+        online_during = tuple(spec.get("online_during") or ())
+        for window in online_during:
+            if window not in windows:
+                problems.append(_problem(path, text, ["networks", i, "online_during"],
+                                         f"time window {window!r} is not defined under "
+                                         "time_windows"))
         networks.append(Network(net, spec["group"], spec.get("site"), auth_mode,
-                                spec.get("name"), bool(spec.get("managed", False))))
+                                spec.get("name"), bool(spec.get("managed", False)),
+                                online_during))
     upstream_spec = data.get("upstream") or {}
     allowances = []
     for i, entry in enumerate(upstream_spec.get("allow_internal") or []):

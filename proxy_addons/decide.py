@@ -22,6 +22,11 @@ connection, no portal or RADIUS binding for its address) is sent to the Wi-Fi si
 (:attr:`Answer.PORTAL`) before any policy decision: plain HTTP (the operating systems'
 captive-portal probes included) and CONNECT alike. The admin service, the onboarding host and
 the proxy's own probe are still answered as usual, so the sign-in page loads through the proxy.
+
+Every policy question carries the ``online_during`` windows of the network the client is on
+(:meth:`Decide.network_hours`); outside them (or the group's own) the policy refuses with rule
+``outside_hours``, at CONNECT for HTTPS. The admin service and ``mitm.it`` are answered before
+the policy, so they stay reachable at any hour.
 """
 
 from __future__ import annotations
@@ -41,8 +46,10 @@ from proxy_addons.policy_sync import PolicySync
 from proxy_addons.probe_answer import PROBE_HOST
 from proxy_addons.search_watch import SearchWatch, watch_decision
 from proxy_addons.tunnel_plan import (
+    ANY_HOUR,
     ONBOARDING_HOST,
     ONBOARDING_REASON,
+    NetworkHours,
     TunnelAction,
     TunnelPlan,
     TunnelPlanner,
@@ -121,13 +128,23 @@ class Decide:
         return Verdict(answer, decision, identity, address, method, url, at, tz, entries,
                        counted)
 
-    def connect_plan(self, host: str, port: int, identity: Identity) -> TunnelPlan:
-        """The planner's answer for ``CONNECT host:port`` now (the fast path asks it too); the
-        admin service's own address is tunnelled untouched, whatever the policy says."""
+    def network_hours(self, address: str) -> NetworkHours:
+        """The ``online_during`` windows of the network ``address`` is on (none: any hour)."""
+        network = self.identify.network_for(address)
+        if network is None or not network.online_during:
+            return ANY_HOUR
+        return NetworkHours(network.online_during, network.name or "")
+
+    def connect_plan(self, host: str, port: int, identity: Identity,
+                     address: str = "") -> TunnelPlan:
+        """The planner's answer for ``CONNECT host:port`` from ``address`` now (the fast path
+        asks it too); the admin service's own address is tunnelled untouched, whatever the
+        policy or the hours say."""
         if self.guard.is_admin(host, port):
             name = host.strip("[]").rstrip(".").lower()
             return TunnelPlan(TunnelAction.TUNNEL, name, admin_decision(name))
-        return self.planner.tunnel_plan(host, port, None, identity, self.clock())
+        return self.planner.tunnel_plan(host, port, None, identity, self.clock(),
+                                        self.network_hours(address))
 
     def tunnel_verdict(self, plan: TunnelPlan, identity: Identity, address: str) -> Verdict:
         """An opened tunnel: logged when allowed requests are logged."""
@@ -149,7 +166,7 @@ class Decide:
         if self.guard.is_admin(tunnel.connect_host, tunnel.port):
             return TunnelAction.TUNNEL, None  # the bytes reach only the admin service
         plan = self.planner.tunnel_plan(tunnel.connect_host, tunnel.port, sni, tunnel.identity,
-                                        self.clock())
+                                        self.clock(), self.network_hours(address))
         if plan.action not in (TunnelAction.CLOSE, TunnelAction.REFUSE):
             return plan.action, None
         hits = [(plan.decision, plan.host, "", False, "")] if plan.decision.blocked else []
@@ -210,7 +227,7 @@ class Decide:
                                            f"{request.host}:{request.port}", [],
                                            counted=False))
             return
-        plan = self.connect_plan(request.host, request.port, identity)
+        plan = self.connect_plan(request.host, request.port, identity, address)
         if plan.action is TunnelAction.REFUSE and self.trusts_ca(identity, address):
             plan = self.planner.block_page_plan(plan)
         if plan.action is TunnelAction.REFUSE:
@@ -249,7 +266,8 @@ class Decide:
             name = data.client_hello.sni or (server[0] if server else "")
             port = server[1] if server else 443
             identity = self.identify.fallback_identity(address)
-            plan = self.planner.host_plan(name, port, identity, self.clock())
+            plan = self.planner.host_plan(name, port, identity, self.clock(),
+                                          self.network_hours(address))
             # A refused host is decrypted too, so that its block page can be shown.
             action = (TunnelAction.TUNNEL if plan.action is TunnelAction.TUNNEL
                       else TunnelAction.DECRYPT)
@@ -316,12 +334,14 @@ class Decide:
         verdicts = doh_verdicts(flow)
         policy = self.policy_sync.policy
         at = self.clock()
+        hours = self.network_hours(client_ip(flow))
         decision: Decision | None = None
         for name in names:
             if name.count(":") >= 2 and not name.startswith("["):
                 name = f"[{name}]"  # an IPv6 literal, as it is written in a URL
             candidate = policy.decide(f"{scheme}://{name}{path}", user=identity.user,
-                                      group=identity.group, at=at, verdicts=verdicts)
+                                      group=identity.group, at=at, verdicts=verdicts,
+                                      online_during=hours.windows, online_label=hours.label)
             if decision is None or (candidate.blocked and not decision.blocked):
                 decision = candidate
             if candidate.blocked:

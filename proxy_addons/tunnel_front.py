@@ -205,7 +205,7 @@ class TunnelFront:
         if self.decide.needs_portal(identity, address, host):
             await self._hand_over(sock, owners)  # decide answers the Wi-Fi sign-in's 403
             return
-        plan = self.decide.connect_plan(host, port, identity)
+        plan = self.decide.connect_plan(host, port, identity, address)
         if plan.action is not TunnelAction.TUNNEL:
             await self._hand_over(sock, owners)  # refused, or to decrypt
             return

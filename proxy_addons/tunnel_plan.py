@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 from categories.decision import Action, Decision, Rule
 from categories.policy import Policy
@@ -56,6 +57,17 @@ class TunnelPlan:
     """The decision behind the plan; logged when it blocks."""
 
 
+class NetworkHours(NamedTuple):
+    """The ``online_during`` windows of the network a request comes from, and its name."""
+
+    windows: tuple[str, ...] = ()
+    label: str = ""
+
+
+ANY_HOUR = NetworkHours()
+"""A network without windows of its own."""
+
+
 def host_in(host: str, suffixes: tuple[str, ...]) -> bool:
     return any(host == s or host.endswith("." + s) for s in suffixes)
 
@@ -94,12 +106,13 @@ class TunnelPlanner:
             return TunnelPlan(TunnelAction.BLOCK_PAGE, plan.host, decision)
         return plan
 
-    def host_plan(self, raw_host: str, port: int, identity: Identity, now: datetime
-                  ) -> TunnelPlan:
+    def host_plan(self, raw_host: str, port: int, identity: Identity, now: datetime,
+                  hours: NetworkHours = ANY_HOUR) -> TunnelPlan:
         """The plan for one host name, whatever the TLS name turns out to be."""
         policy = self.policy()
         decision = policy.decide(f"https://{raw_host}:{port}/", user=identity.user,
-                                 group=identity.group, at=now)
+                                 group=identity.group, at=now, online_during=hours.windows,
+                                 online_label=hours.label)
         try:
             host = canonical_host(raw_host)
         except URLError:
@@ -115,14 +128,14 @@ class TunnelPlanner:
                           decision)
 
     def tunnel_plan(self, connect_host: str, port: int, sni: str | None, identity: Identity,
-                    now: datetime) -> TunnelPlan:
+                    now: datetime, hours: NetworkHours = ANY_HOUR) -> TunnelPlan:
         """The plan for ``CONNECT connect_host:port``; with ``sni`` once the ClientHello is in
         (``""``: the ClientHello named no server)."""
         if port not in self.config.upstream.connect_ports:
             host = _canonical_or_lower(connect_host)
             return TunnelPlan(TunnelAction.REFUSE, host,
                               Decision(Action.BLOCK, Rule.PORT, host, PORT_REASON))
-        connect = self.host_plan(connect_host, port, identity, now)
+        connect = self.host_plan(connect_host, port, identity, now, hours)
         if sni is None or connect.action is TunnelAction.REFUSE:
             return connect
         if sni == "":
@@ -137,7 +150,7 @@ class TunnelPlanner:
                               Decision(Action.BLOCK, Rule.INVALID_URL, "", UNREADABLE_SNI_REASON))
         if sni_host == connect.host:
             return connect
-        named = self.host_plan(sni_host, port, identity, now)
+        named = self.host_plan(sni_host, port, identity, now, hours)
         if named.action is TunnelAction.REFUSE:
             return TunnelPlan(TunnelAction.CLOSE, named.host, named.decision)
         if connect.action is TunnelAction.TUNNEL and named.action is TunnelAction.TUNNEL:

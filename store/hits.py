@@ -63,6 +63,9 @@ while i <= #ARGV do
     written = written + 1
   end
   local action = ARGV[i + pos['action']]
+  if ARGV[i + pos['rule']] == 'outside_hours' then
+    action = 'outside_hours'  -- counted on its own: never a block of prohibited content
+  end
   local counter = action .. '|' .. ARGV[i + pos['category']] .. '|' .. ARGV[i + pos['group']]
                   .. '|' .. ARGV[i + pos['site']]
   local ckey = KEYS[base + 1]

@@ -96,5 +96,7 @@ async def summary(hits: Hits, start: date, end: date, group_by: str) -> dict[str
     return {"from": start.isoformat(), "to": end.isoformat(), "group_by": group_by,
             "rows": rows,
             "totals": {"block": sum(r["block"] for r in rows),
-                       "allow": sum(r["allow"] for r in rows)},
+                       "allow": sum(r["allow"] for r in rows),
+                       "outside_hours": sum(c.count for c in counters
+                                            if c.action == "outside_hours")},
             "top_blocked_sites": [{"host": h, "blocks": n} for h, n in top]}

@@ -127,7 +127,7 @@ async def test_summary_report_from_daily_counters(api: Api) -> None:
     _, body = await api.call("GET", "/api/v1/reports/summary?group_by=category", manager)
     rows = {r["key"]: r for r in body["rows"]}
     assert rows["gambling"]["block"] == 2 and rows["games"]["block"] == 1
-    assert body["totals"] == {"block": 3, "allow": 1}
+    assert body["totals"] == {"block": 3, "allow": 1, "outside_hours": 0}
     assert body["top_blocked_sites"] == [{"host": "casino.example", "blocks": 3}]
     _, body = await api.call("GET", "/api/v1/reports/summary?group_by=group", manager)
     assert {r["key"]: r["total"] for r in body["rows"]} == {"learner": 3, "staff": 1}

@@ -190,6 +190,11 @@ def test_missing_urls_is_a_usage_error(cli: CLI) -> None:
          "unknown time window 'teatime'"),
         ("time_windows:\n  lunch:\n    start: '25:00'\n    end: '13:00'\n", "time_windows.lunch"),
         ("groups: [oops\n", "not valid YAML"),
+        ("groups:\n  byod:\n    always_allow: [gambling]\n",
+         "always_allow cannot name the prohibited category 'gambling'"),
+        ("groups:\n  byod:\n    online_during: [assembly]\n", "unknown time window 'assembly'"),
+        ("networks:\n  - cidr: 10.0.30.0/24\n    group: learner\n    online_during: [teatime]\n",
+         "networks.0.online_during"),
     ],
 )
 def test_bad_config_is_a_usage_error(cli: CLI, tmp_path: Path, config: str, message: str) -> None:
