@@ -28,6 +28,9 @@ from admin_api.routes import (
     categories as routes_categories,
 )
 from admin_api.routes import (
+    class_sessions as routes_class_sessions,
+)
+from admin_api.routes import (
     extension as routes_extension,
 )
 from admin_api.routes import (
@@ -282,6 +285,35 @@ def build_document() -> dict[str, Any]:
         "/api/v1/overrides/{id}": {"delete": _op(routes_overrides.remove_override,
                                                  "Delete an override", "overrides",
                                                  parameters=[OVERRIDE_ID])},
+        "/api/v1/class-sessions": {
+            "get": _op(routes_class_sessions.list_sessions, "Class sessions that started in "
+                       "from..to (default: the last 7 days) and every open one, newest first; "
+                       "staff see their own, managers every one", "class-sessions",
+                       parameters=[FROM, TO, _q("mine", "1: only the caller's own",
+                                                {"type": "string", "enum": ["1", "0"]})]),
+            "post": _op(routes_class_sessions.open_session, "Open a group, a named network or "
+                        "named learners for a lesson (optionally only some sites); never opens "
+                        "a prohibited category", "class-sessions", ok=201, body=_body({
+                            "target": {"type": "string",
+                                       "enum": ["group", "network", "learners"]},
+                            "names": {"type": "array", "minItems": 1, "maxItems": 50,
+                                      "items": {"type": "string", "minLength": 1,
+                                                "maxLength": 64}},
+                            "minutes": {"type": "integer", "minimum": 1, "maximum": 720},
+                            "sites": {"type": "array", "maxItems": 20,
+                                      "items": {"type": "string", "minLength": 1,
+                                                "maxLength": 253}},
+                            "note": {"type": "string", "maxLength": 500}},
+                            ["target", "names", "minutes"]))},
+        "/api/v1/class-sessions/rooms": {"get": _op(
+            routes_class_sessions.session_rooms, "The groups and named networks the caller may "
+            "open, with their access windows, and the longest session", "class-sessions")},
+        "/api/v1/class-sessions/hours": {"get": _op(
+            routes_class_sessions.session_hours, "Hours opened by class sessions per group in "
+            "from..to (default: the last 30 days)", "class-sessions", parameters=[FROM, TO])},
+        "/api/v1/class-sessions/{id}/end": {"post": _op(
+            routes_class_sessions.end_session, "End a class session now (staff: their own)",
+            "class-sessions", parameters=[_path("id", "cls-[0-9]{1,18}", 22)])},
         "/api/v1/accident-reports": {
             "post": _op(ar.file_accident_report, "Report reaching a blocked site "
                         "by accident (no blame); hit_id must be the reporter's own hit (same "

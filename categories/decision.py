@@ -35,6 +35,9 @@ class Rule(StrEnum):
     OUTSIDE_HOURS = "outside_hours"
     """The group's or the network's ``online_during`` windows are all closed: refused, counted
     on its own (never prohibited content, never an alert)."""
+    CLASS_SESSION = "class_session"
+    """A member of staff's class session opened the network (outside its windows) or one of
+    the session's sites (over a non-prohibited rule) for the people it covers."""
     ADMIN_SERVICE = "admin-service"
     """The destination is the centre's own esafety admin service: always let through, never
     logged (the block page's buttons lead there)."""
@@ -64,6 +67,10 @@ class Decision(NamedTuple):
     @property
     def blocked(self) -> bool:
         return self.action is Action.BLOCK
+
+    @property
+    def allowed(self) -> bool:
+        return self.action is Action.ALLOW
 
     def to_dict(self) -> dict[str, Any]:
         data = self._asdict()

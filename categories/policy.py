@@ -10,11 +10,20 @@ Precedence, first match wins:
    always or inside one of its time windows;
 5. the default: IP-literal hosts are blocked where the profile says so; everything else is
    allowed (or blocked, for a profile that blocks uncategorised sites);
-6. access windows: a request the steps above allow is still refused (rule ``outside_hours``)
-   while every window of the group's ``online_during`` is closed, or every window of the
-   network's (``online_during=`` of :meth:`Policy.decide`): both must be open. The group's
-   ``always_allow`` categories and hosts are reachable at any time. A request the steps above
-   block keeps its own rule, so prohibited content is never hidden behind the hours.
+6. the hours, for a request from a network (``hours=`` of :meth:`Policy.decide`, which the
+   proxy always gives and the admin service's questions leave out):
+
+   * a class session (:mod:`categories.class_sessions`) covering the person or the network
+     allows its own sites over a *non-prohibited* block (a category the group blocks, or a
+     group that may only visit approved sites; rule ``class_session``);
+   * access windows: a request the steps above allow is still refused (rule ``outside_hours``)
+     while every window of the group's ``online_during`` is closed, or every window of the
+     network's: both must be open, unless a live class session covers the request (and, for a
+     session limited to sites, lists the host). The group's ``always_allow`` categories and
+     hosts are reachable at any time.
+
+   A request the steps above block for prohibited content keeps its own rule, so it is never
+   hidden behind the hours, and no session opens it.
 
 Between allow-list and block-list entries the most specific entry wins, so an allow-listed
 parent domain never opens a listed child (``mozilla.org`` allowed, ``vpn.mozilla.org`` in a VPN
@@ -42,6 +51,7 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
+from categories.class_sessions import ClassSession, SessionSet
 from categories.decision import Action, Decision, Rule
 from categories.definitions import Category, CategoryKind, CategorySet
 from categories.domain_index import DomainIndex, IndexMatch, ListInfo, build_index, host_key
@@ -51,6 +61,7 @@ from categories.overrides import Override, OverrideSet
 from categories.profiles import (
     DEFAULT_TIMEZONE,
     GroupProfile,
+    NetworkHours,
     Schedule,
     TimeWindow,
     default_profiles,
@@ -71,6 +82,9 @@ _KIND_NEUTRAL = CategoryKind.NEUTRAL
 _RULE_DEFAULT = Rule.DEFAULT
 _tuple_new = tuple.__new__
 _DECISION_DEFAULTS = Decision(_ALLOW, _RULE_DEFAULT, "", "")[4:]
+_SESSION_LIFTS = frozenset({Rule.CATEGORY, Rule.DEFAULT})
+"""The blocking rules a class session's own sites may lift (never for a prohibited category:
+:meth:`Policy._session_site` checks every category of the request)."""
 """Every field of a Decision after ``reason``, at its default."""
 
 
@@ -169,6 +183,7 @@ class Policy:
         unidentified_group: str = "guest",
         overrides: OverrideSet | None = None,
         snapshot_version: str | None = None,
+        sessions: SessionSet | None = None,
     ) -> None:
         self.categories = categories
         self.snapshot = snapshot
@@ -179,6 +194,8 @@ class Policy:
         self.unidentified_group = unidentified_group
         self.overrides = overrides or OverrideSet()
         self._has_overrides = len(self.overrides) > 0
+        self.sessions = sessions or SessionSet()
+        self._has_sessions = len(self.sessions) > 0
         self._validate()
         self._strictest = self.profiles[unidentified_group]
         self._indexes: list[tuple[DomainIndex, list[tuple[Category, ...]]]] = []
@@ -216,14 +233,21 @@ class Policy:
                                       f"prohibited category {entry!r}; prohibited categories "
                                       "stay blocked at every hour")
 
-    def with_overrides(self, overrides: Iterable[Override]) -> Policy:
-        """A copy of this policy with a new set of overrides (the indexes are shared)."""
+    def with_overrides(self, overrides: Iterable[Override],
+                       sessions: Iterable[ClassSession] | None = None) -> Policy:
+        """A copy of this policy with a new set of overrides and, when given, of class
+        sessions (the indexes are shared)."""
         clone = object.__new__(Policy)
         for name in ("categories", "snapshot", "snapshot_version", "profiles", "schedule",
                      "unidentified_group", "_strictest", "_indexes"):
             setattr(clone, name, getattr(self, name))
         clone.overrides = overrides if isinstance(overrides, OverrideSet) else OverrideSet(overrides)
         clone._has_overrides = len(clone.overrides) > 0
+        if sessions is None:
+            clone.sessions = self.sessions
+        else:
+            clone.sessions = sessions if isinstance(sessions, SessionSet) else SessionSet(sessions)
+        clone._has_sessions = len(clone.sessions) > 0
         return clone
 
     def profile_for(self, group: str | None) -> GroupProfile:
@@ -274,12 +298,11 @@ class Policy:
         group: str | None = None,
         at: datetime | None = None,
         verdicts: tuple[str, ...] = (),
-        online_during: tuple[str, ...] = (),
-        online_label: str = "",
+        hours: NetworkHours | None = None,
     ) -> Decision:
         """Decide one request. ``verdicts`` are category ids from a content classifier;
-        ``online_during`` are the windows of the network the request comes from (with its
-        name, ``online_label``), which must be open as well as the group's."""
+        ``hours`` names the network the request comes from and its windows: with it, access
+        windows and class sessions apply (step 6 of the module docstring)."""
         try:
             url = target if isinstance(target, CanonicalURL) else canonical_url(target)
         except URLError as exc:
@@ -305,7 +328,7 @@ class Policy:
         if self._has_overrides:
             when = at or datetime.now(UTC)
             override = self.overrides.find(host, url.path, user, group, when.timestamp())
-        timed = profile.online_during or online_during
+        timed = hours is not None and bool(profile.online_during or hours.windows)
         if not hits and override is None:
             if url.host_kind is _NAME and not profile.block_uncategorised and not timed:
                 # Decision(Action.ALLOW, Rule.DEFAULT, host, _NO_RULE_BLOCKS), built directly.
@@ -314,36 +337,79 @@ class Policy:
             decision = self._default(url, profile, ())
         else:
             decision = self._resolve(url, profile, hits, override, at)
-        if timed and not decision.blocked:
-            return self._within_hours(decision, profile, online_during, online_label, at)
+        if hours is None:
+            return decision
+        if decision.blocked:
+            if self._has_sessions and decision.rule in _SESSION_LIFTS:
+                return self._session_site(decision, user, group, hours, at)
+            return decision
+        if timed:
+            return self._within_hours(decision, profile, user, hours, at)
         return decision
 
-    def _within_hours(self, decision: Decision, profile: GroupProfile,
-                      network_windows: tuple[str, ...], network_label: str,
-                      at: datetime | None) -> Decision:
-        """``decision`` (an allow) when the group's and the network's windows are open or the
-        host is in the group's ``always_allow``; else the ``outside_hours`` refusal."""
+    def _session_site(self, decision: Decision, user: str | None, group: str | None,
+                      hours: NetworkHours, at: datetime | None) -> Decision:
+        """A non-prohibited block lifted by a class session that lists the host, else
+        ``decision`` as it was."""
+        categories = self.categories
+        if any(c in categories and (categories[c].kind is _KIND_BLOCK or categories[c].illegal)
+               for c in decision.categories):
+            return decision
+        when = at or datetime.now(UTC)
+        for session in self.sessions.covering(user, group, hours.name, when.timestamp()):
+            if session.lists(decision.host):
+                return decision._replace(
+                    action=Action.ALLOW, rule=Rule.CLASS_SESSION,
+                    reason=f"Opened for a lesson by {session.opened_by} until "
+                           f"{self._clock(session.closes_at)}.",
+                    matched=f"session {session.id}", safeguarding_alert=False)
+        return decision
+
+    def _clock(self, timestamp: float) -> str:
+        return f"{datetime.fromtimestamp(timestamp, self.schedule.timezone):%H:%M}"
+
+    def _within_hours(self, decision: Decision, profile: GroupProfile, user: str | None,
+                      hours: NetworkHours, at: datetime | None) -> Decision:
+        """``decision`` (an allow) when the group's and the network's windows are open, the
+        host is in the group's ``always_allow``, or a class session opens it; else the
+        ``outside_hours`` refusal."""
         host = decision.host
         for entry in profile.always_allow:
             if entry in decision.categories or host == entry or host.endswith("." + entry):
                 return decision
         when = at or datetime.now(UTC)
         closed = None
-        label = f"The {network_label}" if network_label else "This network"
-        if network_windows:
-            closed = self.schedule.closed(network_windows, when)
+        label = f"The {hours.name}" if hours.name else "This network"
+        if hours.windows:
+            closed = self.schedule.closed(hours.windows, when)
         if closed is None and profile.online_during:
             closed = self.schedule.closed(profile.online_during, when)
             label = f"Internet access for the {profile.name} group"
         if closed is None:
             return decision
+        limited: list[ClassSession] = []
+        if self._has_sessions:
+            for session in self.sessions.covering(user, profile.name, hours.name,
+                                                  when.timestamp()):
+                if session.opens_site(host):
+                    return decision._replace(
+                        rule=Rule.CLASS_SESSION,
+                        reason=f"Opened for a lesson by {session.opened_by} until "
+                               f"{self._clock(session.closes_at)}.",
+                        matched=f"session {session.id}")
+                limited.append(session)
         windows, opening = closed
         local = when.astimezone(self.schedule.timezone)
         described = describe_windows(windows)
+        reason = (f"{label} is open at {described}. It opens next "
+                  f"{describe_opening(opening, local)}.")
+        if limited:
+            session = limited[0]
+            reason = (f"During the lesson opened by {session.opened_by} (until "
+                      f"{self._clock(session.closes_at)}) only these sites are open: "
+                      f"{', '.join(session.sites)}. {reason}")
         return Decision(
-            Action.BLOCK, Rule.OUTSIDE_HOURS, host,
-            f"{label} is open at {described}. It opens next "
-            f"{describe_opening(opening, local)}.",
+            Action.BLOCK, Rule.OUTSIDE_HOURS, host, reason,
             matched=described, categories=decision.categories, no_decrypt=decision.no_decrypt)
 
     def _lookalike_hits(self, host: str, path: str) -> list[_Hit]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -80,6 +81,21 @@ class GroupProfile:
     always_allow: frozenset[str] = frozenset()
     """Category ids or hosts (a host matches itself and its subdomains) reachable outside
     ``online_during`` too. Never a prohibited (block) category: the policy refuses that."""
+
+
+class NetworkHours(NamedTuple):
+    """Where a request comes from, as far as the hours go: the name of the network it is on
+    (``""`` for an unnamed or unknown one) and that network's ``online_during`` windows (none:
+    open at any hour). Given to :meth:`categories.policy.Policy.decide` by the proxy, so that
+    access windows and class sessions apply; questions asked without it (the admin service's
+    "is this site blocked?") leave the hours out."""
+
+    name: str = ""
+    windows: tuple[str, ...] = ()
+
+
+ANY_HOUR = NetworkHours()
+"""A request from a network without a name or windows of its own."""
 
 
 def describe_windows(windows: Sequence[TimeWindow]) -> str:

@@ -201,6 +201,29 @@ CONFIG_SCHEMA: dict[str, Any] = {
                                    "until someone signs in (block_all)"},
             },
         },
+        "class_sessions": {
+            "type": "object", "additionalProperties": False,
+            "description": "staff opening the network for a lesson",
+            "properties": {
+                "max_minutes": {"type": "integer", "minimum": 1, "maximum": 720,
+                                "description": "the longest session anyone may open"},
+                "tutors": {
+                    "type": "array",
+                    "description": "who may open what (managers and admins may open any)",
+                    "items": {
+                        "type": "object", "additionalProperties": False, "required": ["staff"],
+                        "properties": {
+                            "staff": {"type": "array", "minItems": 1,
+                                      "items": {"type": "string", "minLength": 1},
+                                      "description": "account names, or role:<role> for "
+                                                     "every account with that role"},
+                            "groups": {"type": "array", "items": {"type": "string"}},
+                            "networks": {"type": "array", "items": {"type": "string"}},
+                        },
+                    },
+                },
+            },
+        },
         "identity": {
             "type": "object", "additionalProperties": False,
             "properties": {
@@ -497,6 +520,26 @@ class LdapSettings:
 
 
 @dataclass(frozen=True)
+class TutorRooms:
+    """Staff who may open class sessions, and the groups and named networks they may open
+    (for named learners: learners whose group is one of ``groups``)."""
+
+    staff: tuple[str, ...]
+    """Account names, or ``role:<role>`` for every account with that role."""
+    groups: tuple[str, ...] = ()
+    networks: tuple[str, ...] = ()
+
+    def includes(self, user: str, role: str) -> bool:
+        return user in self.staff or f"role:{role}" in self.staff
+
+
+@dataclass(frozen=True)
+class ClassSessionSettings:
+    max_minutes: int = 240
+    tutors: tuple[TutorRooms, ...] = ()
+
+
+@dataclass(frozen=True)
 class IdentitySettings:
     radius_accounting: RadiusAccountingSettings | None = None
     portal: PortalSettings = field(default_factory=PortalSettings)
@@ -619,6 +662,8 @@ class Config:
     """What the browser extension blocks off the centre network with nobody signed in."""
     identity: IdentitySettings = field(default_factory=lambda: IdentitySettings())
     """Ways to know who is browsing without a browser prompt (``identity:`` in the config)."""
+    class_sessions: ClassSessionSettings = field(default_factory=ClassSessionSettings)
+    """Who may open the network for a lesson, and for how long (``class_sessions:``)."""
 
 
 def build_policy(config: Config, categories: CategorySet, snapshot: DomainIndex | None = None,
@@ -765,6 +810,24 @@ def load_config(path: Path | None) -> Config:
         if group not in profiles:
             problems.append(_problem(path, text, list(keys), f"group {group!r} is not defined "
                                      "under groups"))
+    sessions_spec = data.get("class_sessions") or {}
+    named_networks = {n.name for n in networks if n.name}
+    tutors = []
+    for i, entry in enumerate(sessions_spec.get("tutors") or []):
+        rooms = TutorRooms(tuple(entry["staff"]), tuple(entry.get("groups") or ()),
+                           tuple(entry.get("networks") or ()))
+        for group in rooms.groups:
+            if group not in profiles:
+                problems.append(_problem(path, text, ["class_sessions", "tutors", i, "groups"],
+                                         f"group {group!r} is not defined under groups"))
+        for network_name in rooms.networks:
+            if network_name not in named_networks:
+                problems.append(_problem(
+                    path, text, ["class_sessions", "tutors", i, "networks"],
+                    f"no network under networks has the name {network_name!r}"))
+        tutors.append(rooms)
+    class_sessions = ClassSessionSettings(
+        int(sessions_spec.get("max_minutes", ClassSessionSettings.max_minutes)), tuple(tutors))
     listen: dict[str, ListenAddress] = {}
     for name, listen_text in (data.get("listen") or {}).items():
         try:
@@ -792,6 +855,7 @@ def load_config(path: Path | None) -> Config:
         networks=tuple(networks),
         alerts=AlertSettings(**alerts),
         identity=identity,
+        class_sessions=class_sessions,
         list_sources=tuple(ListSource(s["name"], s["url"], s.get("format"), s.get("list"))
                            for s in (data.get("lists") or {}).get("sources", [])),
         upstream=upstream,

@@ -23,6 +23,7 @@ from categories.definitions import load_definitions
 from categories.list_formats import ListFormat
 from categories.list_import import ImportError_
 from categories.policy import PolicyError
+from categories.profiles import ANY_HOUR, NetworkHours
 from categories.snapshot import ImportReport, SnapshotError
 from categories.validated_yaml import ValidationFailed
 from deployment import VERSION
@@ -82,17 +83,31 @@ def _decision_line(url: str, decision: Decision) -> str:
             f"{where}\n      {decision.reason}\n")
 
 
+def _network_hours(instance: Instance, name: str | None) -> NetworkHours:
+    """The hours of the network named ``name`` (``--network``); none: only the group's."""
+    if name is None:
+        return ANY_HOUR
+    networks = {n.name: n for n in instance.config.networks if n.name}
+    network = networks.get(name)
+    if network is None:
+        known = ", ".join(sorted(networks)) or "none has a name in the config"
+        raise UsageError(f"--network {name!r} is not a named network ({known})")
+    return NetworkHours(name, network.online_during)
+
+
 def cmd_check(args: argparse.Namespace, instance: Instance) -> int:
     at = _parse_at(args.at)
     policy = instance.load_policy()
     if at is not None and at.tzinfo is None:
         at = at.replace(tzinfo=policy.schedule.timezone)
     group = known_group(instance.config, args.group) if args.group is not None else None
+    hours = _network_hours(instance, args.network)
     out = sys.stdout
     write = out.write
     count = blocked = 0
     for url in _iter_targets(args.urls, sys.stdin):
-        decision = policy.decide(url, user=args.user, group=group, at=at or datetime.now(UTC))
+        decision = policy.decide(url, user=args.user, group=group, at=at or datetime.now(UTC),
+                                 hours=hours)
         count += 1
         blocked += decision.blocked
         if args.json:
@@ -344,7 +359,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--group", metavar="GROUP",
                        help="the filtering group to decide for (learner, staff, guest or one "
                             "from the config; default: the unidentified group)")
-    check.add_argument("--at", help="ISO time to decide at (default: now)")
+    check.add_argument("--at", help="ISO time to decide at, in the centre's time zone unless "
+                                    "it names one (default: now)")
+    check.add_argument("--network", metavar="NAME",
+                       help="decide for a request from this named network (its access "
+                            "windows apply as well as the group's)")
     check.add_argument("--json", action="store_true", help="one JSON object per URL")
     check.set_defaults(handler=cmd_check)
 

@@ -39,6 +39,7 @@ from zoneinfo import ZoneInfo
 from mitmproxy import http, tls
 
 from categories.decision import Action, Decision, Rule
+from categories.profiles import ANY_HOUR, NetworkHours
 from deployment.config import Config, portal_sign_in_hosts
 from proxy_addons.doh import doh_verdicts
 from proxy_addons.identify import Identify, Identity, identity_of
@@ -46,10 +47,8 @@ from proxy_addons.policy_sync import PolicySync
 from proxy_addons.probe_answer import PROBE_HOST
 from proxy_addons.search_watch import SearchWatch, watch_decision
 from proxy_addons.tunnel_plan import (
-    ANY_HOUR,
     ONBOARDING_HOST,
     ONBOARDING_REASON,
-    NetworkHours,
     TunnelAction,
     TunnelPlan,
     TunnelPlanner,
@@ -129,11 +128,12 @@ class Decide:
                        counted)
 
     def network_hours(self, address: str) -> NetworkHours:
-        """The ``online_during`` windows of the network ``address`` is on (none: any hour)."""
+        """The name and ``online_during`` windows of the network ``address`` is on, for
+        access windows and class sessions."""
         network = self.identify.network_for(address)
-        if network is None or not network.online_during:
+        if network is None or not (network.online_during or network.name):
             return ANY_HOUR
-        return NetworkHours(network.online_during, network.name or "")
+        return NetworkHours(network.name or "", network.online_during)
 
     def connect_plan(self, host: str, port: int, identity: Identity,
                      address: str = "") -> TunnelPlan:
@@ -341,7 +341,7 @@ class Decide:
                 name = f"[{name}]"  # an IPv6 literal, as it is written in a URL
             candidate = policy.decide(f"{scheme}://{name}{path}", user=identity.user,
                                       group=identity.group, at=at, verdicts=verdicts,
-                                      online_during=hours.windows, online_label=hours.label)
+                                      hours=hours)
             if decision is None or (candidate.blocked and not decision.blocked):
                 decision = candidate
             if candidate.blocked:

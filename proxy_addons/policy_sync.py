@@ -1,6 +1,6 @@
 """Policy sync: hold the live policy in memory and follow every change.
 
-* Overrides and approved unblocks come from Redis. A change bumps ``policy:version`` and is
+* Overrides, approved unblocks and class sessions come from Redis. A change bumps ``policy:version`` and is
   published on ``policy:changed``; this addon listens on the channel and also polls the
   version, so a proxy that missed a message (or lost its connection) catches up within one
   poll interval.
@@ -101,11 +101,12 @@ class PolicySync:
             log.warning("Redis unreachable at start and no local policy copy: filtering "
                         "without overrides until Redis returns")
             return
-        self.policy = self.policy.with_overrides(copy.overrides)
+        self.policy = self.policy.with_overrides(copy.overrides, copy.sessions)
         self.version = copy.version
         self._copy_version = copy.version
         log.warning("Redis unreachable at start: policy version %d applied from the local "
-                    "copy (%d overrides)", copy.version, len(copy.overrides))
+                    "copy (%d overrides, %d class sessions)", copy.version,
+                    len(copy.overrides), len(copy.sessions))
 
     async def _refresh_overrides(self) -> None:
         assert self.redis is not None
@@ -114,7 +115,7 @@ class PolicySync:
             if state is None:
                 self.redis_ok = True
                 return
-            version, overrides = state.version, list(state.overrides)
+            version, overrides, sessions = state.version, state.overrides, state.sessions
             if self._copy_version is not None and version < self._copy_version:
                 # The newer version wins: the copy's, until Redis catches up.
                 if not self._copy_ahead_reported:
@@ -129,12 +130,13 @@ class PolicySync:
                 log.warning("Redis unavailable (%s): keeping the policy in memory", exc)
             self.redis_ok = False
             return
-        self.policy = self.policy.with_overrides(overrides)
+        self.policy = self.policy.with_overrides(overrides, sessions)
         self.version = version
         self._copy_version = None
         self.redis_ok = True
-        log.info("policy version %d applied (%d overrides)", version, len(overrides))
-        await self._save_copy(PolicyState(version, tuple(overrides)))
+        log.info("policy version %d applied (%d overrides, %d class sessions)", version,
+                 len(overrides), len(sessions))
+        await self._save_copy(state)
 
     async def _save_copy(self, state: PolicyState) -> None:
         try:
@@ -178,5 +180,5 @@ class PolicySync:
         except SnapshotError as exc:
             log.error("new list snapshot does not load (%s): keeping the current one", exc)
             return
-        self.policy = base.with_overrides(self.policy.overrides)
+        self.policy = base.with_overrides(self.policy.overrides, self.policy.sessions)
         log.info("list snapshot %s loaded", base.snapshot_version)

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import NamedTuple
 
 from categories.decision import Action, Decision, Rule
 from categories.policy import Policy
+from categories.profiles import ANY_HOUR, NetworkHours
 from categories.urlnorm import URLError, canonical_host
 from deployment.config import Config
 from proxy_addons.identify import Identity
@@ -55,17 +55,6 @@ class TunnelPlan:
     """The canonical host the plan is about (the TLS name when that decided)."""
     decision: Decision
     """The decision behind the plan; logged when it blocks."""
-
-
-class NetworkHours(NamedTuple):
-    """The ``online_during`` windows of the network a request comes from, and its name."""
-
-    windows: tuple[str, ...] = ()
-    label: str = ""
-
-
-ANY_HOUR = NetworkHours()
-"""A network without windows of its own."""
 
 
 def host_in(host: str, suffixes: tuple[str, ...]) -> bool:
@@ -111,8 +100,7 @@ class TunnelPlanner:
         """The plan for one host name, whatever the TLS name turns out to be."""
         policy = self.policy()
         decision = policy.decide(f"https://{raw_host}:{port}/", user=identity.user,
-                                 group=identity.group, at=now, online_during=hours.windows,
-                                 online_label=hours.label)
+                                 group=identity.group, at=now, hours=hours)
         try:
             host = canonical_host(raw_host)
         except URLError:

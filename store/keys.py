@@ -22,6 +22,11 @@ key                                     type       holds
 ``policy:version``                      string     integer, bumped on every policy change
 ``policy:changed``                      channel    publishes the new version
 ``overrides``                           hash       override id -> JSON Override
+``class-sessions:open``                 hash       session id -> JSON ClassSession, not yet
+                                                   closed (read by proxies with the overrides)
+``class-sessions:log``                  hash       session id -> JSON ClassSession, open and
+                                                   closed, kept for ``retention.hits_days``
+``class-sessions:by-start``             zset       session id -> start time
 ``seq:<name>``                          string     id counters
 ``user:<name>``                         hash       a user account (UserRecord)
 ``users``                               set        every user name
@@ -299,6 +304,24 @@ class Keys:
     def directory_sync_running(self) -> str:
         """string: held (with a TTL) while one directory sync runs."""
         return self._k("directory", "sync", "running")
+
+    # class sessions: staff open the network for a lesson (keep at the end)
+    @property
+    def class_sessions(self) -> str:
+        """hash: session id -> JSON ClassSession, of every session not yet closed (proxies
+        read it with the overrides, in the same transaction as the policy version)."""
+        return self._k("class-sessions", "open")
+
+    @property
+    def class_session_log(self) -> str:
+        """hash: session id -> JSON ClassSession, of every session kept (open and closed),
+        for the session lists and the hours opened."""
+        return self._k("class-sessions", "log")
+
+    @property
+    def class_session_starts(self) -> str:
+        """zset: session id -> when it starts, for listing and pruning the log."""
+        return self._k("class-sessions", "by-start")
 
     # first-run set-up (keep at the end)
     @property

@@ -1,4 +1,5 @@
-"""Live policy state shared by every proxy: overrides, and the version that signals changes.
+"""Live policy state shared by every proxy: overrides, class sessions, and the version that
+signals changes.
 
 A writer changes an override, bumps ``policy:version`` and publishes the new version on
 ``policy:changed`` in one script (:data:`_CHANGE`), so the change and its version are one
@@ -21,6 +22,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from categories.class_sessions import ClassSession
 from categories.overrides import Override
 from store.keys import Keys
 
@@ -33,10 +35,13 @@ class PolicyState:
 
     version: int
     overrides: tuple[Override, ...]
+    sessions: tuple[ClassSession, ...] = ()
+    """The class sessions not yet closed (staff opening the network for a lesson)."""
 
     def to_json(self) -> str:
         return json.dumps({"format": POLICY_STATE_FORMAT, "version": self.version,
-                           "overrides": [o.to_dict() for o in self.overrides]},
+                           "overrides": [o.to_dict() for o in self.overrides],
+                           "sessions": [s.to_dict() for s in self.sessions]},
                           separators=(",", ":"))
 
     @classmethod
@@ -53,6 +58,9 @@ class PolicyState:
             items = data["overrides"]
             if not isinstance(items, list):
                 raise ValueError("policy state overrides are not a list")
+            session_items = data.get("sessions") or []  # absent in copies before sessions
+            if not isinstance(session_items, list):
+                raise ValueError("policy state sessions are not a list")
         except (KeyError, TypeError) as exc:
             raise ValueError(f"policy state is incomplete: {exc}") from exc
         overrides = []
@@ -61,16 +69,25 @@ class PolicyState:
                 overrides.append(Override.from_dict(item))
             except (ValueError, KeyError, TypeError, AttributeError):
                 continue
-        return cls(version, tuple(overrides))
+        sessions = []
+        for item in session_items:
+            try:
+                sessions.append(ClassSession.from_dict(item))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+        return cls(version, tuple(overrides), tuple(sessions))
 
 
 async def read_policy_state(redis: Redis, keys: Keys) -> PolicyState:
-    """The version and the overrides, read together (one transaction)."""
+    """The version, the overrides and the open class sessions, read together (one
+    transaction)."""
     async with redis.pipeline(transaction=True) as pipe:
         pipe.get(keys.policy_version)
         pipe.hgetall(keys.overrides)
-        version, raw = await pipe.execute()
-    return PolicyState(int(version) if version is not None else 0, tuple(_parsed(raw)))
+        pipe.hgetall(keys.class_sessions)
+        version, raw, raw_sessions = await pipe.execute()
+    return PolicyState(int(version) if version is not None else 0, tuple(_parsed(raw)),
+                       tuple(parsed_sessions(raw_sessions)))
 
 
 async def read_version(redis: Redis, keys: Keys) -> int:
@@ -111,6 +128,17 @@ def _parsed(raw: dict[Any, Any]) -> list[Override]:
             out.append(Override.from_dict(json.loads(value)))
         except (ValueError, KeyError, TypeError):
             continue  # a damaged record is skipped here and reported by the admin API
+    return out
+
+
+def parsed_sessions(raw: dict[Any, Any]) -> list[ClassSession]:
+    """The class sessions of a stored hash (id -> JSON); a damaged one is skipped."""
+    out = []
+    for value in raw.values():
+        try:
+            out.append(ClassSession.from_dict(json.loads(value)))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
     return out
 
 

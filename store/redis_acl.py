@@ -51,7 +51,7 @@ _PROXY_COMMANDS = (
 def _proxy_keys(keys: Keys) -> tuple[str, ...]:
     day = "*"
     return (
-        f"%R~{keys.policy_version}", f"%R~{keys.overrides}",
+        f"%R~{keys.policy_version}", f"%R~{keys.overrides}", f"%R~{keys.class_sessions}",
         f"%R~{keys.user('*')}", f"%R~{keys.token('*')}",
         # which extension install a token belongs to (the device in its hits): read only
         f"%R~{keys.token_device('*')}",

@@ -10,7 +10,8 @@ Built from a Redis client and the deployment's :class:`~store.keys.Keys`, so no 
 
 Groups: ``accounts``, ``sign_in_limits``, ``devices`` (browser extension), ``hits``,
 ``policy`` (overrides and version), ``audit``, ``unblock_requests``, ``accident_reports``,
-``alerts``, ``setup_tokens`` (the first-run set-up link). The time zone places records in
+``alerts``, ``setup_tokens`` (the first-run set-up link), ``address_bindings``,
+``class_sessions`` (staff opening the network for a lesson). The time zone places records in
 the centre's calendar quarters for the quarterly
 figures. The module functions the proxy uses (``store.accounts``, ``store.policy_state``,
 ``store.login_limits``, ``store.hits``) stay as they are; the groups are built on them.
@@ -27,6 +28,7 @@ from store.accounts import Accounts
 from store.address_bindings import AddressBindings
 from store.alerts import Alerts
 from store.audit import AuditLog
+from store.class_sessions import ClassSessions
 from store.extension_devices import ExtensionDevices
 from store.hits import Hits
 from store.keys import Keys
@@ -55,6 +57,7 @@ class Store:
         self.alerts = Alerts(redis, keys, tz)
         self.setup_tokens = SetupTokens(redis, keys)
         self.address_bindings = AddressBindings(redis, keys)
+        self.class_sessions = ClassSessions(redis, keys)
         for kind in (self.unblock_requests, self.accident_reports, self.alerts):
             # quarterly figures are counters: kept as long as the proxies' daily counters
             kind.records.figures_seconds = counters_days * 86400

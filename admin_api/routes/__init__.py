@@ -15,6 +15,7 @@ from admin_api.routes import (
     audit,
     auth,
     categories,
+    class_sessions,
     extension,
     first_run,
     health,
@@ -33,5 +34,5 @@ from admin_api.routes import (
 RESOURCES: tuple[ModuleType, ...] = (
     health, proxy_config, onboarding, portal, auth, users, unblock_requests, overrides, reports,
     accident_reports, hits, alerts, audit, categories, extension, first_run, ui,
-    single_sign_on,
+    single_sign_on, class_sessions,
 )

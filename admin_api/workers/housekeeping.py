@@ -74,6 +74,7 @@ async def apply_retention(state: AdminState, now: float | None = None) -> dict[s
         "alerts": await store.alerts.delete_older_than(records_cutoff),
         "reports": await store.accident_reports.delete_older_than(records_cutoff),
         "audit": await store.audit.trim_older_than(int(records_cutoff * 1000)),
+        "class_sessions": await store.class_sessions.prune(hits_cutoff),
     }
     if any(done.values()):
         log.info("retention: %s", done)
@@ -95,6 +96,7 @@ async def run(state: AdminState, stop: asyncio.Event) -> None:
             await build_indexes(state.store)
             await remove_expired_overrides(state)
             await state.store.address_bindings.prune()
+            await state.store.class_sessions.open_now(time.time())  # moves out finished ones
             if loop.time() >= next_retention:
                 await apply_retention(state)
                 next_retention = loop.time() + RETENTION_EVERY_SECONDS

@@ -14,7 +14,9 @@ from categories.domain_index import ListInfo, build_index
 from categories.list_formats import url_entry
 from categories.policy import Policy, PolicyError
 from categories.profiles import (
+    ANY_HOUR,
     GroupProfile,
+    NetworkHours,
     TimeWindow,
     default_profiles,
     default_windows,
@@ -58,7 +60,7 @@ def at(day: int, hour: int, minute: int = 0) -> datetime:
 
 
 def test_outside_the_windows_a_request_is_refused_with_the_windows_and_the_next_opening() -> None:
-    decision = POLICY.decide("http://news.test/", group="learner_byod", at=at(12, 11, 0))
+    decision = POLICY.decide("http://news.test/", group="learner_byod", at=at(12, 11, 0), hours=ANY_HOUR)
     assert decision.action is Action.BLOCK and decision.rule is Rule.OUTSIDE_HOURS
     assert decision.reason == ("Internet access for the learner_byod group is open at break "
                                "(10:30–10:45) and lunch (12:00–13:00). It opens next today "
@@ -70,13 +72,13 @@ def test_outside_the_windows_a_request_is_refused_with_the_windows_and_the_next_
 @pytest.mark.parametrize("moment", [at(12, 10, 30), at(12, 10, 44), at(12, 12, 0),
                                     at(12, 12, 59)])
 def test_inside_a_window_the_ordinary_policy_decides(moment: datetime) -> None:
-    decision = POLICY.decide("http://news.test/", group="learner_byod", at=moment)
+    decision = POLICY.decide("http://news.test/", group="learner_byod", at=moment, hours=ANY_HOUR)
     assert decision.action is Action.ALLOW and decision.rule is Rule.DEFAULT
 
 
 def test_a_prohibited_site_stays_blocked_inside_the_window_under_its_own_category() -> None:
-    inside = POLICY.decide("http://bet-ace.test/", group="learner_byod", at=at(12, 12, 30))
-    outside = POLICY.decide("http://bet-ace.test/", group="learner_byod", at=at(12, 9, 0))
+    inside = POLICY.decide("http://bet-ace.test/", group="learner_byod", at=at(12, 12, 30), hours=ANY_HOUR)
+    outside = POLICY.decide("http://bet-ace.test/", group="learner_byod", at=at(12, 9, 0), hours=ANY_HOUR)
     for decision in (inside, outside):
         assert decision.blocked and decision.rule is Rule.CATEGORY
         assert decision.category == "gambling"
@@ -85,25 +87,25 @@ def test_a_prohibited_site_stays_blocked_inside_the_window_under_its_own_categor
 def test_always_allow_hosts_and_categories_are_reachable_at_any_hour() -> None:
     for url in ("https://vle.college.test/", "https://my.vle.college.test/course",
                 "https://study-portal.test/"):
-        decision = POLICY.decide(url, group="learner_byod", at=at(12, 9, 0))
+        decision = POLICY.decide(url, group="learner_byod", at=at(12, 9, 0), hours=ANY_HOUR)
         assert decision.action is Action.ALLOW, url
     lookalike = POLICY.decide("https://notvle.college.test.evil.test/", group="learner_byod",
-                              at=at(12, 9, 0))
+                              at=at(12, 9, 0), hours=ANY_HOUR)
     assert lookalike.rule is Rule.OUTSIDE_HOURS
 
 
 def test_a_network_window_must_be_open_as_well_as_the_groups() -> None:
     # The learner group has no windows; the network has lunch only.
     inside_break = POLICY.decide("http://news.test/", group="learner", at=at(12, 10, 35),
-                                 online_during=("lunch",), online_label="BYOD Wi-Fi")
+                                 hours=NetworkHours("BYOD Wi-Fi", ("lunch",)))
     assert inside_break.rule is Rule.OUTSIDE_HOURS
     assert inside_break.reason.startswith("The BYOD Wi-Fi is open at lunch (12:00–13:00).")
     inside_lunch = POLICY.decide("http://news.test/", group="learner", at=at(12, 12, 5),
-                                 online_during=("lunch",), online_label="BYOD Wi-Fi")
+                                 hours=NetworkHours("BYOD Wi-Fi", ("lunch",)))
     assert inside_lunch.action is Action.ALLOW
     # Both have windows: at break the group's is open and the network's (lunch) is not.
     both = POLICY.decide("http://news.test/", group="learner_byod", at=at(12, 10, 35),
-                         online_during=("lunch",), online_label="BYOD Wi-Fi")
+                         hours=NetworkHours("BYOD Wi-Fi", ("lunch",)))
     assert both.rule is Rule.OUTSIDE_HOURS and "BYOD Wi-Fi" in both.reason
 
 
@@ -116,7 +118,7 @@ def test_next_opening_crosses_the_weekend_and_says_which_day() -> None:
     assert next_opening([BREAK, LUNCH], saturday) == at(19, 10, 30)
     sunday = at(18, 23, 0)
     assert describe_opening(next_opening([BREAK, LUNCH], sunday), sunday) == "tomorrow at 10:30"
-    weekend = POLICY.decide("http://news.test/", group="learner_byod", at=saturday)
+    weekend = POLICY.decide("http://news.test/", group="learner_byod", at=saturday, hours=ANY_HOUR)
     assert weekend.reason.endswith("It opens next on Monday 19 January at 10:30.")
 
 
@@ -136,7 +138,7 @@ def test_next_opening_is_in_the_centres_zone_across_the_clock_change() -> None:
     assert opening is not None
     assert opening.isoformat() == "2026-03-30T10:30:00+01:00"
     utc_moment = datetime(2026, 3, 30, 9, 31, tzinfo=ZoneInfo("UTC"))  # 10:31 BST
-    decision = POLICY.decide("http://news.test/", group="learner_byod", at=utc_moment)
+    decision = POLICY.decide("http://news.test/", group="learner_byod", at=utc_moment, hours=ANY_HOUR)
     assert decision.action is Action.ALLOW
 
 
