@@ -25,9 +25,9 @@ routes = web.RouteTableDef()
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "web"
 STATIC_DIR = PACKAGE_DIR / "static"
 SHELL_FILE = PACKAGE_DIR / "templates" / "admin_ui.html"
-PAGES = ("sign-in", "my-requests", "report", "request-review", "unblock-requests",
-         "overrides", "categories", "check", "dashboard", "access-log", "quarterly", "alerts",
-         "users", "audit")
+PAGES = ("sign-in", "my-requests", "class-sessions", "report", "request-review",
+         "unblock-requests", "overrides", "categories", "check", "dashboard", "access-log",
+         "quarterly", "alerts", "users", "audit")
 """First path segments of the UI's pages; a numeric second segment names one item."""
 PAGE_PATTERN = "(?:" + "|".join(PAGES) + ")(?:/[0-9]{1,18})?"
 STATIC_PATTERN = r"[A-Za-z0-9_-]+(?:/[A-Za-z0-9_.-]+){0,3}\.(?:js|css|svg|map|md)"

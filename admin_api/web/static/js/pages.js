@@ -4,6 +4,7 @@
 const IT = ["it_support", "admin"];
 const OVERSIGHT = ["manager", "dsl", "admin"];
 const EVERYONE = ["learner", "staff", "it_support", "manager", "dsl", "admin"];
+const SESSION_OPENERS = ["staff", "it_support", "manager", "dsl", "admin"];
 
 export const PAGES = [
   { path: "/sign-in", title: "Sign in", roles: null, load: () => import("./pages/sign_in.js") },
@@ -25,6 +26,8 @@ export const PAGES = [
     load: () => import("./pages/quarterly.js") },
   { path: "/alerts", title: "Safeguarding alerts", nav: "Alerts", roles: OVERSIGHT, load: () => import("./pages/alerts.js") },
   { path: "/alerts/:id", title: "Safeguarding alert", roles: OVERSIGHT, load: () => import("./pages/alert_detail.js") },
+  { path: "/class-sessions", title: "Class sessions", nav: "My sessions", roles: SESSION_OPENERS,
+    load: () => import("./pages/class_sessions.js") },
   { path: "/users", title: "Users and roles", nav: "Users", roles: ["admin"], load: () => import("./pages/users.js") },
   { path: "/audit", title: "Audit log", nav: "Audit log", roles: ["manager", "admin"], load: () => import("./pages/audit_log.js") },
 ];

@@ -116,6 +116,20 @@ function accidentReports(section, reports, reload) {
       rows: reports.slice(0, 10), empty: "No accidental-hit reports in this period." }));
 }
 
+/** Hours opened by class sessions over the last 30 days, per group; nothing when refused. */
+function classSessionHours(view, opened) {
+  if (opened === null) return;
+  const rows = Object.entries(opened.hours).map(([group, hours]) => ({ group, hours }));
+  view.append(h("section", { class: "dashboard-section", "aria-labelledby": "class-sessions-heading" },
+    h("h2", { id: "class-sessions-heading" }, "Hours opened by class sessions (last 30 days)"),
+    detailsList([["Class sessions", formatNumber(opened.sessions)]], "summary-list summary-list--figures"),
+    dataTable({ caption: "Hours opened by class sessions per group, last 30 days", columns: [
+      { label: "Group", cell: (row) => (row.group === "learners" ? "Named learners" : row.group) },
+      { label: "Hours", numeric: true, cell: (row) => row.hours.toFixed(1) }],
+    rows, empty: "No class sessions in the last 30 days." }),
+    h("p", {}, link("/class-sessions", "See the class sessions"))));
+}
+
 export async function render(view, { query, navigate }) {
   const days = RANGES.some(([value]) => value === query.get("days")) ? Number(query.get("days")) : 30;
   const rangeLabel = RANGES.find(([value]) => Number(value) === days)[1].toLowerCase();
@@ -129,12 +143,13 @@ export async function render(view, { query, navigate }) {
   onSubmit(form, messages, async (values) => navigate(`/dashboard?days=${values.days}`));
   view.append(form, messages, h("p", { class: "meta" }, `${formatDay(from)} to ${formatDay(to)}. Figures are totals from the proxies' daily counters.`));
 
-  const [policy, overall, groups, sites, requests, reports, alerts] = await Promise.all([
+  const [policy, overall, groups, sites, requests, reports, alerts, opened] = await Promise.all([
     apiGet("/api/v1/categories"),
     summary(from, to, "category"), summary(from, to, "group"), summary(from, to, "site"),
     apiGetAll("/api/v1/unblock-requests", { from, to }),
     apiGetAll("/api/v1/accident-reports", { from, to }),
     apiGet("/api/v1/alerts", { status: "open", limit: 500 }),
+    apiGet("/api/v1/class-sessions/hours").catch(() => null),
   ]);
   const titles = new Map(policy.categories.map((category) => [category.id, category.title]));
   titles.set("(uncategorised)", "Uncategorised");
@@ -145,6 +160,7 @@ export async function render(view, { query, navigate }) {
     ["Accidental-hit reports", formatNumber(reports.length)],
     ["Open safeguarding alerts", link("/alerts", formatNumber(alerts.items.length))],
   ], "summary-list summary-list--figures summary-list--headline"));
+  classSessionHours(view, opened);
 
   const sections = {};
   for (const [key, heading] of [["category", "Blocked requests by category"], ["sites", "Most blocked sites"],
