@@ -57,6 +57,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[
         for name, role in ((TUTOR, "staff"), ("s.brown", "staff"), (MANAGER, "manager"),
                            ("kai", "learner")):
             running.add_user(name, role)
+        running.add_user("ria", "learner", group="learner_byod")
         yield running
     finally:
         running.stop()
@@ -212,3 +213,28 @@ def test_the_api_refusal_is_shown_next_to_the_form(stack: UiStack, new_tab: TabF
     expect(page.get_by_label("Only these sites (optional)")).to_be_focused()
     tutor.screenshot("class-sessions-refused")
     assert all(s["status"] != "open" for s in sessions_by(stack, TUTOR))
+
+
+def test_named_learners_are_opened_by_account_name(stack: UiStack, new_tab: TabFactory) -> None:
+    tutor = signed_in(new_tab, "/class-sessions", TUTOR)
+    page = tutor.page
+    page.get_by_label("Named learners").check()
+    expect(page.get_by_label("Which group")).to_be_hidden()
+    page.get_by_label("Which learners").fill("kai")
+    page.get_by_role("button", name="Open now").click()
+    expect(page.locator("main").get_by_role("alert")).to_contain_text(
+        "You cannot open sessions for 'kai'")
+    expect(page.get_by_label("Which learners")).to_be_focused()
+
+    page.get_by_label("Which learners").fill("ria, ria")
+    page.get_by_label("Minutes").fill("15")
+    page.get_by_role("button", name="Open now").click()
+    expect(page.locator("main").get_by_role("status")).to_contain_text(
+        "Opened 1 learner: ria for 15 minutes")
+    row = page.get_by_role("row").filter(has_text="1 learner: ria")
+    expect(row.locator("td").nth(1)).to_have_text("Open")
+    expect(row.locator("td").nth(2)).to_have_text("15")
+    opened = [s for s in sessions_by(stack, TUTOR) if s["status"] == "open"]
+    assert [(s["target"], s["names"]) for s in opened] == [("learners", ["ria"])]
+    # the browser logs the refused request itself; nothing else went wrong
+    assert [e for e in tutor.console_errors if "status of 403" not in e] == []

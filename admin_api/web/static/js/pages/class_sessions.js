@@ -138,7 +138,8 @@ function openForm(rooms, messages, onOpened) {
       created = await apiPost("/api/v1/class-sessions", {
         target, names, minutes, ...(sites.length ? { sites } : {}), ...(values.note ? { note: values.note } : {}) });
     } catch (error) {
-      if (error.field === "names" || error.field === "target") error.field = nameField;
+      // a refused room (403) names no field: it is about the group, network or learners chosen
+      if (error.field === "names" || error.field === "target" || (error.status === 403 && !error.field)) error.field = nameField;
       throw error;
     }
     const chosenTarget = target;
