@@ -19,6 +19,9 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
+NAMED_LEARNERS = "(named learners)"
+"""The key of named learners' sessions in :func:`hours_by_group`."""
+
 
 class SessionTarget(StrEnum):
     GROUP = "group"
@@ -125,7 +128,7 @@ def hours_by_group(sessions: Iterable[ClassSession], start: float, end: float,
                    groups_of_network: dict[str, str]) -> dict[str, float]:
     """Hours of sessions open inside ``[start, end)``, per group: a group session counts for
     each group it names, a network session for the network's group, a learners session under
-    ``learners``."""
+    :data:`NAMED_LEARNERS` (which no group name can be)."""
     hours: dict[str, float] = {}
     for session in sessions:
         seconds = max(0.0, min(session.closes_at, end) - max(session.starts_at, start))
@@ -136,7 +139,7 @@ def hours_by_group(sessions: Iterable[ClassSession], start: float, end: float,
         elif session.target is SessionTarget.NETWORK:
             keys = [groups_of_network.get(n, n) for n in session.names]
         else:
-            keys = ["learners"]
+            keys = [NAMED_LEARNERS]
         for key in keys:
             hours[key] = hours.get(key, 0.0) + seconds / 3600
     return {k: round(v, 2) for k, v in sorted(hours.items())}

@@ -85,12 +85,14 @@ async def _check_names(state: AdminState, rooms: Rooms, target: SessionTarget,
     if target is SessionTarget.GROUP:
         refused = [n for n in names if n not in rooms.groups]
         if refused:
-            raise ApiError(403, "forbidden", f"You cannot open the group {refused[0]!r}.")
+            raise ApiError(403, "forbidden", f"You cannot open the group {refused[0]!r}.",
+                           field="names")
         return
     if target is SessionTarget.NETWORK:
         refused = [n for n in names if n not in rooms.networks]
         if refused:
-            raise ApiError(403, "forbidden", f"You cannot open the network {refused[0]!r}.")
+            raise ApiError(403, "forbidden", f"You cannot open the network {refused[0]!r}.",
+                           field="names")
         return
     for name in names:
         account = await state.store.accounts.get(name)
@@ -98,7 +100,7 @@ async def _check_names(state: AdminState, rooms: Rooms, target: SessionTarget,
             raise bad_input(f"{name!r} is not a learner's account", "names")
         if not rooms.everything and account.group not in rooms.groups:
             raise ApiError(403, "forbidden", f"You cannot open sessions for {name!r}: their "
-                           f"group {account.group!r} is not one of yours.")
+                           f"group {account.group!r} is not one of yours.", field="names")
 
 
 async def _sites(state: AdminState, raw: Any) -> tuple[str, ...]:

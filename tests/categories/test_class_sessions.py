@@ -178,4 +178,4 @@ def test_hours_opened_are_counted_per_group_inside_the_period() -> None:
                 session(id="cls-3", target=SessionTarget.LEARNERS, names=("amy", "ben"),
                         starts_at=at(15, 0), ends_at=at(15, 45))]
     hours = hours_by_group(sessions, at(9, 30), at(23, 0), {"learner Wi-Fi": "learner_byod"})
-    assert hours == {"learner_byod": 1.0, "learners": 0.75}
+    assert hours == {"learner_byod": 1.0, "(named learners)": 0.75}

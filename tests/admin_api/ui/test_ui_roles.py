@@ -26,12 +26,13 @@ from tests.harness.ui import (
 
 NAV = {
     "learner": ["My requests"],
-    "staff": ["My requests"],
-    "it_support": ["Unblock requests", "Overrides", "Categories", "Test a URL"],
-    "manager": ["Dashboard", "Access log", "Quarterly report", "Alerts", "Audit log"],
-    "dsl": ["Dashboard", "Access log", "Quarterly report", "Alerts"],
+    "staff": ["My requests", "My sessions"],
+    "it_support": ["Unblock requests", "Overrides", "Categories", "Test a URL", "My sessions"],
+    "manager": ["Dashboard", "Access log", "Quarterly report", "Alerts", "My sessions",
+                "Audit log"],
+    "dsl": ["Dashboard", "Access log", "Quarterly report", "Alerts", "My sessions"],
     "admin": ["Unblock requests", "Overrides", "Categories", "Test a URL", "Dashboard",
-              "Access log", "Quarterly report", "Alerts", "Users", "Audit log"],
+              "Access log", "Quarterly report", "Alerts", "My sessions", "Users", "Audit log"],
 }
 START_PAGE = {"learner": "My requests and reports", "staff": "My requests and reports",
               "it_support": "Unblock requests", "manager": "Dashboard",

@@ -170,7 +170,7 @@ def test_a_person_in_a_mapped_group_signs_in_with_that_role_then_signs_out(
     tab.wait_until_drawn()
     assert tab.heading() == "Dashboard"
     assert tab.nav_links() == ["Dashboard", "Access log", "Quarterly report", "Alerts",
-                               "Audit log"]
+                               "My sessions", "Audit log"]
     me = tab.page.evaluate("fetch('/api/v1/auth/me').then((r) => r.json())")
     assert me["user"]["role"] == "manager" and me["user"]["group"] == "staff"
     assert me["user"]["sso"] is True

@@ -124,7 +124,7 @@ function classSessionHours(view, opened) {
     h("h2", { id: "class-sessions-heading" }, "Hours opened by class sessions (last 30 days)"),
     detailsList([["Class sessions", formatNumber(opened.sessions)]], "summary-list summary-list--figures"),
     dataTable({ caption: "Hours opened by class sessions per group, last 30 days", columns: [
-      { label: "Group", cell: (row) => (row.group === "learners" ? "Named learners" : row.group) },
+      { label: "Group", cell: (row) => (row.group === "(named learners)" ? "Named learners" : row.group) },
       { label: "Hours", numeric: true, cell: (row) => row.hours.toFixed(1) }],
     rows, empty: "No class sessions in the last 30 days." }),
     h("p", {}, link("/class-sessions", "See the class sessions"))));
