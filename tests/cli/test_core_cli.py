@@ -195,6 +195,12 @@ def test_missing_urls_is_a_usage_error(cli: CLI) -> None:
         ("groups:\n  byod:\n    online_during: [assembly]\n", "unknown time window 'assembly'"),
         ("networks:\n  - cidr: 10.0.30.0/24\n    group: learner\n    online_during: [teatime]\n",
          "networks.0.online_during"),
+        ("class_sessions:\n  tutors:\n    - staff: [t.jones]\n      groups: [year9]\n",
+         "class_sessions.tutors.0.groups: group 'year9' is not defined"),
+        ("class_sessions:\n  tutors:\n    - staff: [t.jones]\n      networks: [Lab 4]\n",
+         "no network under networks has the name 'Lab 4'"),
+        ("class_sessions:\n  tutors:\n    - groups: [learner]\n", "staff"),
+        ("class_sessions:\n  max_minutes: 0\n", "class_sessions.max_minutes"),
     ],
 )
 def test_bad_config_is_a_usage_error(cli: CLI, tmp_path: Path, config: str, message: str) -> None:

@@ -100,6 +100,7 @@ def test_the_proxy_user_reads_what_a_proxy_needs_and_writes_nothing_of_anyone_el
     try:
         admin = sync_redis.Redis.from_url(server.url, decode_responses=True)
         admin.hset(keys.overrides, "ov1", "{}")
+        admin.hset(keys.class_sessions, "cls-1", "{}")
         admin.hset(keys.user("it1"), mapping={"role": "admin", "password_hash": "x"})
         admin.xadd(keys.audit, {"event": "real"})
         admin.xadd(keys.hits, {"user": "learner1"})
@@ -109,6 +110,7 @@ def test_the_proxy_user_reads_what_a_proxy_needs_and_writes_nothing_of_anyone_el
                                  password=password, decode_responses=True, socket_timeout=5)
         # What a proxy does: read policy, overrides, accounts and tokens; count.
         assert proxy.hgetall(keys.overrides) == {"ov1": "{}"}
+        assert proxy.hgetall(keys.class_sessions) == {"cls-1": "{}"}
         assert proxy.hgetall(keys.user("it1"))["role"] == "admin"
         assert proxy.get(keys.token("abc")) is None
         proxy.incr(keys.rate_limit("login-user", "learner1"))
@@ -118,6 +120,10 @@ def test_the_proxy_user_reads_what_a_proxy_needs_and_writes_nothing_of_anyone_el
         refused = {
             "write an override": lambda: proxy.hset(keys.overrides, "ov2", "{allow gambling}"),
             "delete the overrides": lambda: proxy.delete(keys.overrides),
+            "open a class session": lambda: proxy.hset(keys.class_sessions, "cls-2",
+                                                       '{"target": "group"}'),
+            "end the class sessions": lambda: proxy.delete(keys.class_sessions),
+            "read the sessions' history": lambda: proxy.hgetall(keys.class_session_log),
             "make itself admin": lambda: proxy.hset(keys.user("learner1"), "role", "admin"),
             "add an account": lambda: proxy.sadd(keys.users, "learner1"),
             "mint a session token": lambda: proxy.set(keys.token("f" * 64), "it1"),

@@ -229,3 +229,9 @@ def test_esafety_check_explains_the_windows_and_the_next_opening(proxy: ProxyPro
     inside = proxy.cli("check", "http://allowed.test/", "--group", "learner_byod", "--at",
                        f"{MONDAY.isoformat()}T10:35")
     assert inside.returncode == 0 and "ALLOW" in inside.stdout
+    network = proxy.cli("check", "http://allowed.test/", "--network", "learner Wi-Fi", "--at",
+                        f"{MONDAY.isoformat()}T13:30")
+    assert network.returncode != 0
+    assert f"The learner Wi-Fi is open at {WINDOWS_TEXT}" in network.stdout
+    unknown = proxy.cli("check", "http://allowed.test/", "--network", "Lab 4")
+    assert unknown.returncode == 2 and "'Lab 4' is not a named network" in unknown.stderr
