@@ -313,7 +313,7 @@ def build_document() -> dict[str, Any]:
             "from..to (default: the last 30 days)", "class-sessions", parameters=[FROM, TO])},
         "/api/v1/class-sessions/{id}/end": {"post": _op(
             routes_class_sessions.end_session, "End a class session now (staff: their own)",
-            "class-sessions", parameters=[_path("id", "cls-[0-9]{1,18}", 22)])},
+            "class-sessions", parameters=[OVERRIDE_ID])},
         "/api/v1/accident-reports": {
             "post": _op(ar.file_accident_report, "Report reaching a blocked site "
                         "by accident (no blame); hit_id must be the reporter's own hit (same "

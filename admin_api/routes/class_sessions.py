@@ -31,7 +31,7 @@ from store.class_sessions import SessionNotOpen
 from store.records import UserRecord
 
 routes = web.RouteTableDef()
-SESSION_ID = "{id:cls-[0-9]{1,18}}"
+SESSION_ID = "{id:[A-Za-z0-9_.-]{1,64}}"
 MAX_NAMES = 50
 MAX_SITES = 20
 

@@ -57,39 +57,54 @@ def module_keys() -> Keys:
     return Keys(prefix=f"esafety-test-{uuid.uuid4().hex[:10]}:")
 
 
-@pytest.fixture(scope="module", params=[True, False], ids=["fast-path", "no-fast-path"])
-def proxy(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-          redis_url: str, origins: Origins, module_keys: Keys) -> Iterator[ProxyProcess]:
-    directory = tmp_path_factory.mktemp("windows")
-    config = write_config(
-        directory / "esafety.yaml", module_keys.prefix,
-        groups={"learner_byod": {"online_during": ["break", "lunch"],
-                                 "always_allow": ["origin.test"]}},
-        networks=[{"cidr": "127.0.0.0/8", "group": "learner_byod", "site": "byod",
-                   "name": "learner Wi-Fi", "online_during": ["break", "lunch"]}],
-    )
-    process = ProxyProcess(directory / "data", config, redis_url, origins,
-                           clock_file=directory / "clock", fast_path=request.param)
-    imported = process.cli("lists", "import", str(PROXY_LISTS), "--source", "fixtures")
-    assert imported.returncode == 0, imported.stdout + imported.stderr
-    process.start()
-    yield process
-    process.stop()
+@pytest.fixture(scope="module")
+def proxies(tmp_path_factory: pytest.TempPathFactory, redis_url: str, origins: Origins,
+            module_keys: Keys) -> Iterator[list[ProxyProcess]]:
+    """Two proxies on the same store: with the fast path (it answers CONNECT itself) and
+    without (mitmproxy does). Plain HTTP takes the same path on both, so only the HTTPS tests
+    try both."""
+    started: list[ProxyProcess] = []
+    try:
+        for fast_path in (True, False):
+            directory = tmp_path_factory.mktemp("windows")
+            config = write_config(
+                directory / "esafety.yaml", module_keys.prefix,
+                groups={"learner_byod": {"online_during": ["break", "lunch"],
+                                         "always_allow": ["origin.test"]}},
+                networks=[{"cidr": "127.0.0.0/8", "group": "learner_byod", "site": "byod",
+                           "name": "learner Wi-Fi", "online_during": ["break", "lunch"]}],
+            )
+            process = ProxyProcess(directory / "data", config, redis_url, origins,
+                                   clock_file=directory / "clock", fast_path=fast_path)
+            imported = process.cli("lists", "import", str(PROXY_LISTS), "--source", "fixtures")
+            assert imported.returncode == 0, imported.stdout + imported.stderr
+            started.append(process.start())
+        yield started
+    finally:
+        for process in started:
+            process.stop()
     client = sync_redis.Redis.from_url(redis_url)
     for key in client.scan_iter(match=module_keys.prefix + "*"):
         client.delete(key)
     client.close()
 
 
-def set_clock(proxy: ProxyProcess, iso: str) -> None:
-    assert proxy.clock_file is not None
-    proxy.clock_file.write_text(iso)
+@pytest.fixture(scope="module")
+def proxy(proxies: list[ProxyProcess]) -> ProxyProcess:
+    """The fast-path proxy, for what both would answer alike."""
+    return proxies[0]
+
+
+def set_clock(proxy: ProxyProcess | list[ProxyProcess], iso: str) -> None:
+    for one in proxy if isinstance(proxy, list) else [proxy]:
+        assert one.clock_file is not None
+        one.clock_file.write_text(iso)
 
 
 @pytest.fixture(autouse=True)
-def real_time(proxy: ProxyProcess) -> Iterator[None]:
+def real_time(proxies: list[ProxyProcess]) -> Iterator[None]:
     yield
-    set_clock(proxy, "")
+    set_clock(proxies, "")
 
 
 def hit_fields(redis_url: str, keys: Keys, hit_id: str) -> dict[str, str]:
@@ -146,38 +161,41 @@ def test_outside_the_windows_http_gets_the_outside_hours_page(
     assert not alerting(hit_from_entry(fields))
 
 
-def test_outside_the_windows_https_is_refused_at_connect(proxy: ProxyProcess,
+def test_outside_the_windows_https_is_refused_at_connect(proxies: list[ProxyProcess],
                                                         origins: Origins) -> None:
-    set_clock(proxy, moment(10, 50))
-    mark = origins.raw_mark()
-    head, body = connect_refusal(proxy, "allowed.test")
-    assert head.startswith("HTTP/1.1 403")
-    assert body.startswith(f"The learner Wi-Fi is open at {WINDOWS_TEXT}. "
-                           "It opens next today at 12:00. Reference ")
-    marker = uuid.uuid4().hex
-    result = curl(proxy, f"https://allowed.test/{marker}")
-    assert result.exit_code != 0 and "403" in result.stderr
-    assert not origins.saw(marker) and not origins.raw_connections_since(mark)
+    set_clock(proxies, moment(10, 50))
+    for proxy in proxies:
+        mark = origins.raw_mark()
+        head, body = connect_refusal(proxy, "allowed.test")
+        assert head.startswith("HTTP/1.1 403"), proxy.fast_path
+        assert body.startswith(f"The learner Wi-Fi is open at {WINDOWS_TEXT}. "
+                               "It opens next today at 12:00. Reference "), proxy.fast_path
+        marker = uuid.uuid4().hex
+        result = curl(proxy, f"https://allowed.test/{marker}")
+        assert result.exit_code != 0 and "403" in result.stderr
+        assert not origins.saw(marker) and not origins.raw_connections_since(mark)
 
 
-def test_inside_a_window_requests_reach_the_origin(proxy: ProxyProcess,
+def test_inside_a_window_requests_reach_the_origin(proxies: list[ProxyProcess],
                                                    origins: Origins) -> None:
-    set_clock(proxy, AT_LUNCH)
-    for scheme in ("http", "https"):
-        marker = uuid.uuid4().hex
-        result = curl(proxy, f"{scheme}://allowed.test/{marker}", cacert=origins.ca_file)
-        assert result.status == 200, result.stderr
-        assert origins.saw(marker), scheme
+    set_clock(proxies, AT_LUNCH)
+    for proxy in proxies:
+        for scheme in ("http", "https"):
+            marker = uuid.uuid4().hex
+            result = curl(proxy, f"{scheme}://allowed.test/{marker}", cacert=origins.ca_file)
+            assert result.status == 200, (proxy.fast_path, result.stderr)
+            assert origins.saw(marker), (proxy.fast_path, scheme)
 
 
-def test_an_always_allow_host_is_reachable_outside_the_windows(proxy: ProxyProcess,
+def test_an_always_allow_host_is_reachable_outside_the_windows(proxies: list[ProxyProcess],
                                                                 origins: Origins) -> None:
-    set_clock(proxy, BEFORE_BREAK)
-    for url in ("http://origin.test/", "https://www.origin.test/"):
-        marker = uuid.uuid4().hex
-        result = curl(proxy, url + marker, cacert=origins.ca_file)
-        assert result.status == 200, (url, result.stderr)
-        assert origins.saw(marker), url
+    set_clock(proxies, BEFORE_BREAK)
+    for proxy in proxies:
+        for url in ("http://origin.test/", "https://www.origin.test/"):
+            marker = uuid.uuid4().hex
+            result = curl(proxy, url + marker, cacert=origins.ca_file)
+            assert result.status == 200, (proxy.fast_path, url, result.stderr)
+            assert origins.saw(marker), (proxy.fast_path, url)
 
 
 def test_a_prohibited_site_is_still_blocked_inside_the_window(proxy: ProxyProcess,
