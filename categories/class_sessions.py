@@ -64,7 +64,7 @@ class ClassSession:
     def opens_site(self, host: str) -> bool:
         """True when the session opens ``host`` (a canonical host): every site for a session
         without a list of sites."""
-        return not self.sites or any(host == s or host.endswith("." + s) for s in self.sites)
+        return not self.sites or self.lists(host)
 
     def lists(self, host: str) -> bool:
         """True when ``host`` is one of the session's own sites (or a subdomain of one)."""

@@ -4,7 +4,8 @@ A session not yet closed sits in ``class-sessions:open``, which every proxy read
 overrides (:func:`store.policy_state.read_policy_state`). Opening or ending one changes that
 hash, bumps the policy version and publishes it in one script, exactly as an override change
 does, so every proxy applies it within its poll interval. A session that runs out needs no
-write: proxies compare its end with their clock. The next write moves it out of the open hash.
+write: proxies compare its end with their clock, and housekeeping moves it out of the open
+hash (:meth:`ClassSessions.close_finished`).
 
 Every session, open or closed, is also kept in ``class-sessions:log`` (with its start in
 ``class-sessions:by-start``) for the session lists and the hours opened, and pruned after the
@@ -80,14 +81,18 @@ class ClassSessions:
         return ended, await self._change("end", ended)
 
     async def open_now(self, now: float) -> list[ClassSession]:
-        """The sessions still open at ``now``, oldest first; the ones that ran out are moved
-        out of the open hash on the way (no version bump: proxies already ignore them)."""
-        raw = await self._redis.hgetall(self._keys.class_sessions)
-        sessions = parsed_sessions(raw)
+        """The sessions still open at ``now``, oldest first (a read only)."""
+        sessions = parsed_sessions(await self._redis.hgetall(self._keys.class_sessions))
+        return sorted((s for s in sessions if s.closes_at > now), key=lambda s: s.starts_at)
+
+    async def close_finished(self, now: float) -> int:
+        """Move the sessions that ran out by ``now`` out of the open hash (housekeeping; no
+        version bump: proxies already ignore them). How many."""
+        sessions = parsed_sessions(await self._redis.hgetall(self._keys.class_sessions))
         finished = [s.id for s in sessions if s.closes_at <= now]
         if finished:
             await self._redis.hdel(self._keys.class_sessions, *finished)
-        return sorted((s for s in sessions if s.closes_at > now), key=lambda s: s.starts_at)
+        return len(finished)
 
     async def started_between(self, start: float, end: float) -> list[ClassSession]:
         """Every kept session that started in ``[start, end)``, newest first (at most

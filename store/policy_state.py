@@ -17,8 +17,9 @@ the version has moved (one GET otherwise).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 
@@ -27,6 +28,7 @@ from categories.overrides import Override
 from store.keys import Keys
 
 POLICY_STATE_FORMAT = 1
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -122,24 +124,24 @@ async def bump_version(redis: Redis, keys: Keys) -> int:
 
 
 def _parsed(raw: dict[Any, Any]) -> list[Override]:
+    """The overrides of a stored hash (id -> JSON); a damaged record is skipped here and
+    reported by the admin API."""
+    return _records(raw, Override.from_dict)
+
+
+def _records(raw: dict[Any, Any], parse: Callable[[Any], T]) -> list[T]:
     out = []
     for value in raw.values():
         try:
-            out.append(Override.from_dict(json.loads(value)))
-        except (ValueError, KeyError, TypeError):
-            continue  # a damaged record is skipped here and reported by the admin API
+            out.append(parse(json.loads(value)))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
     return out
 
 
 def parsed_sessions(raw: dict[Any, Any]) -> list[ClassSession]:
     """The class sessions of a stored hash (id -> JSON); a damaged one is skipped."""
-    out = []
-    for value in raw.values():
-        try:
-            out.append(ClassSession.from_dict(json.loads(value)))
-        except (ValueError, KeyError, TypeError, AttributeError):
-            continue
-    return out
+    return _records(raw, ClassSession.from_dict)
 
 
 async def read_overrides(redis: Redis, keys: Keys) -> list[Override]:

@@ -27,6 +27,7 @@ from categories.class_sessions import ClassSession, SessionTarget, hours_by_grou
 from categories.definitions import CategoryKind
 from categories.overrides import canonical_target
 from categories.profiles import describe_windows
+from categories.public_suffix import is_public_suffix
 from store.class_sessions import SessionNotOpen
 from store.records import UserRecord
 
@@ -82,17 +83,12 @@ async def session_rooms(request: web.Request) -> web.Response:
 
 async def _check_names(state: AdminState, rooms: Rooms, target: SessionTarget,
                        names: list[str]) -> None:
-    if target is SessionTarget.GROUP:
-        refused = [n for n in names if n not in rooms.groups]
+    if target is not SessionTarget.LEARNERS:
+        allowed = rooms.groups if target is SessionTarget.GROUP else rooms.networks
+        refused = [n for n in names if n not in allowed]
         if refused:
-            raise ApiError(403, "forbidden", f"You cannot open the group {refused[0]!r}.",
-                           field="names")
-        return
-    if target is SessionTarget.NETWORK:
-        refused = [n for n in names if n not in rooms.networks]
-        if refused:
-            raise ApiError(403, "forbidden", f"You cannot open the network {refused[0]!r}.",
-                           field="names")
+            raise ApiError(403, "forbidden", f"You cannot open the {target.value} "
+                           f"{refused[0]!r}.", field="names")
         return
     for name in names:
         account = await state.store.accounts.get(name)
@@ -120,6 +116,9 @@ async def _sites(state: AdminState, raw: Any) -> tuple[str, ...]:
         if "/" in target:
             raise bad_input(f"{item[:100]!r}: give a site name, not a page (a session opens "
                             "whole sites)", "sites")
+        if is_public_suffix(target):
+            raise bad_input(f"{target} is a public suffix, not a site: it would open every "
+                            f"site under .{target}", "sites")
         decision = policy.decide(f"http://{target}/")
         prohibited = [c for c in decision.categories if c in policy.categories
                       and (policy.categories[c].kind is CategoryKind.BLOCK

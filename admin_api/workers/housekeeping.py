@@ -96,7 +96,7 @@ async def run(state: AdminState, stop: asyncio.Event) -> None:
             await build_indexes(state.store)
             await remove_expired_overrides(state)
             await state.store.address_bindings.prune()
-            await state.store.class_sessions.open_now(time.time())  # moves out finished ones
+            await state.store.class_sessions.close_finished(time.time())
             if loop.time() >= next_retention:
                 await apply_retention(state)
                 next_retention = loop.time() + RETENTION_EVERY_SECONDS

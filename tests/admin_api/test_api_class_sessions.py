@@ -92,6 +92,12 @@ async def test_learners_and_staff_without_rooms_cannot_open_anything(api: Api) -
       "sites": ["www.bbc.co.uk/bitesize"]}, 400, "not a page"),
     ({"target": "group", "names": ["learner_byod"], "minutes": 10,
       "sites": ["not a site"]}, 400, "not a valid site"),
+    # A public suffix would open every site under it (a group that may only visit approved
+    # sites would get the whole of .co.uk).
+    ({"target": "group", "names": ["learner_byod"], "minutes": 10,
+      "sites": ["co.uk"]}, 400, "public suffix"),
+    ({"target": "group", "names": ["learner_byod"], "minutes": 10,
+      "sites": ["www.bbc.co.uk", "github.io"]}, 400, "public suffix"),
     ({"target": "learners", "names": ["bo"], "minutes": 10}, 403, "not one of yours"),
     ({"target": "learners", "names": ["t.jones"], "minutes": 10}, 400, "not a learner"),
     ({"target": "group", "names": ["learner_byod"], "minutes": 10, "until": "never"}, 400,

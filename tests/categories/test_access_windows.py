@@ -10,8 +10,6 @@ import pytest
 
 from categories.decision import Action, Rule
 from categories.definitions import load_definitions
-from categories.domain_index import ListInfo, build_index
-from categories.list_formats import url_entry
 from categories.policy import Policy, PolicyError
 from categories.profiles import (
     ANY_HOUR,
@@ -25,6 +23,7 @@ from categories.profiles import (
     next_opening,
     parse_days,
 )
+from tests.harness.list_fixtures import index_of
 
 CATEGORIES = load_definitions()
 LONDON = ZoneInfo("Europe/London")
@@ -36,18 +35,11 @@ EVENING = TimeWindow("evening", parse_days("fri"), time(20, 0), time(0, 0))
 
 def policy() -> Policy:
     lists = {"gambling": ["bet-ace.test"], "liste_blanche": ["study-portal.test"]}
-    infos, entries = [], []
-    for list_id, (name, values) in enumerate(lists.items()):
-        infos.append(ListInfo(name, f"test/{name}"))
-        for line, value in enumerate(values, start=1):
-            entry = url_entry(value)
-            assert not isinstance(entry, str)
-            entries.append((list_id, entry.kind, entry.value, line))
     profiles = default_profiles()
     profiles["learner_byod"] = GroupProfile(
         "learner_byod", online_during=("break", "lunch"),
         always_allow=frozenset({"allowlist", "vle.college.test"}))
-    return Policy(CATEGORIES, build_index(infos, entries), profiles=profiles,
+    return Policy(CATEGORIES, index_of(lists), profiles=profiles,
                   windows={**WINDOWS, "evening": EVENING})
 
 

@@ -11,12 +11,11 @@ from zoneinfo import ZoneInfo
 from categories.class_sessions import ClassSession, SessionTarget, hours_by_group
 from categories.decision import Action, Rule
 from categories.definitions import load_definitions
-from categories.domain_index import ListInfo, build_index
-from categories.list_formats import url_entry
 from categories.overrides import Override, OverrideScope
 from categories.policy import Policy
 from categories.profiles import ANY_HOUR, GroupProfile, NetworkHours, default_profiles
 from store.policy_state import PolicyState
+from tests.harness.list_fixtures import index_of
 
 CATEGORIES = load_definitions()
 LONDON = ZoneInfo("Europe/London")
@@ -35,19 +34,12 @@ def when(hour: int, minute: int = 0) -> datetime:
 def base_policy() -> Policy:
     lists = {"gambling": ["bet-ace.test"], "bank": ["mybank.test"],
              "iwf": ["abuse.test"], "social_networks": ["chatter.test"]}
-    infos, entries = [], []
-    for list_id, (name, values) in enumerate(lists.items()):
-        infos.append(ListInfo(name, f"test/{name}"))
-        for line, value in enumerate(values, start=1):
-            entry = url_entry(value)
-            assert not isinstance(entry, str)
-            entries.append((list_id, entry.kind, entry.value, line))
     profiles = default_profiles()
     profiles["learner_byod"] = GroupProfile("learner_byod", online_during=("break", "lunch"),
                                             always_allow=frozenset({"vle.college.test"}),
                                             block=frozenset({"banking"}))
     profiles["exam"] = GroupProfile("exam", block_uncategorised=True)
-    return Policy(CATEGORIES, build_index(infos, entries), profiles=profiles)
+    return Policy(CATEGORIES, index_of(lists), profiles=profiles)
 
 
 BASE = base_policy()

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import yaml
 
+from categories.domain_index import DomainIndex, ListInfo, build_index
+from categories.list_formats import url_entry
+
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
@@ -31,3 +34,17 @@ def list_tree(name: str) -> Path:
         for file_name, text in files.items():
             (root / category / file_name).write_text(text, encoding="utf-8")
     return root
+
+
+def index_of(lists: dict[str, list[str]]) -> DomainIndex:
+    """A compiled index of small in-memory lists (list name -> domains or ``host/path``
+    entries), each named ``test/<list name>`` as its source."""
+    infos: list[ListInfo] = []
+    entries = []
+    for list_id, (name, values) in enumerate(lists.items()):
+        infos.append(ListInfo(name, f"test/{name}"))
+        for line, value in enumerate(values, start=1):
+            entry = url_entry(value)
+            assert not isinstance(entry, str), entry
+            entries.append((list_id, entry.kind, entry.value, line))
+    return build_index(infos, entries)
