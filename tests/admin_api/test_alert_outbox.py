@@ -52,8 +52,10 @@ class Receiver:
             self._runner = None
 
 
-async def _alert_delivery(api: Api, token: str) -> dict[str, Any]:
-    _, listing = await api.call("GET", "/api/v1/alerts", token)
+async def _alert_delivery(api: Api, token: str, user: str | None = None) -> dict[str, Any]:
+    """The webhook delivery record of the one alert (of ``user``'s, when given)."""
+    query = f"?user={user}" if user else ""
+    _, listing = await api.call("GET", f"/api/v1/alerts{query}", token)
     [alert] = listing["items"]
     return dict(alert["deliveries"]["webhook"])
 
@@ -70,39 +72,64 @@ async def test_a_webhook_down_for_30_seconds_gets_the_alert_once_across_an_admin
     receiver = Receiver(free_port())
     settings = AlertSettings(webhook_url=receiver.url, retry_first_seconds=1.0,
                              retry_max_seconds=2.0)
-    api = await make_api(alerts=settings)
-    dsl = await api.user("dsl1", "dsl")
-    down_since = time.monotonic()  # the receiver is not running yet
-    extremist = hit("l1", host="extreme.example", category="extremism", alert=True)
-    await api.write_hits([extremist])
-
-    async def failed_once() -> bool:
-        _, listing = await api.call("GET", "/api/v1/alerts", dsl)
-        items = listing["items"]
-        return bool(items) and items[0]["deliveries"]["webhook"]["attempts"] >= 1
-
-    await _until(failed_once, 20)
-    record = await _alert_delivery(api, dsl)
-    assert record["state"] == PENDING and record["last_error"] == "ClientConnectorError"
-    assert record["next_attempt_at"] > time.time() - 5
-
-    await api.client.close()  # the admin service stops while the receiver is down
-    await asyncio.sleep(1.0)
-    api = await make_api(alerts=settings)  # and starts again, with the same Redis
-
-    await asyncio.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down_since)))
-    assert receiver.bodies == []
     await receiver.start()
     try:
-        async def delivered() -> bool:
-            return (await _alert_delivery(api, dsl))["state"] == DELIVERED
+        api = await make_api(alerts=settings)
+        dsl = await api.user("dsl1", "dsl")
 
-        await _until(delivered, 20)
-        await asyncio.sleep(3.0)  # any second copy would arrive by now
-        assert [body["hit_ids"] for body in receiver.bodies] == [[extremist.id]]
-        record = await _alert_delivery(api, dsl)
-        assert record["attempts"] >= 3 and record["next_attempt_at"] is None
-        assert record["delivered_at"] >= time.time() - 25
+        # The receiver is up: the first alert is delivered straight away.
+        first = hit("l1", host="extreme.example", category="extremism", alert=True)
+        await api.write_hits([first])
+
+        async def first_delivered() -> bool:
+            _, listing = await api.call("GET", "/api/v1/alerts?user=l1", dsl)
+            items = listing["items"]
+            return bool(items) and items[0]["deliveries"]["webhook"]["state"] == DELIVERED
+
+        await _until(first_delivered, 20)
+        assert [body["hit_ids"] for body in receiver.bodies] == [[first.id]]
+        assert (await _alert_delivery(api, dsl, "l1"))["attempts"] == 1
+
+        # The receiver goes down for 30 s; a second alert (another learner) is raised then.
+        await receiver.stop()
+        down_since = time.monotonic()
+        second = hit("l2", host="extreme.example", category="extremism", alert=True)
+        await api.write_hits([second])
+
+        async def second_failed() -> bool:
+            _, listing = await api.call("GET", "/api/v1/alerts?user=l2", dsl)
+            items = listing["items"]
+            return bool(items) and items[0]["deliveries"]["webhook"]["attempts"] >= 1
+
+        await _until(second_failed, 20)
+        record = await _alert_delivery(api, dsl, "l2")
+        assert record["state"] == PENDING and record["last_error"] == "ClientConnectorError"
+        assert record["next_attempt_at"] > time.time() - 5
+
+        await api.client.close()  # the admin service stops while the receiver is down
+        await asyncio.sleep(1.0)
+        api = await make_api(alerts=settings)  # and starts again, with the same Redis
+
+        await asyncio.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down_since)))
+        assert time.monotonic() - down_since >= OUTAGE_SECONDS
+        record = await _alert_delivery(api, dsl, "l2")
+        assert record["state"] == PENDING and record["attempts"] >= 3  # kept on trying
+        assert [body["hit_ids"] for body in receiver.bodies] == [[first.id]]
+        back_at = time.time()
+        await receiver.start()  # back up, on the same address
+
+        async def second_delivered() -> bool:
+            return (await _alert_delivery(api, dsl, "l2"))["state"] == DELIVERED
+
+        await _until(second_delivered, 20)
+        await asyncio.sleep(3.0)  # any second copy (of either alert) would arrive by now
+        assert [body["hit_ids"] for body in receiver.bodies] == [[first.id], [second.id]]
+        assert [body["user"] for body in receiver.bodies] == ["l1", "l2"]
+        record = await _alert_delivery(api, dsl, "l2")
+        assert record["next_attempt_at"] is None
+        assert back_at <= record["delivered_at"] <= time.time()
+        first_record = await _alert_delivery(api, dsl, "l1")
+        assert first_record["state"] == DELIVERED and first_record["attempts"] == 1
         assert await api.state.store.alerts.outbox_size() == 0
     finally:
         await receiver.stop()
