@@ -28,10 +28,12 @@ font-weight:600;background:#0b57d0;color:#fff}}
 .actions a.secondary{{background:#fff;color:#0b57d0;border:2px solid #0b57d0}}
 a:focus-visible{{outline:3px solid #f9a825;outline-offset:2px}}
 p.note{{color:#444}}
+p.centre{{margin:0 0 .5rem;color:#444;font-weight:600}}
 </style>
 </head>
 <body>
 <main>
+<p class="centre" data-field="centre">{centre} web filter</p>
 <h1>This page is blocked</h1>
 <p>{reason}</p>
 <dl>
@@ -87,10 +89,11 @@ dt{{font-weight:600}} dd{{margin:0;overflow-wrap:anywhere}}
 
 
 def render_block_page(decision: Decision, hit_id: str, when: datetime, url: str,
-                      admin_url: str) -> bytes:
-    """HTML for a blocked request. Every value is escaped; links carry the hit id. A request
-    refused outside the access windows gets a page of its own: when it opens next, and no
-    report or review buttons (it is not about the site)."""
+                      admin_url: str, centre_name: str) -> bytes:
+    """HTML for a blocked request, naming the centre whose filter blocked it. Every value is
+    escaped; links carry the hit id. A request refused outside the access windows gets a page
+    of its own: when it opens next, and no report or review buttons (it is not about the
+    site)."""
     if decision.rule is Rule.OUTSIDE_HOURS:
         return _OUTSIDE_HOURS_PAGE.format(
             reason=escape(decision.reason), windows=escape(decision.matched or ""),
@@ -101,6 +104,7 @@ def render_block_page(decision: Decision, hit_id: str, when: datetime, url: str,
     query_report = urlencode({"hit_id": hit_id})
     query_review = urlencode({"hit_id": hit_id, "url": url[:2000]})
     page = _PAGE.format(
+        centre=escape(centre_name),
         title=escape(title),
         category_id=escape(decision.category or ""),
         reason=escape(decision.reason),

@@ -134,7 +134,7 @@ class Respond:
                     illegal_headers(verdict.hit_id))
             return http.Response.make(
                 403, render_block_page(decision, verdict.hit_id, verdict.at, verdict.url,
-                                       admin_url(self.config)),
+                                       admin_url(self.config), self.config.centre_name),
                 block_headers(decision, verdict.hit_id))
         if verdict.answer is Answer.ONBOARDING:
             return http.Response.make(

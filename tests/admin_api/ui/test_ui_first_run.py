@@ -53,6 +53,13 @@ def _spki_hash(ca_file: Path) -> str:
     return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
+def _field(page: str, name: str) -> str:
+    """The text of the block page's ``data-field`` element ``name``."""
+    found = re.search(rf'data-field="{name}"[^>]*>([^<]*)<', page)
+    assert found is not None, f"no {name} on the page: {page[:500]}"
+    return found.group(1)
+
+
 def _status_ports() -> int:
     while True:
         port = free_port()
@@ -240,7 +247,16 @@ def test_a_first_run_from_the_printed_link_to_a_filtering_centre(browser: Browse
         # The real proxy blocks a listed site, and nothing is missing any more.
         blocked = _wait_until(lambda: (lambda r: r if r[0] == 403 else None)(
             curl_plain(proxy, LISTED_SITE)), "the proxy to block the listed site", 30)
-        assert "Riverside Training" in blocked[1] or "blocked" in blocked[1].lower()
+        page_text = blocked[1]
+        assert _field(page_text, "centre") == "Riverside Training web filter"
+        assert "<h1>This page is blocked</h1>" in page_text
+        assert _field(page_text, "category") == "Gambling"
+        assert 'data-category="gambling"' in page_text
+        assert _field(page_text, "address") == LISTED_SITE
+        assert ("This is a gambling site. Gambling is not allowed on the centre&#x27;s "
+                "network.") in page_text
+        hit_id = re.search(r'data-field="hit-id"><code>([^<]+)</code>', page_text)
+        assert hit_id is not None and f"/report?hit_id={hit_id.group(1)}" in page_text
         code, ready = _get_json(f"{admin}/readyz")
         assert code == 200 and ready["reasons"] == [], ready
 
@@ -261,6 +277,11 @@ def test_a_first_run_from_the_printed_link_to_a_filtering_centre(browser: Browse
             response = blocked_page.goto(f"https://{BLOCKED_HTTPS_HOST}/", timeout=WAIT_MS)
             assert response is not None and response.status == 403
             expect(blocked_page.locator("h1")).to_have_text("This page is blocked")
+            expect(blocked_page.locator("[data-field=centre]")).to_have_text(
+                "Riverside Training web filter")
+            expect(blocked_page.locator("[data-field=category]")).to_have_text("Gambling")
+            expect(blocked_page.locator("[data-field=address]")).to_have_text(
+                f"https://{BLOCKED_HTTPS_HOST}/")
             expect(blocked_page.get_by_role(
                 "link", name="Ask for this site to be reviewed")).to_be_visible()
             _shot(blocked_page, "6-https-block-page-managed")
