@@ -1,7 +1,8 @@
 """The Wi-Fi sign-in portal, end to end: a real ``esafety proxy`` and a real ``esafety admin``
 on one Redis, a network ``127.0.0.0/8`` marked ``auth: portal`` (group ``guest``), headless
 Chromium for the bring-your-own device, and curl from other loopback addresses
-(``--interface 127.0.0.N``) for the other devices.
+(``--interface 127.0.0.N``) for the other devices. The admin also takes RADIUS accounting from
+Debian's ``radclient`` (the Wi-Fi controller), whose Stop ends a sign-in at that address.
 
 The admin's public address is a name only the proxy can resolve, so the sign-in page Chromium
 shows has come through the proxy, and the admin must learn the device's address from the
@@ -38,6 +39,21 @@ PROBES = ["http://connectivitycheck.gstatic.com/generate_204",
           "http://www.msftconnecttest.com/connecttest.txt",
           "http://www.msftncsi.com/ncsi.txt"]
 CSRF_VALUE = re.compile(r'name="csrf" value="([^"]+)"')
+RADIUS_SECRET = "the controller's shared secret"
+RADIUS_SECRET_ENV = "ESAFETY_TEST_PORTAL_RADIUS_SECRET"
+
+
+class AdminWithRadiusSecret(AdminProcess):
+    """The admin process, with the Wi-Fi controller's shared secret in its environment."""
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), RADIUS_SECRET_ENV: RADIUS_SECRET}
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _marker() -> str:
@@ -83,6 +99,7 @@ class Centre:
     origins: Origins
     admin_port: int
     directory: Path
+    radius_port: int
 
     @property
     def admin_url(self) -> str:
@@ -135,6 +152,15 @@ class Centre:
             time.sleep(0.05)
         raise AssertionError(f"no hit for {path_part}")
 
+    def radclient(self, attributes: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        """One Accounting-Request from Debian's radclient, as the Wi-Fi controller sends it."""
+        secret_file = self.directory / "radius-secret"
+        secret_file.write_text(RADIUS_SECRET + "\n")
+        text = "\n".join(f"{name} = {value}" for name, value in attributes.items()) + "\n"
+        return subprocess.run(["radclient", "-r", "1", "-t", "2", "-S", str(secret_file),
+                               f"127.0.0.1:{self.radius_port}", "acct"], input=text,
+                              capture_output=True, text=True, timeout=20)
+
     def through_proxy(self, address: str, url: str, *args: str) -> Reply:
         return curl_from(address, url, *args, proxy=self.proxy.proxy_url)
 
@@ -182,17 +208,21 @@ def centre(tmp_path_factory: pytest.TempPathFactory, redis_url: str,
     directory = tmp_path_factory.mktemp("portal")
     keys = Keys(prefix=f"esafety-test-{uuid.uuid4().hex[:10]}:")
     admin_port = free_port()
+    radius_port = free_udp_port()
     config = write_config(
         directory / "esafety.yaml", keys.prefix,
         admin_public_url=f"http://{ADMIN_NAME}:{admin_port}",
         listen={"admin": f"127.0.0.1:{admin_port}"},
         logging={"format": "text", "level": "info", "log_allowed": True},
-        identity={"portal": {"session_hours": 2}},
+        identity={"portal": {"session_hours": 2},
+                  "radius_accounting": {
+                      "listen": f"127.0.0.1:{radius_port}",
+                      "clients": [{"address": "127.0.0.1", "secret_env": RADIUS_SECRET_ENV}]}},
         networks=[{"cidr": "127.0.0.0/8", "group": "guest", "site": "byod-wifi",
                    "auth": "portal"}])
     data_dir = directory / "data"
     proxy = ProxyProcess(data_dir, config, redis_url, origins)
-    admin = AdminProcess(data_dir, config, redis_url, admin_port)
+    admin = AdminWithRadiusSecret(data_dir, config, redis_url, admin_port)
     stack = UiStack(admin, keys, redis_url)
     try:
         proxy.start()
@@ -200,7 +230,7 @@ def centre(tmp_path_factory: pytest.TempPathFactory, redis_url: str,
         for name in ("kai", "lou", "mo", "nia"):
             stack.add_user(name, "learner")
         stack.add_user("it-sam", "admin")
-        yield Centre(stack, proxy, origins, admin_port, directory)
+        yield Centre(stack, proxy, origins, admin_port, directory, radius_port)
     finally:
         admin.stop()
         proxy.stop()
@@ -358,3 +388,43 @@ def test_disabling_the_account_ends_its_portal_sign_ins(centre: Centre) -> None:
     assert "127.0.0.13" not in centre.bindings()
     centre.wait_until_sent_to_portal("127.0.0.13", within=1.0)
     assert json.dumps(centre.audit_actions()).count("user.disable") == 1
+
+
+def test_a_radius_stop_ends_the_portal_sign_in_at_that_address(centre: Centre) -> None:
+    device, neighbour = "127.0.0.20", "127.0.0.21"
+    assert centre.sign_in(device, "kai").status == 303
+    assert centre.sign_in(neighbour, "mo").status == 303
+    centre.wait_until_attributed(device)
+    centre.wait_until_attributed(neighbour)
+    marker = _marker()
+    assert centre.through_proxy(device, f"http://origin.test/{marker}").status == 200
+    signed_in = centre.wait_for_hit(marker)
+    assert (signed_in["user"], signed_in["identified_by"], signed_in["client_ip"]) == (
+        "kai", "portal", device)
+
+    # The Wi-Fi controller says the device left the Wi-Fi. It knows the device by its own
+    # name (a MAC sign-in here), not by the portal's user: the Stop ends the sign-in anyway.
+    stop = centre.radclient({"Acct-Status-Type": "Stop", "User-Name": "aabbccddee20",
+                             "Framed-IP-Address": device,
+                             "Calling-Station-Id": "AA-BB-CC-DD-EE-20",
+                             "Acct-Session-Id": "byod-0020", "NAS-IP-Address": "127.0.0.1"})
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    assert "Accounting-Response" in stop.stdout
+    bindings = centre.bindings()
+    assert device not in bindings and bindings[neighbour].user == "mo"
+
+    # Within a second the device is unidentified again: sent to the portal, nothing fetched,
+    # nothing recorded as kai's.
+    centre.wait_until_sent_to_portal(device, within=1.5)
+    after = _marker()
+    reply = centre.through_proxy(device, f"http://origin.test/{after}")
+    assert reply.status == 302
+    assert reply.header("Location").startswith(f"{centre.admin_url}/portal?return=")
+    assert centre.origins.saw(after) == []
+    assert not [fields for fields in centre.hits() if after in fields.get("path", "")]
+    # The neighbour's sign-in is untouched.
+    kept = _marker()
+    assert centre.through_proxy(neighbour, f"http://origin.test/{kept}").status == 200
+    assert centre.wait_for_hit(kept)["user"] == "mo"
+    assert "RADIUS Stop at 127.0.0.20 ended the portal sign-in there" in \
+        centre.stack.admin.log_text()
