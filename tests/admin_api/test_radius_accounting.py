@@ -9,6 +9,7 @@ UDP socket and a real Redis."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import re
@@ -225,9 +226,12 @@ def radclient(port: int, secret_file: Path, attributes: dict[str, str]
                           text=True, timeout=20)
 
 
-async def blocked_hit(proxy: ProxyProcess, api: Api) -> HitRecord:
-    """Request the blocked site from the device's address; the hit the proxy recorded."""
-    result = await asyncio.to_thread(curl, proxy, BLOCKED, "--interface", DEVICE_ADDRESS)
+async def blocked_hit(proxy: ProxyProcess, api: Api,
+                      user: tuple[str, str] | None = None) -> HitRecord:
+    """Request the blocked site from the device's address (signed in on the connection as
+    ``user``, when given); the hit the proxy recorded."""
+    result = await asyncio.to_thread(
+        functools.partial(curl, proxy, BLOCKED, "--interface", DEVICE_ADDRESS, user=user))
     assert result.status == 403, result.stderr
     match = re.search(r"x-esafety-hit-id: (\S+)", result.headers, re.IGNORECASE)
     assert match is not None, result.headers
@@ -241,8 +245,9 @@ async def blocked_hit(proxy: ProxyProcess, api: Api) -> HitRecord:
     raise AssertionError(f"no hit {match.group(1)} in the stream")
 
 
-async def staff_only_status(proxy: ProxyProcess) -> int:
-    result = await asyncio.to_thread(curl, proxy, STAFF_ONLY, "--interface", DEVICE_ADDRESS)
+async def staff_only_status(proxy: ProxyProcess, user: tuple[str, str] | None = None) -> int:
+    result = await asyncio.to_thread(
+        functools.partial(curl, proxy, STAFF_ONLY, "--interface", DEVICE_ADDRESS, user=user))
     return result.status
 
 
@@ -311,6 +316,46 @@ async def test_radclient_start_and_stop_attribute_a_devices_requests_to_its_user
     assert status == 200
     assert 'esafety_radius_accounting_packets_total{outcome="bad_authenticator"} 1.0' in metrics
     assert 'esafety_radius_accounting_packets_total{outcome="accepted"} 2.0' in metrics
+
+
+async def test_a_token_on_the_connection_beats_a_radius_binding_at_the_same_address(
+        make_api: ApiFactory, proxy: ProxyProcess, tmp_path: Path) -> None:
+    """The precedence: a sign-in on the connection (here the extension's proxy token) names
+    who is browsing, even at an address the Wi-Fi controller has bound to someone else."""
+    port = free_udp_port()
+    identity = IdentitySettings(radius_accounting=RadiusAccountingSettings(
+        ListenAddress("127.0.0.1", port), (CONTROLLER,), binding_hours=1.0))
+    api = await make_api(environ={SECRET_ENV: SECRET}, identity=identity)
+    accounts = api.state.store.accounts
+    await accounts.create("kim.staff", "staff", "staff", "long enough pass")
+    await accounts.create("lee.learner", "learner", "learner", "long enough pass")
+    lee = ("lee.learner", await accounts.issue_token("lee.learner"))
+    secret_file = tmp_path / "radius-secret"
+    secret_file.write_text(SECRET + "\n")
+    start = await asyncio.to_thread(radclient, port, secret_file, {
+        "Acct-Status-Type": "Start", "User-Name": "kim.staff",
+        "Framed-IP-Address": DEVICE_ADDRESS, "Calling-Station-Id": "AA-BB-CC-DD-EE-0F",
+        "Acct-Session-Id": "5f3a0002", "NAS-IP-Address": "127.0.0.1"})
+    assert start.returncode == 0, start.stdout + start.stderr
+    # The address is kim's (staff) for requests that carry no sign-in.
+    assert await settles(lambda: staff_only_status(proxy), 200)
+
+    # lee's token on the connection, from the same address: lee, as a learner.
+    probe = await asyncio.to_thread(
+        functools.partial(curl, proxy, PROBE, "--interface", DEVICE_ADDRESS, user=lee))
+    assert probe.status == 200
+    assert {key: probe.json()[key] for key in ("user", "group", "identified_by")} == {
+        "user": "lee.learner", "group": "learner", "identified_by": "auth"}
+    assert await staff_only_status(proxy, lee) == 403  # kim's staff profile is not lee's
+    hit = await blocked_hit(proxy, api, lee)
+    assert (hit.user, hit.group, hit.identified_by, hit.device, hit.client_ip) == (
+        "lee.learner", "learner", "auth", "", DEVICE_ADDRESS)  # not kim's, nor kim's MAC
+
+    # Without the token the binding still names kim: it was overridden, not ended.
+    assert await api.state.store.address_bindings.get(DEVICE_ADDRESS) is not None
+    unsigned = await blocked_hit(proxy, api)
+    assert (unsigned.user, unsigned.identified_by, unsigned.device) == (
+        "kim.staff", "radius", "aa:bb:cc:dd:ee:0f")
 
 
 async def test_housekeeping_removes_expired_bindings(make_api: ApiFactory, keys: Keys,

@@ -12,8 +12,10 @@ import redis.asyncio as aioredis
 
 from deployment.config import Config, Network
 from proxy_addons.identify import VERSION_STALE_SECONDS, Identify
+from store.accounts import create_user, issue_token
 from store.address_bindings import AddressBindings, BindingError
 from store.keys import Keys
+from tests.harness.proxy import basic
 
 
 def _identify(redis: aioredis.Redis, keys: Keys, auth: str = "off") -> Identify:
@@ -82,6 +84,25 @@ async def test_identify_ranks_a_binding_above_the_address_range(redis: aioredis.
     await AddressBindings(redis, keys).unbind("127.0.0.5", user="sam")
     await identify.refresh_bindings()
     assert await identify.resolve("", "127.0.0.5", challenge=True) is None
+
+
+async def test_identify_ranks_a_token_on_the_connection_above_a_binding(
+        redis: aioredis.Redis, keys: Keys) -> None:
+    identify = _identify(redis, keys, auth="required")
+    await create_user(redis, keys, "lee", "learner", "learner", "long enough pass")
+    token = await issue_token(redis, keys, "lee")
+    await AddressBindings(redis, keys).bind("127.0.0.5", "sam", "radius", 600,
+                                            device="aa:bb:cc:dd:ee:ff", group="staff")
+    await identify.refresh_version()
+    await identify.refresh_bindings()
+    for challenge in (True, False):
+        signed_in = await identify.resolve(basic("lee", token), "127.0.0.5", challenge)
+        assert signed_in is not None
+        assert (signed_in.user, signed_in.group, signed_in.source, signed_in.device) == (
+            "lee", "learner", "auth", "")
+    # The same address without the token is still the bound user's.
+    bound = await identify.resolve("", "127.0.0.5", challenge=True)
+    assert bound is not None and (bound.user, bound.source) == ("sam", "radius")
 
 
 async def test_bindings_fail_closed_when_redis_cannot_be_read(redis: aioredis.Redis,
