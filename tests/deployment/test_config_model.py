@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import re
 from pathlib import Path
 
 import pytest
@@ -15,11 +17,15 @@ from deployment.config import (
     CONFIG_SCHEMA,
     AlertSettings,
     Config,
+    IdentitySettings,
+    KerberosSettings,
     ListenSettings,
+    RadiusClient,
     build_policy,
     load_config,
 )
 from deployment.listen_address import LISTEN_PATTERN, ListenAddress
+from store.records import ROLES
 from tests.harness.proxy import REPO
 
 
@@ -81,6 +87,68 @@ def test_the_example_config_loads(tmp_path: Path) -> None:
     config = load_config(REPO / "esafety.example.yaml")
     assert config.listen == ListenSettings()
     assert config.alerts.group_window_seconds == AlertSettings().group_window_seconds
+
+
+IDENTITY_BLOCKS = ("radius_accounting", "kerberos", "ldap", "oidc")
+
+
+def _uncomment_identity_blocks(text: str) -> str:
+    """The example with its commented-out identity blocks switched on, as a reader would:
+    each block starts ``  #name:`` under ``identity:`` and goes on with ``  #  `` lines."""
+    lines, found, inside = [], [], False
+    for line in text.splitlines():
+        opening = re.fullmatch(r"  #(\w+):(.*)", line)
+        if opening and opening.group(1) in IDENTITY_BLOCKS:
+            found.append(opening.group(1))
+            lines.append(f"  {opening.group(1)}:{opening.group(2)}")
+            inside = True
+        elif inside and line.startswith("  #  "):
+            lines.append("   " + line[3:])
+        else:
+            inside = False
+            lines.append(line)
+    assert sorted(found) == sorted(IDENTITY_BLOCKS), found
+    return "\n".join(lines) + "\n"
+
+
+def test_the_examples_commented_identity_blocks_load_when_uncommented(tmp_path: Path) -> None:
+    # The loader reads no secrets (only the names of the variables that hold them): nothing
+    # needs to be in the environment for the file to load.
+    example = (REPO / "esafety.example.yaml").read_text()
+    path = tmp_path / "esafety.yaml"
+    path.write_text(_uncomment_identity_blocks(example))
+    config = load_config(path)
+    identity = config.identity
+    assert identity.radius_accounting is not None
+    assert identity.radius_accounting.listen == ListenAddress("", 1813)
+    assert identity.radius_accounting.clients == (
+        RadiusClient(ipaddress.ip_network("10.20.0.2/32"), "ESAFETY_RADIUS_SECRET"),)
+    assert identity.radius_accounting.binding_hours == 12
+    assert identity.kerberos == KerberosSettings(keytab="/etc/esafety/proxy.keytab",
+                                                 service="HTTP/proxy.centre.local")
+    ldap = identity.ldap
+    assert ldap is not None
+    assert (ldap.url, ldap.bind_dn, ldap.password_env, ldap.base_dn, ldap.user_attribute) == (
+        "ldaps://dc1.centre.example", "CN=esafety-sync,OU=Service Accounts,DC=centre,DC=example",
+        "ESAFETY_LDAP_PASSWORD", "DC=centre,DC=example", "sAMAccountName")
+    assert ldap.groups == {"CN=Learners,OU=Groups,DC=centre,DC=example": "learner",
+                           "CN=Staff,OU=Groups,DC=centre,DC=example": "staff"}
+    assert ldap.roles == {"CN=Staff,OU=Groups,DC=centre,DC=example": "staff",
+                          "CN=IT Support,OU=Groups,DC=centre,DC=example": "it_support"}
+    assert set(ldap.roles.values()) <= set(ROLES)
+    oidc = identity.oidc
+    assert oidc is not None
+    assert (oidc.issuer, oidc.client_id, oidc.client_secret_env, oidc.name, oidc.scopes) == (
+        "https://accounts.google.com", "1234.apps.googleusercontent.com",
+        "ESAFETY_OIDC_CLIENT_SECRET", "Google", ("openid", "email", "profile"))
+    assert oidc.roles == {"admin": ("it@centre.example",), "manager": ("group:managers",)}
+    assert oidc.groups == {"staff": ("group:managers",)}
+    assert set(oidc.roles) <= set(ROLES)
+    # The portal block, never commented out, is unchanged, and so is the rest of the file.
+    assert identity.portal == load_config(REPO / "esafety.example.yaml").identity.portal
+    assert dataclasses.replace(config, identity=IdentitySettings(portal=identity.portal),
+                               path=None) == dataclasses.replace(
+        load_config(REPO / "esafety.example.yaml"), path=None)
 
 
 def test_the_policy_is_built_from_the_config(tmp_path: Path) -> None:
