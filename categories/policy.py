@@ -152,6 +152,10 @@ class _Plan(NamedTuple):
     source: str | None
     tail: tuple[tuple[str, ...], str | None, bool, bool, str | None]
     by_entry: bool | None
+    windows: tuple[tuple[str, ...], ...] = ()
+    """For a list with categories the profile allows during time windows: those windows, per
+    such category. The decision then depends on which of them is open (see
+    :meth:`Policy._plan_at`); this plan itself gives none."""
 
 
 _NO_PLAN = _Plan((_ALLOW, _RULE_DEFAULT), ("", None, None), None, ((), None, False, False, None),
@@ -227,11 +231,12 @@ class Policy:
                      for li in snapshot.lists]
             self._indexes.append((snapshot, feeds))
         self._indexes.append(curated_index(categories))
-        self._plans: dict[tuple[int, int, int], _Plan] = {}
-        """Per (profile id, index id, list id), both held by this policy: see
-        :meth:`_plan_for`. Plans depend on the categories, the lists and the profiles only
-        (never on overrides, sessions, verdicts or the time), so clones made by
-        :meth:`with_overrides` share them."""
+        self._plans: dict[tuple[int, int, int] | tuple[int, int, int, tuple[str | None, ...]],
+                          _Plan] = {}
+        """Per (profile id, index id, list id), both held by this policy, and for a list
+        with time windows per the windows open: see :meth:`_plan_for`. Plans depend on the
+        categories, the lists and the profiles only (never on overrides, sessions, verdicts or
+        the time), so clones made by :meth:`with_overrides` share them."""
 
     def _validate(self) -> None:
         if self.unidentified_group not in self.profiles:
@@ -375,6 +380,9 @@ class Policy:
                 plan = self._plans.get((id(profile), id(index), m.list_id))
                 if plan is None:
                     plan = self._plan_for(profile, index, feeds, m.list_id)
+                if plan.windows:
+                    plan = self._plan_at(plan, profile, index, feeds, m.list_id,
+                                         at or datetime.now(UTC))
                 if plan.by_entry:
                     decision = _tuple_new(Decision, (*plan.head, host, *plan.middle, m.entry,
                                                      plan.source, m.line or None, *plan.tail))
@@ -417,24 +425,41 @@ class Policy:
         ``index`` (one of :attr:`_indexes`, with its ``feeds``), for a request with no
         override, verdict or look-alike on a host name. It is derived from :meth:`_resolve`
         itself, on two probe requests, and kept only when it rebuilds both of their decisions
-        exactly. A list whose categories the profile allows during time windows gets none
-        (its decision depends on the time)."""
+        exactly. For a list whose categories the profile allows during time windows, it only
+        names those windows: :meth:`_plan_at` gives the plan for the windows open."""
         categories = feeds[list_id]
-        plan = _NO_PLAN
-        if not any(c.id in profile.allow_during for c in categories):
-            plan = self._derive_plan(profile, index.lists[list_id], categories)
+        windows = tuple(profile.allow_during[c.id] for c in categories
+                        if c.id in profile.allow_during)
+        if windows:
+            plan = _NO_PLAN._replace(windows=windows)
+        else:
+            plan = self._derive_plan(profile, index.lists[list_id], categories, None)
         self._plans[(id(profile), id(index), list_id)] = plan
         return plan
 
+    def _plan_at(self, timed: _Plan, profile: GroupProfile, index: DomainIndex,
+                 feeds: list[tuple[Category, ...]], list_id: int, when: datetime) -> _Plan:
+        """The plan of a list with time windows (``timed``, from :meth:`_plan_for`) at
+        ``when``. :meth:`_resolve` reads the time only through ``Schedule.active`` of these
+        windows, so the decision is the same whenever the same ones are open: a plan derived
+        at ``when`` holds for every such time."""
+        active = tuple(self.schedule.active(names, when) for names in timed.windows)
+        key = (id(profile), id(index), list_id, active)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._derive_plan(profile, index.lists[list_id], feeds[list_id], when)
+            self._plans[key] = plan
+        return plan
+
     def _derive_plan(self, profile: GroupProfile, source: ListInfo,
-                     categories: tuple[Category, ...]) -> _Plan:
+                     categories: tuple[Category, ...], when: datetime | None) -> _Plan:
         plan = _NO_PLAN
         for host, entry, line in _PROBES:
             kind = EntryKind.URL if "/" in entry else EntryKind.DOMAIN
             match = IndexMatch(0, line, entry, kind)
             url = CanonicalURL("https", host, None, "/probe/path/deeper")
             hits = [_Hit(c, match, source) for c in categories]
-            expected = self._resolve(url, profile, hits, None, None)
+            expected = self._resolve(url, profile, hits, None, when)
             if plan is _NO_PLAN:
                 by_entry = expected.matched is not None or expected.line is not None
                 plan = _Plan((expected.action, expected.rule),

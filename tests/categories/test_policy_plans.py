@@ -209,6 +209,10 @@ def test_social_networks_follow_the_clock_for_learners() -> None:
     assert (morning.action, lunch.action, again.action) == (
         Action.BLOCK, Action.ALLOW, Action.BLOCK)
     assert lunch.rule is Rule.TIME_WINDOW
+    assert lunch.reason == "Social networks is allowed for the learner group during lunch."
+    assert (lunch.matched, lunch.line) == ("friendspace.test", 1)
+    # Both came from plans, one per set of open windows.
+    assert sum(1 for key in fast._plans if len(key) == 4) == 2
 
 
 def test_an_override_added_later_wins_over_a_plan_made_before_it() -> None:
