@@ -45,6 +45,7 @@ except ImportError:  # pragma: no cover - exercised where no compiler was availa
 
 URL_FLAG = 0x8000
 _DOMAIN = EntryKind.DOMAIN
+_URL = EntryKind.URL
 _COMBO_MASK = 0x7FFF
 _URL_BOUNDARIES = frozenset("/?&;#")
 FORMAT_VERSION = 1
@@ -198,9 +199,11 @@ class DomainIndex:
     def _lookup(self, rev_key: str, path: str) -> list[IndexMatch]:
         """:meth:`lookup` without its quick exit, for callers that checked :attr:`_covers`."""
         out: list[IndexMatch] = []
+        host_combo = self._host_combo
+        combos = self.combos
         for prefix, kid in self._hosts.iter_prefixes_with_ids(rev_key):
-            combo = self._host_combo[kid]
-            list_ids = self.combos[combo & _COMBO_MASK]
+            combo = host_combo[kid]
+            list_ids = combos[combo & _COMBO_MASK]
             # What _payload gives, inlined (the hot path of a listed host).
             if len(list_ids) == 1:
                 out.append(_new_match(IndexMatch, list_ids[0], self._host_line[kid],
@@ -220,13 +223,20 @@ class DomainIndex:
 
     def _lookup_urls(self, prefix: str, path: str) -> list[IndexMatch]:
         key = prefix + path
-        out = []
+        size = len(key)
+        head = len(prefix)
+        out: list[IndexMatch] = []
         for found, kid in self._urls.iter_prefixes_with_ids(key):
-            if len(found) < len(key) and key[len(found)] not in _URL_BOUNDARIES:
+            if len(found) < size and key[len(found)] not in _URL_BOUNDARIES:
                 continue
-            entry = prefix[-2::-1] + found[len(prefix):]
-            for lid, line in self._payload(kid, self._url_combo, self._url_line, self._url_extras):
-                out.append(IndexMatch(lid, line, entry, EntryKind.URL))
+            entry = prefix[-2::-1] + found[head:]
+            list_ids = self.combos[self._url_combo[kid] & _COMBO_MASK]
+            # What _payload gives, inlined.
+            if len(list_ids) == 1:
+                out.append(_new_match(IndexMatch, list_ids[0], self._url_line[kid], entry, _URL))
+            elif list_ids:
+                out.extend([_new_match(IndexMatch, lid, line, entry, _URL)
+                            for lid, line in self._url_extras[kid]])
         return out
 
     def entries_under(self, rev_key: str, path: str = "") -> Iterator[IndexMatch]:

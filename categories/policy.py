@@ -139,6 +139,33 @@ def _entry_of(hit: _Hit) -> str:
     return f"{hit.match.entry} ({hit.source.source if hit.source else 'content classifier'})"
 
 
+class _Plan(NamedTuple):
+    """The decision for a request whose only match is one entry of one list, for one profile,
+    with the request's own parts left out: ``Decision(*head, host, *middle, matched, source,
+    line, *tail)``, where ``matched`` and ``line`` are the entry's (``by_entry``) or None.
+    ``by_entry`` is None when the decision for such a request is not a plain function of the
+    list and the profile (it depends on the time or on the entry's text): such a request goes
+    the general way."""
+
+    head: tuple[Action, Rule]
+    middle: tuple[str, str | None, str | None]
+    source: str | None
+    tail: tuple[tuple[str, ...], str | None, bool, bool, str | None]
+    by_entry: bool | None
+    windows: tuple[tuple[str, ...], ...] = ()
+    """For a list with categories the profile allows during time windows: those windows, per
+    such category. The decision then depends on which of them is open (see
+    :meth:`Policy._plan_at`); this plan itself gives none."""
+
+
+_NO_PLAN = _Plan((_ALLOW, _RULE_DEFAULT), ("", None, None), None, ((), None, False, False, None),
+                 None)
+_PROBES = (("plan-probe-one.invalid", "plan-probe-one.invalid", 7),
+           ("www.plan-probe-two.invalid", "plan-probe-two.invalid/probe/path", 0))
+"""Two requests with unlike hosts, entries and lines: a plan must rebuild the general path's
+decision for both."""
+
+
 # ``X.__new__(X, ...)`` is exactly ``X(...)`` for these NamedTuples, at half the cost.
 _new_hit = _Hit.__new__
 _new_decision = Decision.__new__
@@ -204,6 +231,12 @@ class Policy:
                      for li in snapshot.lists]
             self._indexes.append((snapshot, feeds))
         self._indexes.append(curated_index(categories))
+        self._plans: dict[tuple[int, int, int] | tuple[int, int, int, tuple[str | None, ...]],
+                          _Plan] = {}
+        """Per (profile id, index id, list id), both held by this policy, and for a list
+        with time windows per the windows open: see :meth:`_plan_for`. Plans depend on the
+        categories, the lists and the profiles only (never on overrides, sessions, verdicts or
+        the time), so clones made by :meth:`with_overrides` share them."""
 
     def _validate(self) -> None:
         if self.unidentified_group not in self.profiles:
@@ -239,7 +272,7 @@ class Policy:
         sessions (the indexes are shared)."""
         clone = object.__new__(Policy)
         for name in ("categories", "snapshot", "snapshot_version", "profiles", "schedule",
-                     "unidentified_group", "_strictest", "_indexes"):
+                     "unidentified_group", "_strictest", "_indexes", "_plans"):
             setattr(clone, name, getattr(self, name))
         clone.overrides = overrides if isinstance(overrides, OverrideSet) else OverrideSet(overrides)
         clone._has_overrides = len(clone.overrides) > 0
@@ -311,32 +344,71 @@ class Policy:
                                    "to be safe.", severity="high")
         profile = self.profiles.get(group, self._strictest) if group else self._strictest
         host = url.host
-        hits: list[_Hit] = []
+        found: list[tuple[DomainIndex, list[tuple[Category, ...]], list[IndexMatch]]] | None
+        found = None
         for index, feeds in self._indexes:
             if index._covers(host):  # certain when False; most hosts stop here
                 # host[::-1] + "." is categories.domain_index.host_key, inlined on the hot path.
-                for m in index._lookup(host[::-1] + ".", url.path):
-                    source = index.lists[m.list_id]
-                    hits.extend([_new_hit(_Hit, c, m, source) for c in feeds[m.list_id]])
-        if "xn--" in host and not any(h.category.kind is CategoryKind.BLOCK for h in hits):
-            hits.extend(self._lookalike_hits(host, url.path))
-        for category_id in verdicts:
-            category = self.categories.get(category_id)
-            if category is not None:
-                hits.append(_Hit(category, None, None))
+                matches = index._lookup(host[::-1] + ".", url.path)
+                if matches:
+                    if found is None:
+                        found = [(index, feeds, matches)]
+                    else:
+                        found.append((index, feeds, matches))
+        if found is None:
+            if (not verdicts and not self._has_overrides and url.host_kind is _NAME
+                    and not profile.block_uncategorised and "xn--" not in host
+                    and (hours is None or not (profile.online_during or hours.windows))):
+                # No entry, override or verdict, and nothing about the hours to check: the
+                # general path below gives Decision(Action.ALLOW, Rule.DEFAULT, host,
+                # _NO_RULE_BLOCKS), built here directly.
+                return _tuple_new(Decision, (_ALLOW, _RULE_DEFAULT, host, _NO_RULE_BLOCKS,
+                                             *_DECISION_DEFAULTS))
+            found = []
         override = None
         if self._has_overrides:
             when = at or datetime.now(UTC)
             override = self.overrides.find(host, url.path, user, group, when.timestamp())
         timed = hours is not None and bool(profile.online_during or hours.windows)
-        if not hits and override is None:
-            if url.host_kind is _NAME and not profile.block_uncategorised and not timed:
-                # Decision(Action.ALLOW, Rule.DEFAULT, host, _NO_RULE_BLOCKS), built directly.
-                return _tuple_new(Decision, (_ALLOW, _RULE_DEFAULT, host, _NO_RULE_BLOCKS,
-                                             *_DECISION_DEFAULTS))
-            decision = self._default(url, profile, ())
-        else:
-            decision = self._resolve(url, profile, hits, override, at)
+        decision: Decision | None = None
+        if (len(found) == 1 and override is None and not verdicts and url.host_kind is _NAME
+                and "xn--" not in host):
+            index, feeds, matches = found[0]
+            if len(matches) == 1:
+                # One entry of one list, the usual listed host: its plan gives the decision.
+                m = matches[0]
+                plan = self._plans.get((id(profile), id(index), m.list_id))
+                if plan is None:
+                    plan = self._plan_for(profile, index, feeds, m.list_id)
+                if plan.windows:
+                    plan = self._plan_at(plan, profile, index, feeds, m.list_id,
+                                         at or datetime.now(UTC))
+                if plan.by_entry:
+                    decision = _tuple_new(Decision, (*plan.head, host, *plan.middle, m.entry,
+                                                     plan.source, m.line or None, *plan.tail))
+                elif plan.by_entry is not None:
+                    decision = _tuple_new(Decision, (*plan.head, host, *plan.middle, None,
+                                                     plan.source, None, *plan.tail))
+        if decision is None:
+            hits: list[_Hit] = []
+            for index, feeds, matches in found:
+                for m in matches:
+                    source = index.lists[m.list_id]
+                    hits.extend([_new_hit(_Hit, c, m, source) for c in feeds[m.list_id]])
+            if "xn--" in host and not any(h.category.kind is CategoryKind.BLOCK for h in hits):
+                hits.extend(self._lookalike_hits(host, url.path))
+            for category_id in verdicts:
+                category = self.categories.get(category_id)
+                if category is not None:
+                    hits.append(_Hit(category, None, None))
+            if not hits and override is None:
+                if url.host_kind is _NAME and not profile.block_uncategorised and not timed:
+                    # Decision(Action.ALLOW, Rule.DEFAULT, host, _NO_RULE_BLOCKS), built directly.
+                    return _tuple_new(Decision, (_ALLOW, _RULE_DEFAULT, host, _NO_RULE_BLOCKS,
+                                                 *_DECISION_DEFAULTS))
+                decision = self._default(url, profile, ())
+            else:
+                decision = self._resolve(url, profile, hits, override, at)
         if hours is None:
             return decision
         if decision.blocked:
@@ -346,6 +418,68 @@ class Policy:
         if timed:
             return self._within_hours(decision, profile, user, hours, at)
         return decision
+
+    def _plan_for(self, profile: GroupProfile, index: DomainIndex,
+                  feeds: list[tuple[Category, ...]], list_id: int) -> _Plan:
+        """The plan for a request whose only match is one entry of list ``list_id`` of
+        ``index`` (one of :attr:`_indexes`, with its ``feeds``), for a request with no
+        override, verdict or look-alike on a host name. It is derived from :meth:`_resolve`
+        itself, on two probe requests, and kept only when it rebuilds both of their decisions
+        exactly. For a list whose categories the profile allows during time windows, it only
+        names those windows: :meth:`_plan_at` gives the plan for the windows open."""
+        categories = feeds[list_id]
+        windows = tuple(profile.allow_during[c.id] for c in categories
+                        if c.id in profile.allow_during)
+        if windows:
+            plan = _NO_PLAN._replace(windows=windows)
+        else:
+            plan = self._derive_plan(profile, index.lists[list_id], categories, None)
+        self._plans[(id(profile), id(index), list_id)] = plan
+        return plan
+
+    def _plan_at(self, timed: _Plan, profile: GroupProfile, index: DomainIndex,
+                 feeds: list[tuple[Category, ...]], list_id: int, when: datetime) -> _Plan:
+        """The plan of a list with time windows (``timed``, from :meth:`_plan_for`) at
+        ``when``. :meth:`_resolve` reads the time only through ``Schedule.active`` of these
+        windows, so the decision is the same whenever the same ones are open: a plan derived
+        at ``when`` holds for every such time."""
+        active = tuple(self.schedule.active(names, when) for names in timed.windows)
+        key = (id(profile), id(index), list_id, active)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._derive_plan(profile, index.lists[list_id], feeds[list_id], when)
+            self._plans[key] = plan
+        return plan
+
+    def _derive_plan(self, profile: GroupProfile, source: ListInfo,
+                     categories: tuple[Category, ...], when: datetime | None) -> _Plan:
+        plan = _NO_PLAN
+        for host, entry, line in _PROBES:
+            kind = EntryKind.URL if "/" in entry else EntryKind.DOMAIN
+            match = IndexMatch(0, line, entry, kind)
+            url = CanonicalURL("https", host, None, "/probe/path/deeper")
+            hits = [_Hit(c, match, source) for c in categories]
+            expected = self._resolve(url, profile, hits, None, when)
+            if plan is _NO_PLAN:
+                by_entry = expected.matched is not None or expected.line is not None
+                plan = _Plan((expected.action, expected.rule),
+                             (expected.reason, expected.category, expected.category_title),
+                             expected.source,
+                             (expected.categories, expected.severity,
+                              expected.safeguarding_alert, expected.no_decrypt,
+                              expected.override_id),
+                             by_entry)
+            # Exactly what decide builds from the plan.
+            if plan.by_entry:
+                rebuilt = _tuple_new(Decision, (*plan.head, host, *plan.middle, entry,
+                                                plan.source, line or None, *plan.tail))
+            else:
+                rebuilt = _tuple_new(Decision, (*plan.head, host, *plan.middle, None,
+                                                plan.source, None, *plan.tail))
+            if rebuilt != expected or any(type(a) is not type(b)
+                                          for a, b in zip(rebuilt, expected, strict=True)):
+                return _NO_PLAN
+        return plan
 
     def _session_site(self, decision: Decision, user: str | None, group: str | None,
                       hours: NetworkHours, at: datetime | None) -> Decision:
