@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from pathlib import Path
 
 from deployment.ca_certificate import CAError
+from deployment.event_loop import EventLoopError, chosen_event_loop, event_loop_runner
 from deployment.instance import Instance
 from esafety.supervisor import DEFAULTS, run_all, run_proxy_workers
 from proxy_addons.certificate_authority import describe_ca, export_ca, load_or_create_ca
@@ -29,6 +29,11 @@ def cmd_proxy(args: argparse.Namespace, instance: Instance) -> int:
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if workers < 1:
         raise SystemExit("esafety: --workers must be at least 1")
+    try:  # checked here, so a bad choice stops the supervisor too, before any worker starts
+        run_loop = event_loop_runner(chosen_event_loop(os.environ))
+    except EventLoopError as exc:
+        sys.stderr.write(f"esafety: {exc}\n")
+        return 2
     mitm_options = _parse_mitm_options(args.mitm_option or [])
     listen = args.listen or str(instance.config.listen.proxy)
     if workers > 1:
@@ -45,7 +50,7 @@ def cmd_proxy(args: argparse.Namespace, instance: Instance) -> int:
         listen_fd=args.listen_fd,
         fast_path=not args.no_fast_path,
     )
-    return asyncio.run(run_worker(instance, settings))
+    return run_loop(run_worker(instance, settings))
 
 
 def _status_listen(args: argparse.Namespace, instance: Instance) -> str | None:

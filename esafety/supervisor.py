@@ -238,22 +238,32 @@ def run_proxy_workers(instance: Instance, workers: int, *, listen: str,
     except (ListenError, ValueError) as exc:
         log.critical("%s", exc)
         return EXIT_CONFIG
-    sock.set_inheritable(True)
     load_or_create_ca(instance)  # once, before the workers race to create it
-    children = []
+    children = proxy_worker_children(instance, workers, listen, sock, status_listen,
+                                     child_env(instance), extra)
+    try:
+        return Supervisor(children).run()
+    finally:
+        sock.close()
+
+
+def proxy_worker_children(instance: Instance, workers: int, listen: str, sock: socket.socket,
+                          status_listen: str | None, env: dict[str, str],
+                          extra: Sequence[str] = ()) -> list[Child]:
+    """The proxy's workers, sharing the listening socket ``sock``; worker i answers status on
+    the status port + i."""
+    sock.set_inheritable(True)
     status = (parse_listen(status_listen, DEFAULTS.proxy_status.port) if status_listen
               else None)
+    children = []
     for index in range(workers):
         args = ["proxy", "--workers", "1", "--worker-id", str(index), "--listen", listen,
                 "--listen-fd", str(sock.fileno())]
         args += ["--status-listen", str(replace(status, port=status.port + index))
                  if status is not None else "off"]
         children.append(Child(f"proxy worker {index}", esafety_argv(instance, *args, *extra),
-                              child_env(instance), pass_fds=(sock.fileno(),)))
-    try:
-        return Supervisor(children).run()
-    finally:
-        sock.close()
+                              env, pass_fds=(sock.fileno(),)))
+    return children
 
 
 def _endpoint(listen: str, sock: socket.socket) -> Endpoint:
@@ -361,11 +371,12 @@ def run_all(instance: Instance, *, proxy_listen: str | None, admin_listen: str |
         proxy_env = child_env(instance, redis.url_for("proxy"))
         admin_env = child_env(instance, redis.url_for("admin"))
         store_url = redis.url_for("admin")
-    proxy_args = ["proxy", "--listen", proxy_listen, "--listen-fd", str(proxy_sock.fileno())]
     admin_args = ["admin", "--listen", admin_listen, "--listen-fd", str(admin_sock.fileno())]
+    # The proxy's workers are this supervisor's own children: no second supervisor process
+    # (each Python process holds about 100 MB of imports).
     children = [
-        Child("proxy", esafety_argv(instance, *proxy_args), proxy_env,
-              pass_fds=(proxy_sock.fileno(),)),
+        *proxy_worker_children(instance, os.cpu_count() or 1, proxy_listen, proxy_sock,
+                               str(instance.config.listen.proxy_status), proxy_env),
         Child("admin", esafety_argv(instance, *admin_args), admin_env,
               pass_fds=(admin_sock.fileno(),)),
     ]
