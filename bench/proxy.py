@@ -381,6 +381,8 @@ class Context:
     baseline_data: Path | None = None
     baseline_redis_url: str = ""
     stop_baseline_redis: Callable[[], None] | None = None
+    profile_dir: Path | None = None
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def with_hosts(ctx: Context, argv: list[str]) -> list[str]:
@@ -969,6 +971,7 @@ def measure(proxy: Proxy, workload: str, ctx: Context, connections: int, seconds
         jobs, share = workload_jobs(workload, proxy, ctx, connections, warmup, tag + "-warm")
         run_jobs(jobs, warmup, share)
     jobs, share = workload_jobs(workload, proxy, ctx, connections, seconds, tag)
+    profiling = start_profiles(proxy, ctx, seconds, tag) if connections > 1 else []
     cpu0, origin0 = proxy.cpu(), cpu_seconds([ctx.origin.process.pid])
     redis0 = cpu_seconds([ctx.redis_pid]) if ctx.redis_pid else 0.0
     busy0 = system_busy_seconds()
@@ -977,6 +980,8 @@ def measure(proxy: Proxy, workload: str, ctx: Context, connections: int, seconds
     cpu1, origin1 = proxy.cpu(), cpu_seconds([ctx.origin.process.pid])
     redis1 = cpu_seconds([ctx.redis_pid]) if ctx.redis_pid else 0.0
     redis_cpu = (redis1 - redis0) if proxy.name.startswith("esafety") else None
+    if profiling:
+        ctx.profiles[tag] = finish_profiles(profiling)
     # CPU used on the machine by anything else (other people's jobs) during the run.
     other = max(0.0, (busy1 - busy0) - (cpu1 - cpu0) - (origin1 - origin0) - (redis1 - redis0)
                 - load.loadgen_cpu_s)
@@ -1001,6 +1006,90 @@ def check_blocks(proxy: Proxy, ctx: Context) -> dict[str, bool]:
     with suppress(OSError):
         out["connect_blocked_domain"] = proxy_connect(proxy.port, f"{BLOCKED_HTTP}:{sp}") != 200
     return out
+
+
+# -- profiles (--profile) ------------------------------------------------------------------
+
+PROFILE_RATE = 250
+"""py-spy samples per second per process."""
+
+
+def py_spy_binary() -> str | None:
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
+def start_profiles(proxy: Proxy, ctx: Context, seconds: float, tag: str
+                   ) -> list[tuple[Path, subprocess.Popen[bytes]]]:
+    """py-spy on each of an esafety proxy's processes for the measured run (``--profile``)."""
+    if ctx.profile_dir is None or not proxy.name.startswith("esafety"):
+        return []
+    out = []
+    for pid in tree_pids(proxy):
+        path = ctx.profile_dir / f"{tag}-{pid}.txt"
+        process = subprocess.Popen(
+            [py_spy_binary() or "py-spy", "record", "--pid", str(pid), "--duration",
+             str(max(1, round(seconds))),
+             "--rate", str(PROFILE_RATE), "--format", "raw", "--nonblocking", "-o", str(path)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        out.append((path, process))
+    return out
+
+
+def _where(frame: str) -> str:
+    """The part of the system a stack frame belongs to (``func (path:line)``)."""
+    path = frame.rsplit("(", 1)[-1]
+    for part, name in (("mitmproxy/proxy/layers", "mitmproxy layers"),
+                       ("mitmproxy/", "mitmproxy other"), ("asyncio/", "asyncio"),
+                       ("ssl.py", "ssl"), ("redis/", "redis-py"), ("aiohttp/", "aiohttp"),
+                       ("proxy_addons/tunnel_front", "esafety fast path"),
+                       ("proxy_addons/", "esafety addons"), ("categories/", "esafety matcher"),
+                       ("store/", "esafety store")):
+        if part in path:
+            return name
+    return "other"
+
+
+def finish_profiles(profiles: Sequence[tuple[Path, subprocess.Popen[bytes]]]
+                    ) -> dict[str, Any]:
+    """Where the samples of a run fell: the leaf functions and the parts of the system
+    (share of all samples, in %), merged over the processes."""
+    leaves: dict[str, int] = {}
+    parts: dict[str, int] = {}
+    total = 0
+    for path, process in profiles:
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if not path.exists():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            stack, _, count_text = line.rpartition(" ")
+            if not stack or not count_text.isdigit():
+                continue
+            count = int(count_text)
+            frames = stack.split(";")
+            leaf = frames[-1]
+            total += count
+            leaves[leaf] = leaves.get(leaf, 0) + count
+            # The innermost frame of our code or mitmproxy's says whose work it is.
+            part = next((_where(f) for f in reversed(frames) if _where(f) != "other"), "other")
+            parts[part] = parts.get(part, 0) + count
+    top = sorted(leaves.items(), key=lambda item: -item[1])[:15]
+    return {"samples": total,
+            "parts_pct": {k: round(100 * v / total, 1) for k, v in
+                          sorted(parts.items(), key=lambda item: -item[1])} if total else {},
+            "top_leaf_pct": {k: round(100 * v / total, 1) for k, v in top} if total else {}}
+
+
+def print_profiles(profiles: dict[str, dict[str, Any]]) -> None:
+    for tag, profile in profiles.items():
+        print(f"\nprofile {tag} ({profile['samples']} samples at {PROFILE_RATE}/s per process):")
+        print("  by part: " + ", ".join(f"{k} {v}%" for k, v in profile["parts_pct"].items()))
+        for frame, pct in profile["top_leaf_pct"].items():
+            print(f"  {pct:5.1f}%  {frame[:110]}")
 
 
 # -- idle tunnels and memory at start ------------------------------------------------------
@@ -1217,6 +1306,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-samples", type=int, default=200,
                         help="fresh-connection requests timed before and with the idle "
                              "tunnels open (default 200)")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample esafety's processes with py-spy during each measured run "
+                             "and print where the time goes (the sampling itself costs a "
+                             "little of the machine's CPU)")
     parser.add_argument("--event-loops", default="asyncio",
                         help="comma-separated event loops esafety runs on, each a contender "
                              "(asyncio, uvloop; default asyncio)")
@@ -1258,6 +1351,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         origin = start_origin(work)
         ctx = here = Context(work, origin, use_host_map=args.host_map)
+        if args.profile:
+            if py_spy_binary() is None:
+                sys.stderr.write("--profile needs py-spy (pip install py-spy)\n")
+                return 2
+            here.profile_dir = work / "profiles"
+            here.profile_dir.mkdir()
         prepare_esafety(here, args.baseline_tree.resolve() if args.baseline_tree else None)
         say(f"origin nginx on 127.0.0.1:{origin.http_port} (http) and :{origin.https_port} "
             f"(https); blocked for learners now: {len(here.blocked_domains)} domains, "
@@ -1316,8 +1415,12 @@ def main(argv: list[str] | None = None) -> int:
                           args.connections, time.monotonic() - started)
     report["idle"] = idle
     report["targets"].update(idle_targets(idle))
+    if ctx is not None and ctx.profiles:
+        report["profiles"] = ctx.profiles
     print_table(report)
     print_idle(idle)
+    if ctx is not None:
+        print_profiles(ctx.profiles)
     if args.keep:
         print(f"work directory kept: {work}")
     if args.json:
