@@ -60,10 +60,14 @@ the supervisor stops everything and exits with it instead of restarting in a loo
 PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 """The folder holding the esafety packages, from this file's own location."""
 
-BOOTSTRAP = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
-             "from esafety.cli import main; sys.exit(main())")
-"""How a child starts: ``python -P -c BOOTSTRAP PACKAGE_ROOT args...`` imports esafety from
-PACKAGE_ROOT whatever the working directory (``-P``: never from the working directory)."""
+BOOTSTRAP = ("import sys, importlib; sys.path.insert(0, sys.argv.pop(1)); "
+             "sys.exit(importlib.import_module(sys.argv.pop(1)).main())")
+"""How a child starts: ``python -P -c BOOTSTRAP PACKAGE_ROOT MODULE args...`` imports esafety
+from PACKAGE_ROOT whatever the working directory (``-P``: never from the working directory),
+then runs MODULE's ``main`` with ``args``."""
+SERVICE_MODULES = {"proxy": "esafety.proxy_worker_process", "admin": "esafety.admin_process"}
+"""The entry module of each service a supervisor starts: it imports only that service's
+packages (the full command line, ``esafety.cli``, imports them all)."""
 
 
 @dataclass
@@ -197,13 +201,14 @@ def _file_stamp(path: Path | None) -> tuple[int, int, int] | None:
     return (found.st_mtime_ns, found.st_size, found.st_ino) if found is not None else None
 
 
-def esafety_argv(instance: Instance, *args: str) -> list[str]:
-    """The command line of an esafety child process with this instance's data and config."""
-    argv = [sys.executable, "-P", "-c", BOOTSTRAP, PACKAGE_ROOT,
+def esafety_argv(instance: Instance, service: str, *args: str) -> list[str]:
+    """The command line of a child running ``service`` (proxy, admin) with this instance's
+    data and config: the same options as ``esafety SERVICE``."""
+    argv = [sys.executable, "-P", "-c", BOOTSTRAP, PACKAGE_ROOT, SERVICE_MODULES[service],
             "--data-dir", str(instance.data_dir)]
     if instance.config.path is not None:
         argv += ["--config", str(Path(instance.config.path).resolve())]
-    return argv + list(args)
+    return [*argv, service, *args]
 
 
 def child_env(instance: Instance, redis_url: str | None = None) -> dict[str, str]:
@@ -238,7 +243,6 @@ def run_proxy_workers(instance: Instance, workers: int, *, listen: str,
     except (ListenError, ValueError) as exc:
         log.critical("%s", exc)
         return EXIT_CONFIG
-    load_or_create_ca(instance)  # once, before the workers race to create it
     children = proxy_worker_children(instance, workers, listen, sock, status_listen,
                                      child_env(instance), extra)
     try:
@@ -257,11 +261,12 @@ def proxy_worker_children(instance: Instance, workers: int, listen: str, sock: s
               else None)
     children = []
     for index in range(workers):
-        args = ["proxy", "--workers", "1", "--worker-id", str(index), "--listen", listen,
+        args = ["--workers", "1", "--worker-id", str(index), "--listen", listen,
                 "--listen-fd", str(sock.fileno())]
         args += ["--status-listen", str(replace(status, port=status.port + index))
                  if status is not None else "off"]
-        children.append(Child(f"proxy worker {index}", esafety_argv(instance, *args, *extra),
+        children.append(Child(f"proxy worker {index}",
+                              esafety_argv(instance, "proxy", *args, *extra),
                               env, pass_fds=(sock.fileno(),)))
     return children
 
@@ -371,13 +376,13 @@ def run_all(instance: Instance, *, proxy_listen: str | None, admin_listen: str |
         proxy_env = child_env(instance, redis.url_for("proxy"))
         admin_env = child_env(instance, redis.url_for("admin"))
         store_url = redis.url_for("admin")
-    admin_args = ["admin", "--listen", admin_listen, "--listen-fd", str(admin_sock.fileno())]
+    admin_args = ["--listen", admin_listen, "--listen-fd", str(admin_sock.fileno())]
     # The proxy's workers are this supervisor's own children: no second supervisor process
     # (each Python process holds about 100 MB of imports).
     children = [
         *proxy_worker_children(instance, os.cpu_count() or 1, proxy_listen, proxy_sock,
                                str(instance.config.listen.proxy_status), proxy_env),
-        Child("admin", esafety_argv(instance, *admin_args), admin_env,
+        Child("admin", esafety_argv(instance, "admin", *admin_args), admin_env,
               pass_fds=(admin_sock.fileno(),)),
     ]
     load_or_create_ca(instance)  # now, so that the start-up block names a file that exists
