@@ -12,7 +12,7 @@ from deployment.event_loop import EventLoopError, chosen_event_loop
 from deployment.instance import Instance
 from esafety.proxy_worker_process import mitm_options, run_worker_process, status_listen
 from esafety.service_entry import DEFAULTS, add_proxy_options
-from esafety.supervisor import run_all, run_proxy_workers
+from esafety.service_up import run_all, run_proxy_workers
 from proxy_addons.certificate_authority import describe_ca, export_ca, load_or_create_ca
 
 
