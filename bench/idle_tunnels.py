@@ -69,6 +69,8 @@ def _command(pid: int) -> str:
     with suppress(OSError):
         words = [p.decode(errors="replace")
                  for p in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if p]
+        if "esafety.up_supervisor_process" in words:
+            return "esafety up (supervisor)"
         for name in ("up", "proxy", "admin"):
             if name in words:
                 worker = (f" worker {words[words.index('--worker-id') + 1]}"
