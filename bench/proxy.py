@@ -39,7 +39,17 @@ Workloads (``--connections`` concurrent connections, ``--duration`` seconds each
    request in ten to a blocked URL), the rest HTTPS tunnels (kept alive, new per request, and
    a search engine that esafety decrypts for safe search while the others tunnel it).
 
-For each run: requests per second, p50 and p99 latency under that load, and the CPU time of
+5. ``concurrency``: ``--tunnels`` idle HTTPS tunnels (default 10,000, fewer when the open-files
+   limit cannot hold two sockets per tunnel in the proxy) opened through each proxy, each with
+   a TLS handshake and one request, then left open: the proxy's resident memory per idle
+   tunnel, and the p50/p99 of a request on a fresh connection with none open and with all of
+   them open (``bench/idle_tunnels.py``; mitmdump, esafety with one worker, squid, e2guardian
+   with ``httpworkers`` raised to hold them all);
+6. ``startup_memory``: the resident (RSS) and proportional (PSS) memory of a whole deployment
+   once it answers, with the same lists: ``esafety up`` (supervisor, admin service, proxy
+   supervisor and 2 workers, embedded Redis), against squid and e2guardian.
+
+For each load run (1-4): requests per second, p50 and p99 latency under that load, and the CPU time of
 the proxy (utime + stime from ``/proc/PID/stat`` of the proxy and all its descendants, read
 before and after) per request; for the new-tunnel workload that is per tunnel. A second,
 light run with one connection measures the latency that mitmdump and esafety add when they
@@ -53,6 +63,7 @@ With ``--json`` the last line of output is one JSON object with the figures.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import re
@@ -72,6 +83,12 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script from anywhere: the test fixtures live in tests/
+from bench.idle_tunnels import (  # noqa: E402
+    idle_run,
+    raise_descriptor_limit,
+    tree_memory,
+    tunnels_possible,
+)
 from tests.harness.list_fixtures import list_tree  # noqa: E402
 
 HOST_MAP = REPO / "tests" / "harness" / "addons" / "host_map.py"
@@ -96,7 +113,12 @@ NAMES = [ALLOWED, SEARCH, "google.com", BLOCKED_HTTP, "www.casino-royale.test", 
 ORIGIN_MARK = "esafety-bench-origin"
 ORIGIN_BODY = (ORIGIN_MARK + " " + "x" * 200 + "\n")
 
-WORKLOADS = ("http_keepalive", "https_keepalive", "https_new_tunnel", "mix")
+LOAD_WORKLOADS = ("http_keepalive", "https_keepalive", "https_new_tunnel", "mix")
+IDLE_WORKLOADS = ("concurrency", "startup_memory")
+WORKLOADS = LOAD_WORKLOADS + IDLE_WORKLOADS
+TARGET_KB_PER_IDLE_TUNNEL = 30.0
+TARGET_IDLE_P99_RATIO = 2.0
+TARGET_TREE_MB = 150.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -359,6 +381,8 @@ class Context:
     baseline_data: Path | None = None
     baseline_redis_url: str = ""
     stop_baseline_redis: Callable[[], None] | None = None
+    profile_dir: Path | None = None
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def with_hosts(ctx: Context, argv: list[str]) -> list[str]:
@@ -547,7 +571,8 @@ def prepare_esafety(ctx: Context, baseline_tree: Path | None = None) -> None:
     ctx.hosts_file = hosts
 
 
-def start_esafety(ctx: Context, workers: int, baseline: bool = False) -> Proxy:
+def start_esafety(ctx: Context, workers: int, baseline: bool = False,
+                  event_loop: str | None = None) -> Proxy:
     port = free_port()
     status = free_port(pair=True)
     log_file = ctx.work / f"esafety{'-before' if baseline else ''}-{port}.log"
@@ -557,7 +582,10 @@ def start_esafety(ctx: Context, workers: int, baseline: bool = False) -> Proxy:
                        baseline=baseline)
     argv = [*argv, "--script", str(HOST_MAP)] if ctx.use_host_map else with_hosts(ctx, argv)
     tree = ctx.baseline_tree if baseline and ctx.baseline_tree else REPO
-    process = subprocess.Popen(argv, env=esafety_env(ctx, baseline), cwd=tree,
+    env = esafety_env(ctx, baseline)
+    if event_loop is not None:
+        env["ESAFETY_EVENT_LOOP"] = event_loop
+    process = subprocess.Popen(argv, env=env, cwd=tree,
                                stdin=subprocess.DEVNULL, stdout=log_file.open("wb"),
                                stderr=subprocess.STDOUT)
 
@@ -580,6 +608,8 @@ def start_esafety(ctx: Context, workers: int, baseline: bool = False) -> Proxy:
     name = "esafety" if workers == 1 else f"esafety_workers{workers}"
     if baseline:
         name = "esafety_before"
+    if event_loop not in (None, "asyncio"):
+        name += f"_{event_loop}"
     return Proxy(name, port, [process.pid], lambda: stop_process(process, 30))
 
 
@@ -649,7 +679,9 @@ http_access deny all
                  notes="squid -N, workers 1, no cache, access_log stdio, dstdomain + url_regex")
 
 
-def start_e2guardian(ctx: Context) -> Proxy:
+def start_e2guardian(ctx: Context, http_workers: int | None = None) -> Proxy:
+    """e2guardian on the same lists; ``http_workers`` raises its connection limit (one worker
+    thread per client connection; 500 by default)."""
     binary = shutil.which("e2guardian")
     if binary is None:
         raise RuntimeError("e2guardian is not installed (apt-get install e2guardian)")
@@ -678,6 +710,8 @@ def start_e2guardian(ctx: Context) -> Proxy:
         r"^nodaemon\s*=.*$": "nodaemon = off",
         r"^loglevel\s*=.*$": "loglevel = 3",
     }
+    if http_workers is not None:
+        replacements[r"^httpworkers\s*=.*$"] = f"httpworkers = {http_workers}"
     for pattern, value in replacements.items():
         text = re.sub(pattern, value, text, flags=re.M)
     text += (f"\nloglocation = '{directory}/log/access.log'\n"
@@ -847,11 +881,18 @@ def run_jobs(jobs: Sequence[Job], seconds: float, blocked_share: float = 0.0) ->
     return load
 
 
+def https_origin_url(host: str, port: int, path: str) -> str:
+    """An HTTPS URL on the origin, without ``:443``: hey (Go) sends no TLS server name for a
+    URL that spells the default port, which no browser does, and esafety closes a tunnel to
+    a host it decrypts (safe search) when the ClientHello names no server."""
+    return f"https://{host}{'' if port == 443 else f':{port}'}{path}"
+
+
 def workload_jobs(workload: str, proxy: Proxy, ctx: Context, connections: int, seconds: float,
                   tag: str) -> tuple[list[Job], float]:
     """The load generators of one workload and the share of requests meant to be blocked."""
     http_url = f"http://{ALLOWED}:{ctx.origin.http_port}/bench/page?id=1"
-    https_url = f"https://{ALLOWED}:{ctx.origin.https_port}/bench/page?id=1"
+    https_url = https_origin_url(ALLOWED, ctx.origin.https_port, "/bench/page?id=1")
     work = ctx.work
     if workload == "http_keepalive":
         return [wrk_job(f"{tag}-http", proxy, [http_url], connections, seconds, work)], 0.0
@@ -866,7 +907,7 @@ def workload_jobs(workload: str, proxy: Proxy, ctx: Context, connections: int, s
                f"http://{BLOCKED_URL_HOST}:{ctx.origin.http_port}{BLOCKED_URL_PATH}"]
     allowed = [f"http://{ALLOWED}:{ctx.origin.http_port}/mix/{i}?q={i}" for i in range(18)]
     http_urls = allowed[:9] + blocked[:1] + allowed[9:] + blocked[1:]  # one in ten blocked
-    search_url = f"https://{SEARCH}:{ctx.origin.https_port}/search?q=bench"
+    search_url = https_origin_url(SEARCH, ctx.origin.https_port, "/search?q=bench")
     jobs = [
         wrk_job(f"{tag}-mix-http", proxy, http_urls, quarter, seconds, work),
         hey_job(f"{tag}-mix-https-keepalive", proxy, https_url,
@@ -937,6 +978,7 @@ def measure(proxy: Proxy, workload: str, ctx: Context, connections: int, seconds
         jobs, share = workload_jobs(workload, proxy, ctx, connections, warmup, tag + "-warm")
         run_jobs(jobs, warmup, share)
     jobs, share = workload_jobs(workload, proxy, ctx, connections, seconds, tag)
+    profiling = start_profiles(proxy, ctx, seconds, tag) if connections > 1 else []
     cpu0, origin0 = proxy.cpu(), cpu_seconds([ctx.origin.process.pid])
     redis0 = cpu_seconds([ctx.redis_pid]) if ctx.redis_pid else 0.0
     busy0 = system_busy_seconds()
@@ -945,6 +987,8 @@ def measure(proxy: Proxy, workload: str, ctx: Context, connections: int, seconds
     cpu1, origin1 = proxy.cpu(), cpu_seconds([ctx.origin.process.pid])
     redis1 = cpu_seconds([ctx.redis_pid]) if ctx.redis_pid else 0.0
     redis_cpu = (redis1 - redis0) if proxy.name.startswith("esafety") else None
+    if profiling:
+        ctx.profiles[tag] = finish_profiles(profiling)
     # CPU used on the machine by anything else (other people's jobs) during the run.
     other = max(0.0, (busy1 - busy0) - (cpu1 - cpu0) - (origin1 - origin0) - (redis1 - redis0)
                 - load.loadgen_cpu_s)
@@ -969,6 +1013,264 @@ def check_blocks(proxy: Proxy, ctx: Context) -> dict[str, bool]:
     with suppress(OSError):
         out["connect_blocked_domain"] = proxy_connect(proxy.port, f"{BLOCKED_HTTP}:{sp}") != 200
     return out
+
+
+# -- profiles (--profile) ------------------------------------------------------------------
+
+PROFILE_RATE = 250
+"""py-spy samples per second per process."""
+
+
+def py_spy_binary() -> str | None:
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
+def start_profiles(proxy: Proxy, ctx: Context, seconds: float, tag: str
+                   ) -> list[tuple[Path, subprocess.Popen[bytes]]]:
+    """py-spy on each of an esafety proxy's processes for the measured run (``--profile``)."""
+    if ctx.profile_dir is None or not proxy.name.startswith("esafety"):
+        return []
+    out = []
+    for pid in tree_pids(proxy):
+        path = ctx.profile_dir / f"{tag}-{pid}.txt"
+        process = subprocess.Popen(
+            [py_spy_binary() or "py-spy", "record", "--pid", str(pid), "--duration",
+             str(max(1, round(seconds))),
+             "--rate", str(PROFILE_RATE), "--format", "raw", "--nonblocking", "-o", str(path)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        out.append((path, process))
+    return out
+
+
+def _where(frame: str) -> str:
+    """The part of the system a stack frame belongs to (``func (path:line)``)."""
+    path = frame.rsplit("(", 1)[-1]
+    for part, name in (("mitmproxy/proxy/layers", "mitmproxy layers"),
+                       ("mitmproxy/", "mitmproxy other"), ("asyncio/", "asyncio"),
+                       ("ssl.py", "ssl"), ("redis/", "redis-py"), ("aiohttp/", "aiohttp"),
+                       ("proxy_addons/tunnel_front", "esafety fast path"),
+                       ("proxy_addons/", "esafety addons"), ("categories/", "esafety matcher"),
+                       ("store/", "esafety store")):
+        if part in path:
+            return name
+    return "other"
+
+
+def finish_profiles(profiles: Sequence[tuple[Path, subprocess.Popen[bytes]]]
+                    ) -> dict[str, Any]:
+    """Where the samples of a run fell: the leaf functions and the parts of the system
+    (share of all samples, in %), merged over the processes."""
+    leaves: dict[str, int] = {}
+    parts: dict[str, int] = {}
+    total = 0
+    for path, process in profiles:
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if not path.exists():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            stack, _, count_text = line.rpartition(" ")
+            if not stack or not count_text.isdigit():
+                continue
+            count = int(count_text)
+            frames = stack.split(";")
+            leaf = frames[-1]
+            total += count
+            leaves[leaf] = leaves.get(leaf, 0) + count
+            # The innermost frame of our code or mitmproxy's says whose work it is.
+            part = next((_where(f) for f in reversed(frames) if _where(f) != "other"), "other")
+            parts[part] = parts.get(part, 0) + count
+    top = sorted(leaves.items(), key=lambda item: -item[1])[:15]
+    return {"samples": total,
+            "parts_pct": {k: round(100 * v / total, 1) for k, v in
+                          sorted(parts.items(), key=lambda item: -item[1])} if total else {},
+            "top_leaf_pct": {k: round(100 * v / total, 1) for k, v in top} if total else {}}
+
+
+def print_profiles(profiles: dict[str, dict[str, Any]]) -> None:
+    for tag, profile in profiles.items():
+        print(f"\nprofile {tag} ({profile['samples']} samples at {PROFILE_RATE}/s per process):")
+        print("  by part: " + ", ".join(f"{k} {v}%" for k, v in profile["parts_pct"].items()))
+        for frame, pct in profile["top_leaf_pct"].items():
+            print(f"  {pct:5.1f}%  {frame[:110]}")
+
+
+# -- idle tunnels and memory at start ------------------------------------------------------
+
+def tree_pids(proxy: Proxy) -> list[int]:
+    return [pid for root in proxy.roots for pid in process_tree(root)]
+
+
+def measure_idle(proxy: Proxy, ctx: Context, tunnels: int, samples: int) -> dict[str, Any]:
+    """``tunnels`` idle tunnels through ``proxy``: what each costs it, and the latency of a
+    fresh connection with them open."""
+    run = asyncio.run(idle_run(proxy.port, ALLOWED, ctx.origin.https_port, ctx.origin.ca_file,
+                               tunnels, tree_pids(proxy), samples))
+    return run.as_dict()
+
+
+def memory_at_start(pids: Sequence[int]) -> dict[str, Any]:
+    processes = tree_memory(pids)
+    return {"rss_mb": round(sum(p.rss_kb for p in processes) / 1024, 1),
+            "pss_mb": round(sum(p.pss_kb for p in processes) / 1024, 1),
+            "processes": [{"pid": p.pid, "command": p.command,
+                           "rss_mb": round(p.rss_kb / 1024, 1),
+                           "pss_mb": round(p.pss_kb / 1024, 1)} for p in processes]}
+
+
+def start_deployment(ctx: Context) -> Proxy:
+    """``esafety up`` on a data directory of its own (embedded Redis, the admin service, the
+    proxy with 2 workers), the bench's lists imported into it through the running service."""
+    import yaml
+
+    assert ctx.esafety_config is not None
+    directory = ctx.work / "deployment"
+    directory.mkdir(exist_ok=True)
+    proxy_port, admin_port, status_port = free_port(), free_port(), free_port(pair=True)
+    config = yaml.safe_load(ctx.esafety_config.read_text())
+    config["listen"] = {"proxy": f"127.0.0.1:{proxy_port}", "admin": f"127.0.0.1:{admin_port}",
+                        "proxy_status": f"127.0.0.1:{status_port}"}
+    config_file = directory / "esafety.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    base = [sys.executable, "-m", "esafety.cli", "--config", str(config_file), "--data-dir",
+            str(directory / "data")]
+    env = esafety_env(ctx)
+    env.pop("ESAFETY_REDIS_URL", None)
+    log_file = directory / "up.log"
+    argv = with_hosts(ctx, [*base, "up"])
+    process = subprocess.Popen(argv, env=env, cwd=REPO, stdin=subprocess.DEVNULL,
+                               stdout=log_file.open("wb"), stderr=subprocess.STDOUT)
+    proxy = Proxy("esafety_up", proxy_port, [process.pid], lambda: stop_process(process, 60))
+    try:
+        wait_proxy_ready(proxy_port, ctx, process, log_file, "esafety up", timeout=90)
+        done = subprocess.run([*base, "lists", "import", str(PROXY_LISTS), "--source",
+                               "fixtures"], env=env, cwd=REPO, capture_output=True, text=True,
+                              timeout=300)
+        if done.returncode != 0:
+            raise RuntimeError(f"lists import into esafety up failed: {done.stdout}{done.stderr}")
+        blocked = f"http://{BLOCKED_HTTP}:{ctx.origin.http_port}/x"
+        wait_for(lambda: proxy_get(proxy_port, blocked, timeout=2)[0] == 403, 60,
+                 "esafety up blocking with the imported lists")
+    except Exception:
+        proxy.stop()
+        raise
+    return proxy
+
+
+def run_idle_workloads(workloads: Sequence[str], ctx: Context, args: argparse.Namespace,
+                       unavailable: dict[str, str], say: Callable[[str], None]
+                       ) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "concurrency" in workloads:
+        limit = raise_descriptor_limit()
+        count = tunnels_possible(args.tunnels, limit)
+        say(f"concurrency: {count} idle tunnels per proxy (asked {args.tunnels}; open-files "
+            f"limit {limit})")
+        entry: dict[str, Any] = {"open_files_limit": limit, "tunnels": count}
+        starters: dict[str, Callable[[], Proxy]] = {
+            "mitmdump": lambda: start_mitmdump(ctx, ignore_all=True),
+            "esafety": lambda: start_esafety(ctx, 1),
+        }
+        for loop in args.event_loops:
+            if loop != "asyncio":
+                starters[f"esafety_{loop}"] = (
+                    lambda loop=loop: start_esafety(ctx, 1, event_loop=loop))  # type: ignore[misc]
+        if not args.no_peers:
+            starters["squid"] = lambda: start_squid(ctx)
+            starters["e2guardian"] = lambda: start_e2guardian(ctx, http_workers=count + 200)
+        for name, starter in starters.items():
+            try:
+                proxy = starter()
+            except Exception as exc:
+                unavailable[f"{name} (concurrency)"] = f"{type(exc).__name__}: {exc}"[:600]
+                say(f"{name} unavailable: {exc}")
+                continue
+            try:
+                say(f"concurrency: {name} ...")
+                entry[name] = measure_idle(proxy, ctx, count, args.idle_samples)
+            finally:
+                proxy.stop()
+        out["concurrency"] = entry
+    if "startup_memory" in workloads:
+        memory: dict[str, Any] = {}
+        starters = {"esafety_up": lambda: start_deployment(ctx),
+                    "mitmdump": lambda: start_mitmdump(ctx, ignore_all=True)}
+        if not args.no_peers:
+            starters["squid"] = lambda: start_squid(ctx)
+            starters["e2guardian"] = lambda: start_e2guardian(ctx)
+        for name, starter in starters.items():
+            try:
+                proxy = starter()
+            except Exception as exc:
+                unavailable[f"{name} (startup_memory)"] = f"{type(exc).__name__}: {exc}"[:600]
+                say(f"{name} unavailable: {exc}")
+                continue
+            try:
+                time.sleep(3.0)
+                say(f"startup_memory: {name} ...")
+                memory[name] = memory_at_start(tree_pids(proxy))
+            finally:
+                proxy.stop()
+        out["startup_memory"] = memory
+    return out
+
+
+def idle_targets(idle: dict[str, Any]) -> dict[str, Any]:
+    targets: dict[str, Any] = {}
+    concurrency = idle.get("concurrency", {})
+    if "esafety" in concurrency:
+        mine = concurrency["esafety"]
+        targets["idle_tunnels"] = {
+            "kb_per_tunnel": mine["rss_kb_per_tunnel"],
+            "kb_target": TARGET_KB_PER_IDLE_TUNNEL,
+            "kb_met": mine["rss_kb_per_tunnel"] <= TARGET_KB_PER_IDLE_TUNNEL,
+            "p99_ratio": mine["p99_ratio"], "p99_ratio_target": TARGET_IDLE_P99_RATIO,
+            "p99_ratio_met": (mine["p99_ratio"] or 99) <= TARGET_IDLE_P99_RATIO,
+            "tunnels": concurrency.get("tunnels")}
+    memory = idle.get("startup_memory", {})
+    if "esafety_up" in memory:
+        targets["startup_memory"] = {"rss_mb": memory["esafety_up"]["rss_mb"],
+                                     "pss_mb": memory["esafety_up"]["pss_mb"],
+                                     "target_mb": TARGET_TREE_MB,
+                                     "met": memory["esafety_up"]["rss_mb"] <= TARGET_TREE_MB}
+    return targets
+
+
+def print_idle(idle: dict[str, Any]) -> None:
+    concurrency = idle.get("concurrency")
+    if concurrency:
+        print(f"\nconcurrency: {concurrency['tunnels']} idle HTTPS tunnels per proxy (open-files "
+              f"limit {concurrency['open_files_limit']})")
+        cols = ("proxy", "open", "failed", "KB/tunnel", "RSS MB", "p50 none", "p99 none",
+                "p50 open", "p99 open", "p99 x")
+        widths = (17, 7, 7, 10, 8, 9, 9, 9, 9, 7)
+        print("  ".join(c.rjust(w) if i else c.ljust(w)
+                        for i, (c, w) in enumerate(zip(cols, widths, strict=True))))
+        for name, d in concurrency.items():
+            if not isinstance(d, dict):
+                continue
+            cells = (name, str(d["tunnels_open"]), str(d["tunnels_failed"]),
+                     fmt(d["rss_kb_per_tunnel"], 1), fmt(d["rss_after_mb"], 0),
+                     fmt(d["fresh_p50_ms_none_open"]), fmt(d["fresh_p99_ms_none_open"]),
+                     fmt(d["fresh_p50_ms_all_open"]), fmt(d["fresh_p99_ms_all_open"]),
+                     fmt(d["p99_ratio"]))
+            print("  ".join(c.rjust(w) if i else c.ljust(w)
+                            for i, (c, w) in enumerate(zip(cells, widths, strict=True))))
+            if d.get("first_error"):
+                print(f"  {name}: first failure: {d['first_error']}")
+    memory = idle.get("startup_memory")
+    if memory:
+        print("\nmemory at start (whole process tree, same lists):")
+        for name, d in memory.items():
+            print(f"  {name}: RSS {d['rss_mb']:.1f} MB, PSS {d['pss_mb']:.1f} MB")
+            if len(d["processes"]) > 1:
+                for p in d["processes"]:
+                    print(f"    {p['pid']:>7}  RSS {p['rss_mb']:6.1f} MB  PSS {p['pss_mb']:6.1f} MB"
+                          f"  {p['command']}")
 
 
 # -- report --------------------------------------------------------------------------------
@@ -1005,6 +1307,19 @@ def main(argv: list[str] | None = None) -> int:
                              "upstream keep-alive, see the module docstring)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object with the figures as the last line")
+    parser.add_argument("--tunnels", type=int, default=10_000,
+                        help="idle tunnels per proxy in the concurrency workload (default "
+                             "10000; fewer if the open-files limit cannot hold them)")
+    parser.add_argument("--idle-samples", type=int, default=200,
+                        help="fresh-connection requests timed before and with the idle "
+                             "tunnels open (default 200)")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample esafety's processes with py-spy during each measured run "
+                             "and print where the time goes (the sampling itself costs a "
+                             "little of the machine's CPU)")
+    parser.add_argument("--event-loops", default="asyncio",
+                        help="comma-separated event loops esafety runs on, each a contender "
+                             "(asyncio, uvloop; default asyncio)")
     parser.add_argument("--baseline-tree", type=Path, metavar="DIR",
                         help="an earlier esafety source tree (e.g. `git worktree add DIR REV`), "
                              "run as a further contender, esafety_before, in the same run")
@@ -1013,6 +1328,9 @@ def main(argv: list[str] | None = None) -> int:
     warmup = 0.5 if args.quick else min(2.0, max(1.0, seconds / 5))
     light_seconds = max(2.0, seconds / 3)
     workloads = [w for w in args.workloads.split(",") if w]
+    args.event_loops = [e for e in args.event_loops.split(",") if e]
+    if set(args.event_loops) - {"asyncio", "uvloop"}:
+        parser.error("--event-loops takes asyncio and uvloop")
     unknown = set(workloads) - set(WORKLOADS)
     if unknown:
         parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
@@ -1023,8 +1341,9 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="esafety-bench-proxy-"))
     work.chmod(0o755)
-    results: dict[str, dict[str, Result]] = {w: {} for w in workloads}
-    light: dict[str, dict[str, Result]] = {w: {} for w in workloads}
+    results: dict[str, dict[str, Result]] = {w: {} for w in workloads if w in LOAD_WORKLOADS}
+    light: dict[str, dict[str, Result]] = {w: {} for w in workloads if w in LOAD_WORKLOADS}
+    idle: dict[str, Any] = {}
     checks: dict[str, dict[str, bool]] = {}
     unavailable: dict[str, str] = {}
     notes: dict[str, str] = {}
@@ -1039,6 +1358,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         origin = start_origin(work)
         ctx = here = Context(work, origin, use_host_map=args.host_map)
+        if args.profile:
+            if py_spy_binary() is None:
+                sys.stderr.write("--profile needs py-spy (pip install py-spy)\n")
+                return 2
+            here.profile_dir = work / "profiles"
+            here.profile_dir.mkdir()
         prepare_esafety(here, args.baseline_tree.resolve() if args.baseline_tree else None)
         say(f"origin nginx on 127.0.0.1:{origin.http_port} (http) and :{origin.https_port} "
             f"(https); blocked for learners now: {len(here.blocked_domains)} domains, "
@@ -1050,14 +1375,18 @@ def main(argv: list[str] | None = None) -> int:
         }
         if here.baseline_tree is not None:
             starters["esafety_before"] = lambda w: start_esafety(here, 1, baseline=True)
+        if "uvloop" in args.event_loops:
+            starters["esafety_uvloop"] = lambda w: start_esafety(here, 1, event_loop="uvloop")
         if not args.no_peers:
             starters["squid"] = lambda w: start_squid(here)
             starters["e2guardian"] = lambda w: start_e2guardian(here)
-        for workload in workloads:
+        idle = run_idle_workloads([w for w in workloads if w in IDLE_WORKLOADS], here, args,
+                                  unavailable, say)
+        for workload in [w for w in workloads if w in LOAD_WORKLOADS]:
             for name, starter in starters.items():
                 if name in unavailable:
                     continue
-                if workload == "mix" and name in ("esafety", "esafety_before"):
+                if workload == "mix" and name in ("esafety", "esafety_before", "esafety_uvloop"):
                     continue  # the mix compares deployments: esafety runs one worker per core
                 try:
                     with running(starter, workload) as proxy:
@@ -1069,7 +1398,7 @@ def main(argv: list[str] | None = None) -> int:
                         result = measure(proxy, workload, here, args.connections, seconds,
                                          warmup, f"{name}-{workload}")
                         results[workload][name] = result
-                        if name in ("mitmdump", "esafety", "esafety_before"):
+                        if name in ("mitmdump", "esafety", "esafety_before", "esafety_uvloop"):
                             light[workload][name] = measure(
                                 proxy, workload, here, 1, light_seconds, 0.0,
                                 f"{name}-{workload}-light")
@@ -1091,7 +1420,14 @@ def main(argv: list[str] | None = None) -> int:
 
     report = build_report(results, light, checks, unavailable, notes, ctx, seconds,
                           args.connections, time.monotonic() - started)
+    report["idle"] = idle
+    report["targets"].update(idle_targets(idle))
+    if ctx is not None and ctx.profiles:
+        report["profiles"] = ctx.profiles
     print_table(report)
+    print_idle(idle)
+    if ctx is not None:
+        print_profiles(ctx.profiles)
     if args.keep:
         print(f"work directory kept: {work}")
     if args.json:
@@ -1137,7 +1473,8 @@ def build_report(results: dict[str, dict[str, Result]], light: dict[str, dict[st
             entry[name]["light_p99_ms"] = d["p99_ms"]
             entry[name]["light_rps"] = d["rps"]
         base = entry.get("mitmdump")
-        for name in ("esafety", "esafety_workers2", "esafety_before", "squid", "e2guardian"):
+        for name in ("esafety", "esafety_workers2", "esafety_before", "esafety_uvloop", "squid",
+                     "e2guardian"):
             if base is None or name not in entry:
                 continue
             mine = entry[name]
@@ -1163,6 +1500,12 @@ def build_report(results: dict[str, dict[str, Result]], light: dict[str, dict[st
                 "met": (ratio(one["cpu_ms_per_request"], before["cpu_ms_per_request"]) or 99)
                 <= TARGET_CHECKS_CPU_RATIO,
             }
+        uv = entry.get("esafety_uvloop")
+        if one and uv:
+            report.setdefault("event_loop", {})[workload] = {
+                "uvloop_rps_ratio": ratio(uv["rps"], one["rps"]),
+                "uvloop_cpu_per_request_ratio": ratio(uv["cpu_ms_per_request"],
+                                                      one["cpu_ms_per_request"])}
         if one and two:
             report["worker_scaling"][workload] = {
                 "rps_ratio": ratio(two["rps"], one["rps"]),
@@ -1246,6 +1589,11 @@ def print_table(report: dict[str, Any]) -> None:
                 print(f"  {workload} vs {peer}: 1 worker {fmt(r['esafety_1_worker'])}x, "
                       f"2 workers {fmt(r['esafety_2_workers'])}x; CPU/request (1 worker) "
                       f"{fmt(r['cpu_per_request_esafety_1_worker'])}x")
+    if report.get("event_loop"):
+        print("\nesafety on uvloop / on asyncio (1 worker each, same run):")
+        for workload, e in report["event_loop"].items():
+            print(f"  {workload}: {fmt(e['uvloop_rps_ratio'])}x req/s; CPU per request "
+                  f"{fmt(e['uvloop_cpu_per_request_ratio'])}x")
     if report["before_after"]:
         print("\nthis tree against --baseline-tree (esafety / esafety_before, 1 worker each, same "
               "run):")

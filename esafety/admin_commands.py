@@ -3,39 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from admin_api.server import ListenError, listen_address, serve
-from deployment.config import ListenSettings
-from deployment.instance import Instance
 from esafety import user_commands
+from esafety.admin_process import run_admin
+from esafety.service_entry import DEFAULTS, add_admin_options
 from store.records import ROLES
-
-DEFAULTS = ListenSettings()
-
-
-def cmd_admin(args: argparse.Namespace, instance: Instance) -> int:
-    """Run the admin API; a port in use (or bad --listen) is one line and exit 2."""
-    try:
-        listen = listen_address(args.listen) if args.listen else instance.config.listen.admin
-        serve(instance, listen, args.listen_fd)
-    except ListenError as exc:
-        sys.stderr.write(f"esafety: admin API: {exc}\n")
-        return 2
-    return 0
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the admin API's subcommands ."""
     admin = sub.add_parser("admin", help=f"run the admin API (default {DEFAULTS.admin}, "
                                          "under /api/v1)")
-    admin.add_argument("--listen", metavar="HOST:PORT",
-                       help="address to listen on (default: listen.admin in the config, "
-                            f"{DEFAULTS.admin})")
-    admin.add_argument("--listen-fd", type=int, metavar="FD",
-                       help="accept on this inherited listening socket instead of binding "
-                            "--listen (esafety up passes it)")
-    admin.set_defaults(handler=cmd_admin)
+    add_admin_options(admin)
+    admin.set_defaults(handler=run_admin)
 
     users = sub.add_parser("users", help="manage user accounts")
     users_sub = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")

@@ -26,7 +26,6 @@ from categories.policy import PolicyError
 from categories.profiles import ANY_HOUR, NetworkHours
 from categories.snapshot import ImportReport, SnapshotError
 from categories.validated_yaml import ValidationFailed
-from deployment import VERSION
 from deployment.config import build_policy
 from deployment.instance import Instance
 from deployment.json_logging import configure_logging
@@ -34,6 +33,7 @@ from deployment.listen_address import ListenAddress
 from esafety import admin_commands, directory_commands, proxy_commands, redis_commands
 from esafety.backup import BackupError, backup, restore
 from esafety.known_names import UnknownNameError, known_group
+from esafety.service_entry import add_global_options
 from store import redis_acl
 from store.connection import connect
 from store.keys import Keys
@@ -338,18 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run esafety COMMAND --help for a command's options. While esafety up runs, "
                "every other command on the same data directory finds its Redis and config "
                "by itself.")
-    parser.add_argument("--version", action="version", version=f"esafety {VERSION}",
-                        help="print the version and exit")
-    parser.add_argument("--config", metavar="FILE",
-                        help="config file (default: $ESAFETY_CONFIG, else the one the running "
-                             "esafety up on the data directory uses, else built-in defaults)")
-    parser.add_argument("--data-dir", metavar="DIR",
-                        help="data directory (default: $ESAFETY_DATA_DIR, else data_dir in the "
-                             "config, else ~/.local/share/esafety)")
-    parser.add_argument("--redis-url", metavar="URL",
-                        help="Redis URL, with ?password_file=PATH rather than a password "
-                             "(default: $ESAFETY_REDIS_URL, else redis_url in the config, else "
-                             "the Redis of the esafety up running on the data directory)")
+    add_global_options(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     check = sub.add_parser("check", help="explain the decision for URLs ('-' reads stdin)")

@@ -3,54 +3,36 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from pathlib import Path
 
 from deployment.ca_certificate import CAError
+from deployment.event_loop import EventLoopError, chosen_event_loop
 from deployment.instance import Instance
-from esafety.supervisor import DEFAULTS, run_all, run_proxy_workers
+from esafety.proxy_worker_process import mitm_options, run_worker_process, status_listen
+from esafety.service_entry import DEFAULTS, add_proxy_options
+from esafety.service_up import run_all, run_proxy_workers
 from proxy_addons.certificate_authority import describe_ca, export_ca, load_or_create_ca
-from proxy_addons.runner import WorkerSettings, run_worker
-
-
-def _parse_mitm_options(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"esafety: --mitm-option needs KEY=VALUE, got {item!r}")
-        out[key] = value
-    return out
 
 
 def cmd_proxy(args: argparse.Namespace, instance: Instance) -> int:
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if workers < 1:
         raise SystemExit("esafety: --workers must be at least 1")
-    mitm_options = _parse_mitm_options(args.mitm_option or [])
-    listen = args.listen or str(instance.config.listen.proxy)
+    try:  # checked here, so a bad choice stops the supervisor too, before any worker starts
+        chosen_event_loop(os.environ)
+    except EventLoopError as exc:
+        sys.stderr.write(f"esafety: {exc}\n")
+        return 2
+    mitm_options(args.mitm_option or [])  # a bad one stops here, not in every worker
     if workers > 1:
-
-        return run_proxy_workers(instance, workers, listen=listen, status_listen=
-                                 _status_listen(args, instance),
+        listen = args.listen or str(instance.config.listen.proxy)
+        load_or_create_ca(instance)  # once, before the workers race to create it
+        return run_proxy_workers(instance, workers, listen=listen,
+                                 status_listen=status_listen(args, instance),
                                  extra=worker_passthrough(args), listen_fd=args.listen_fd)
-    settings = WorkerSettings(
-        listen=listen,
-        status_listen=_status_listen(args, instance),
-        worker=args.worker_id,
-        scripts=args.script or (),
-        mitm_options=mitm_options,
-        listen_fd=args.listen_fd,
-        fast_path=not args.no_fast_path,
-    )
-    return asyncio.run(run_worker(instance, settings))
-
-
-def _status_listen(args: argparse.Namespace, instance: Instance) -> str | None:
-    value: str = args.status_listen or str(instance.config.listen.proxy_status)
-    return None if value == "off" else value
+    return run_worker_process(args, instance)
 
 
 def worker_passthrough(args: argparse.Namespace) -> list[str]:
@@ -94,24 +76,9 @@ def cmd_up(args: argparse.Namespace, instance: Instance) -> int:
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register the proxy's subcommands (handlers import mitmproxy lazily)."""
+    """Register the proxy's subcommands."""
     proxy = sub.add_parser("proxy", help="run the filtering proxy")
-    proxy.add_argument("--listen", help=f"HOST:PORT to listen on (default {DEFAULTS.proxy})")
-    proxy.add_argument("--status-listen",
-                       help="HOST:PORT for /healthz, /readyz and /metrics, +1 per worker "
-                            f"('off' to disable; default {DEFAULTS.proxy_status})")
-    proxy.add_argument("--workers", type=int, metavar="N",
-                       help="worker processes sharing the port (default: one per core)")
-    proxy.add_argument("--worker-id", default="0", help=argparse.SUPPRESS)
-    proxy.add_argument("--listen-fd", type=int, metavar="FD",
-                       help="accept on this inherited listening socket instead of binding "
-                            "--listen (as a supervisor such as systemd or esafety up passes)")
-    proxy.add_argument("--no-fast-path", action="store_true",
-                       help="let mitmproxy handle every tunnel (slower; for troubleshooting)")
-    proxy.add_argument("--script", action="append", metavar="FILE",
-                       help="extra mitmproxy addon script, as mitmdump -s (repeatable)")
-    proxy.add_argument("--mitm-option", action="append", metavar="KEY=VALUE",
-                       help="set a mitmproxy option, as mitmdump --set (repeatable)")
+    add_proxy_options(proxy)
     proxy.set_defaults(handler=cmd_proxy)
 
     up = sub.add_parser("up", help="start everything: Redis (embedded if none is configured), "

@@ -1,57 +1,28 @@
 """Run several esafety processes together, restart any that dies, stop all on a signal.
 
-``esafety up`` runs Redis (embedded when none is configured), the proxy and the admin API.
-``esafety proxy --workers N`` runs N proxy workers on one port: the supervisor binds it once
-and the workers inherit the socket. Each child gets only its own Redis credentials (with the
-embedded Redis, a URL naming its role's 0600 password file) and starts from the package's
-own location, whatever the working directory.
+Used by ``esafety proxy --workers N`` (N workers on one inherited port) and by the process
+``esafety up`` becomes once it has prepared everything (:mod:`esafety.up_supervisor_process`).
+It imports nothing but the standard library, so a supervisor holds little memory.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from admin_api.routes.proxy_config import proxy_address
-from deployment import VERSION
-from deployment.ca_certificate import name_unoffered_ca
-from deployment.config import Config, ListenSettings
-from deployment.endpoints import (
-    Endpoint,
-    Endpoints,
-    EndpointsError,
-    recordable_url,
-    remove_endpoints,
-    write_endpoints,
-)
-from deployment.instance import LISTEN_ENV, Instance, with_listen
-from deployment.listen_address import parse_listen
-from deployment.listen_socket import ListenError, bind_listener, inherited_listener
-from deployment.site_settings import settings_path
-from esafety.embedded_redis import EmbeddedRedis, EmbeddedRedisError
-from esafety.first_run import first_run_lines
-from esafety.startup_notice import next_steps, public_admin_url
-from proxy_addons.certificate_authority import load_or_create_ca
-from store.key_migration import move_legacy_keys_at
-
 log = logging.getLogger("esafety.supervisor")
-DEFAULTS = ListenSettings()
-"""The built-in listen addresses; their ports are the default for a bare ``HOST``."""
 
 RESTART_BACKOFF_MAX = 10.0
-
 
 EXIT_CONFIG = 2
 """A child's exit code for a problem a restart cannot fix (its port is taken, bad config):
@@ -60,10 +31,11 @@ the supervisor stops everything and exits with it instead of restarting in a loo
 PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 """The folder holding the esafety packages, from this file's own location."""
 
-BOOTSTRAP = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
-             "from esafety.cli import main; sys.exit(main())")
-"""How a child starts: ``python -P -c BOOTSTRAP PACKAGE_ROOT args...`` imports esafety from
-PACKAGE_ROOT whatever the working directory (``-P``: never from the working directory)."""
+BOOTSTRAP = ("import sys, importlib; sys.path.insert(0, sys.argv.pop(1)); "
+             "sys.exit(importlib.import_module(sys.argv.pop(1)).main())")
+"""How a child starts: ``python -P -c BOOTSTRAP PACKAGE_ROOT MODULE args...`` imports esafety
+from PACKAGE_ROOT whatever the working directory (``-P``: never from the working directory),
+then runs MODULE's ``main`` with ``args``."""
 
 
 @dataclass
@@ -197,73 +169,8 @@ def _file_stamp(path: Path | None) -> tuple[int, int, int] | None:
     return (found.st_mtime_ns, found.st_size, found.st_ino) if found is not None else None
 
 
-def esafety_argv(instance: Instance, *args: str) -> list[str]:
-    """The command line of an esafety child process with this instance's data and config."""
-    argv = [sys.executable, "-P", "-c", BOOTSTRAP, PACKAGE_ROOT,
-            "--data-dir", str(instance.data_dir)]
-    if instance.config.path is not None:
-        argv += ["--config", str(Path(instance.config.path).resolve())]
-    return argv + list(args)
-
-
-def child_env(instance: Instance, redis_url: str | None = None) -> dict[str, str]:
-    """The environment of a child: this one's, with the Redis URL the child must use (a URL
-    naming a password file, never a password of its own making)."""
-    env = dict(os.environ)
-    env.pop("ESAFETY_REDIS_PASSWORD_FILE", None)  # already folded into instance.redis_url
-    env[LISTEN_ENV["proxy"]] = str(instance.config.listen.proxy)
-    env[LISTEN_ENV["admin"]] = str(instance.config.listen.admin)
-    url = redis_url or instance.redis_url
-    if url:
-        env["ESAFETY_REDIS_URL"] = url
-    else:
-        env.pop("ESAFETY_REDIS_URL", None)
-    return env
-
-
-def open_listener(listen: str, default_port: int) -> socket.socket:
-    address = parse_listen(listen, default_port)
-    return bind_listener(address.host, address.port)
-
-
-def run_proxy_workers(instance: Instance, workers: int, *, listen: str,
-                      status_listen: str | None, extra: Sequence[str] = (),
-                      listen_fd: int | None = None) -> int:
-    """N proxy workers accepting on one listening socket, bound here once (or inherited as
-    ``listen_fd``); worker i answers status on port + i."""
-
-    try:
-        sock = (inherited_listener(listen_fd) if listen_fd is not None
-                else open_listener(listen, DEFAULTS.proxy.port))
-    except (ListenError, ValueError) as exc:
-        log.critical("%s", exc)
-        return EXIT_CONFIG
-    sock.set_inheritable(True)
-    load_or_create_ca(instance)  # once, before the workers race to create it
-    children = []
-    status = (parse_listen(status_listen, DEFAULTS.proxy_status.port) if status_listen
-              else None)
-    for index in range(workers):
-        args = ["proxy", "--workers", "1", "--worker-id", str(index), "--listen", listen,
-                "--listen-fd", str(sock.fileno())]
-        args += ["--status-listen", str(replace(status, port=status.port + index))
-                 if status is not None else "off"]
-        children.append(Child(f"proxy worker {index}", esafety_argv(instance, *args, *extra),
-                              child_env(instance), pass_fds=(sock.fileno(),)))
-    try:
-        return Supervisor(children).run()
-    finally:
-        sock.close()
-
-
-def _endpoint(listen: str, sock: socket.socket) -> Endpoint:
-    host, port = sock.getsockname()[:2]
-    return Endpoint(listen=listen, host=str(host), port=int(port))
-
-
-def _answers(endpoint: Endpoint, path: str) -> bool:
-    host = endpoint.local_host
-    url = f"http://{f'[{host}]' if ':' in host else host}:{endpoint.port}{path}"
+def _answers(host: str, port: int, path: str) -> bool:
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}{path}"
     try:
         with urllib.request.urlopen(url, timeout=0.5) as response:
             return int(response.status) == 200
@@ -272,125 +179,27 @@ def _answers(endpoint: Endpoint, path: str) -> bool:
 
 
 class ReadyNotice:
-    """Prints the "what now" block (:func:`esafety.startup_notice.next_steps`) once, when
-    every one of ``services`` answers /healthz, or after ``patience`` seconds in any case."""
+    """Prints ``text`` (the "what now" block) once, when every one of ``services`` (host,
+    port) answers /healthz, or after ``patience`` seconds in any case."""
 
-    def __init__(self, instance: Instance, services: Sequence[Endpoint],
-                 extra_lines: Sequence[str], patience: float = 60.0) -> None:
-        self.instance = instance
+    def __init__(self, services: Sequence[tuple[str, int]], text: str,
+                 patience: float = 60.0) -> None:
         self.services = list(services)
-        self.extra_lines = list(extra_lines)
+        self.text = text
         self.deadline = time.monotonic() + patience
         self.printed = False
 
     def __call__(self) -> None:
         if self.printed:
             return
-        waiting = [s for s in self.services if not _answers(s, "/healthz")]
+        waiting = [s for s in self.services if not _answers(*s, "/healthz")]
         self.services = waiting
         if waiting and time.monotonic() < self.deadline:
             return
         self.printed = True
         try:
-            sys.stdout.write(next_steps(self.instance, self.extra_lines))
+            sys.stdout.write(self.text)
             sys.stdout.flush()
         except OSError as exc:  # nobody reads the output (a closed pipe): keep serving
             log.warning("cannot print the start-up summary: %s", exc)
 
-
-def record_endpoints(instance: Instance, redis_url: str, proxy: Endpoint, admin: Endpoint
-                     ) -> None:
-    """Write DATA_DIR/endpoints.json for the other commands on this data directory."""
-    config = instance.config
-    status = config.listen.proxy_status
-    write_endpoints(instance.data_dir, Endpoints(
-        redis_url=recordable_url(redis_url, instance.data_dir),
-        redis_prefix=config.redis_prefix, proxy=proxy, admin=admin,
-        proxy_status=Endpoint(str(status), status.host, status.port),
-        admin_public_url=public_admin_url(config), proxy_public_address=proxy_address(config),
-        config=str(Path(config.path).resolve()) if config.path is not None else None,
-        pid=os.getpid(), started_at=time.time(), version=VERSION))
-
-
-def name_ca_for_centre(instance: Instance) -> None:
-    """After set-up names the centre: the CA ``esafety up`` made before it was named takes the
-    centre's name, unless a device may already trust it (see ``name_unoffered_ca``)."""
-    config = instance.config
-    current = Instance.resolve(str(config.path) if config.path else None,
-                               str(instance.data_dir), instance.redis_url).config
-    renamed = name_unoffered_ca(instance.data_dir, current.centre_name, Config.centre_name)
-    if renamed is not None:
-        log.info("the CA is now named for the centre: %s", renamed.subject)
-
-
-def run_all(instance: Instance, *, proxy_listen: str | None, admin_listen: str | None) -> int:
-    instance.ensure_data_dir()
-    proxy_listen = proxy_listen or str(instance.config.listen.proxy)
-    admin_listen = admin_listen or str(instance.config.listen.admin)
-    # Both public ports first: a second deployment on the same ports stops here, clearly.
-    sockets: list[socket.socket] = []
-    try:
-        sockets.append(open_listener(proxy_listen, DEFAULTS.proxy.port))
-        sockets.append(open_listener(admin_listen, DEFAULTS.admin.port))
-    except (ListenError, ValueError) as exc:
-        for sock in sockets:
-            sock.close()
-        log.critical("%s", exc)
-        return EXIT_CONFIG
-    proxy_sock, admin_sock = sockets
-    # Every child, and this process's own notices, know the ports really listened on.
-    instance = replace(instance, config=with_listen(
-        instance.config, parse_listen(proxy_listen, DEFAULTS.proxy.port),
-        parse_listen(admin_listen, DEFAULTS.admin.port)))
-    redis: EmbeddedRedis | None = None
-    proxy_env = admin_env = child_env(instance)
-    store_url = instance.redis_url
-    if instance.redis_url is None:
-        try:
-            redis = EmbeddedRedis(instance.data_dir / "redis",
-                                  prefix=instance.config.redis_prefix).start()
-        except EmbeddedRedisError as exc:
-            sys.stderr.write(f"esafety: {exc}\n")
-            for sock in sockets:
-                sock.close()
-            return 2
-        log.info("embedded Redis on 127.0.0.1:%d (data in %s; ACL users, passwords in "
-                 "0600 files there)", redis.port, redis.directory)
-        # Keys of a version before the hash tag move before any worker reads them.
-        asyncio.run(move_legacy_keys_at(redis.url_for("admin"), instance.config.redis_prefix))
-        proxy_env = child_env(instance, redis.url_for("proxy"))
-        admin_env = child_env(instance, redis.url_for("admin"))
-        store_url = redis.url_for("admin")
-    proxy_args = ["proxy", "--listen", proxy_listen, "--listen-fd", str(proxy_sock.fileno())]
-    admin_args = ["admin", "--listen", admin_listen, "--listen-fd", str(admin_sock.fileno())]
-    children = [
-        Child("proxy", esafety_argv(instance, *proxy_args), proxy_env,
-              pass_fds=(proxy_sock.fileno(),)),
-        Child("admin", esafety_argv(instance, *admin_args), admin_env,
-              pass_fds=(admin_sock.fileno(),)),
-    ]
-    load_or_create_ca(instance)  # now, so that the start-up block names a file that exists
-    proxy_endpoint = _endpoint(proxy_listen, proxy_sock)
-    admin_endpoint = _endpoint(admin_listen, admin_sock)
-    assert store_url is not None
-    try:
-        record_endpoints(instance, store_url, proxy_endpoint, admin_endpoint)
-    except (OSError, EndpointsError) as exc:
-        # The service still runs; only the other commands' automatic discovery is missing.
-        log.error("cannot record the endpoints in %s: %s", instance.data_dir, exc)
-    # Lines added to the start-up block ("what now"), after the CA certificate's line.
-    extra_lines: list[str] = first_run_lines(
-        instance, redis.url_for("admin") if redis is not None else instance.redis_url,
-        admin_listen)
-    status = instance.config.listen.proxy_status
-    notice = ReadyNotice(instance, [admin_endpoint, Endpoint(str(status), status.host,
-                                                             status.port)], extra_lines)
-    try:
-        return Supervisor(children, watched=settings_path(instance.data_dir), on_tick=notice,
-                          on_settings_changed=lambda: name_ca_for_centre(instance)).run()
-    finally:
-        remove_endpoints(instance.data_dir, pid=os.getpid())
-        for sock in sockets:
-            sock.close()
-        if redis is not None:
-            redis.stop()

@@ -84,6 +84,8 @@ async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
     except (ListenError, ValueError) as exc:
         log.critical("%s", exc)
         return EXIT_CANNOT_LISTEN
+    log.info("worker %s runs on the %s event loop", settings.worker,
+             type(asyncio.get_running_loop()).__module__.split(".")[0])
     config = instance.config
     data_dir = instance.ensure_data_dir()
     keys = Keys(config.redis_prefix)

@@ -39,6 +39,7 @@ from proxy_addons.identify import SIGNED_IN_ON_CONNECTION, Identify, Identity
 from proxy_addons.metrics import WorkerCounters
 from proxy_addons.record import Record
 from proxy_addons.tunnel_plan import ONBOARDING_HOST, TunnelAction
+from proxy_addons.tunnel_relay import TunnelRelay
 from proxy_addons.upstream_guard import Destination, UpstreamGuard
 from proxy_addons.verdict import OpenTunnel
 
@@ -52,13 +53,14 @@ _HANGUP = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
 CLIENT_HELLO_TIMEOUT = 15.0
 CLIENT_HELLO_LIMIT = 32 * 1024
 UPSTREAM_TIMEOUT = 10.0
-RELAY_CHUNK = 256 * 1024
 CONNECTION_ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 BAD_GATEWAY = (b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 42\r\nConnection: close\r\n\r\n"
                b"The web filter could not reach this site.\n")
 """Always these bytes: the reason the connection failed stays in the proxy's log."""
 
 Handover = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+Owner = asyncio.StreamWriter | asyncio.BaseTransport
+"""What owns a connection's socket once made: mitmproxy's stream, or the relay's transport."""
 ConnectionHandler = Callable[[socket.socket], Coroutine[Any, Any, None]]
 
 _PLAIN_HOST = re.compile(r"[A-Za-z0-9._-]{1,253}")
@@ -172,7 +174,7 @@ class TunnelFront:
         address = ""
         with contextlib.suppress(OSError):
             address = str(sock.getpeername()[0])
-        owners: list[asyncio.StreamWriter] = []
+        owners: list[Owner] = []
         try:
             await self._serve(sock, address, owners)
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
@@ -186,8 +188,7 @@ class TunnelFront:
             if not owners:
                 sock.close()
 
-    async def _serve(self, sock: socket.socket, address: str,
-                     owners: list[asyncio.StreamWriter]) -> None:
+    async def _serve(self, sock: socket.socket, address: str, owners: list[Owner]) -> None:
         """Relay the connection or hand it over; ``owners`` gets the stream writer that
         owns the socket from then on."""
         head = await peek_head(sock)
@@ -215,34 +216,32 @@ class TunnelFront:
             return
         sock.recv(len(head))  # the head was only peeked; this CONNECT is answered here
         self.record.record(self.decide.tunnel_verdict(plan, identity, address))
-        reader, writer = await streams(sock, RELAY_CHUNK)
-        owners.append(writer)
-        await self._tunnel(reader, writer, address, identity,
+        await self._tunnel(sock, owners, address, identity,
                            OpenTunnel(host, port, plan.host, plan.action, identity),
                            destination)
 
-    async def _hand_over(self, sock: socket.socket,
-                         owners: list[asyncio.StreamWriter]) -> None:
+    async def _hand_over(self, sock: socket.socket, owners: list[Owner]) -> None:
         self.counters.handed_over += 1
         reader, writer = await streams(sock)
         owners.append(writer)
         await self.handover(reader, writer)
 
-    async def _tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                      address: str, identity: Identity, tunnel: OpenTunnel,
-                      destination: Destination) -> None:
+    async def _tunnel(self, sock: socket.socket, owners: list[Owner], address: str,
+                      identity: Identity, tunnel: OpenTunnel, destination: Destination) -> None:
+        loop = asyncio.get_running_loop()
+        relay = TunnelRelay()
         try:
-            up_reader, up_writer = await asyncio.wait_for(
-                asyncio.open_connection(*destination.address, limit=RELAY_CHUNK),
+            upstream, _ = await asyncio.wait_for(
+                loop.create_connection(lambda: relay.upstream, *destination.address),
                 UPSTREAM_TIMEOUT)
         except (OSError, TimeoutError) as exc:
             log.info("cannot reach %s:%d (%s): %s", tunnel.connect_host, tunnel.port,
                      destination.address[0], exc)
-            writer.write(BAD_GATEWAY)
+            await loop.sock_sendall(sock, BAD_GATEWAY)
             return
         try:
-            writer.write(CONNECTION_ESTABLISHED)
-            hello = await self._client_hello(reader)
+            await loop.sock_sendall(sock, CONNECTION_ESTABLISHED)
+            hello = await self._client_hello(sock)
             if hello is None:
                 return  # not TLS: closed, never forwarded
             first, sni = hello
@@ -252,36 +251,36 @@ class TunnelFront:
             if action is not TunnelAction.TUNNEL:
                 return  # the TLS name needs a different plan: closed, never relayed
             self.counters.fast_tunnels += 1
-            up_writer.write(first)
+            client, _ = await loop.connect_accepted_socket(lambda: relay.client, sock)
+            owners.append(client)
+            relay.start(first)
             untrack = None
             if identity.source in SIGNED_IN_ON_CONNECTION and identity.user:
                 # A relayed tunnel ends when its user's sign-in ends (disabled, tokens revoked).
-                def close() -> None:
-                    writer.close()
-                    up_writer.close()
-
-                untrack = self.identify.track_connection(identity.user, close, identity.proof)
+                untrack = self.identify.track_connection(identity.user, relay.close,
+                                                         identity.proof)
             try:
-                await _relay(reader, writer, up_reader, up_writer)
+                await relay.finished()
             finally:
                 if untrack is not None:
                     untrack()
         finally:
-            if not up_writer.is_closing():
-                up_writer.close()
+            if not upstream.is_closing():
+                upstream.close()
 
-    async def _client_hello(self, reader: asyncio.StreamReader) -> tuple[bytes, str] | None:
+    async def _client_hello(self, sock: socket.socket) -> tuple[bytes, str] | None:
         """The client's first bytes and its TLS server name; None if it is not TLS."""
+        loop = asyncio.get_running_loop()
         data = b""
         deadline = time.monotonic() + CLIENT_HELLO_TIMEOUT
         while len(data) < CLIENT_HELLO_LIMIT:
-            chunk = await asyncio.wait_for(reader.read(CLIENT_HELLO_LIMIT),
+            chunk = await asyncio.wait_for(loop.sock_recv(sock, CLIENT_HELLO_LIMIT),
                                            max(0.1, deadline - time.monotonic()))
             if not chunk:
                 return None
             data += chunk
             if data[:1] != b"\x16":
-                return None  # a tunnel on port 443 that does not start with TLS
+                return None  # a tunnel that does not start with TLS
             try:
                 hello = parse_client_hello(data)
             except ValueError:
@@ -289,38 +288,6 @@ class TunnelFront:
             if hello is not None:
                 return data, hello.sni or ""
         return None
-
-
-async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-    try:
-        while data := await source.read(RELAY_CHUNK):
-            sink.write(data)
-            if sink.transport.get_write_buffer_size() > RELAY_CHUNK:
-                await sink.drain()
-        if sink.can_write_eof():
-            sink.write_eof()
-    except (ConnectionError, OSError):
-        pass
-
-
-HALF_CLOSE_GRACE = 10.0
-
-
-async def _relay(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter,
-                 up_reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter) -> None:
-    """Copy both ways. When one direction ends, the other gets a short grace period, so a
-    reset on one side never leaves a tunnel open forever."""
-    tasks = {asyncio.ensure_future(_pipe(client_reader, up_writer)),
-             asyncio.ensure_future(_pipe(up_reader, client_writer))}
-    _done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    if pending:
-        _done, pending = await asyncio.wait(pending, timeout=HALF_CLOSE_GRACE)
-    for task in pending:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    with contextlib.suppress(ConnectionError, OSError):
-        await client_writer.drain()
 
 
 ACCEPT_RETRY_SECONDS = 0.1

@@ -385,3 +385,13 @@ def curl_plain(proxy_url: str, url: str, timeout: float = 15) -> tuple[int, str]
                           capture_output=True, env=env, timeout=timeout + 5)
     body, _, status = done.stdout.decode("utf-8", "replace").rpartition("\n__STATUS__")
     return int(status or 0), body
+
+
+def fast_tunnel_count(proxy: ProxyProcess) -> float:
+    """Worker 0's count of tunnels the fast path relayed (from its /metrics)."""
+    status, text = proxy.status("/metrics")
+    assert status == 200, text
+    for line in text.splitlines():
+        if line.startswith("esafety_proxy_fast_tunnels_total{"):
+            return float(line.split()[-1])
+    raise AssertionError("no fast-tunnel counter in /metrics")
