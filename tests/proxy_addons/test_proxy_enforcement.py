@@ -176,6 +176,7 @@ def test_dns_over_https_is_blocked(proxy: ProxyProcess) -> None:
 
 
 def test_same_url_allowed_for_staff_and_blocked_for_learners(proxy: ProxyProcess) -> None:
+    set_clock(proxy, "2026-11-23T09:00:00+00:00")  # a Monday morning: not break or lunch
     staff = curl(proxy, "http://friendface.test/feed", user=("staff1", PASSWORD))
     assert staff.status == 200
     learner = curl(proxy, "http://friendface.test/feed", user=("learner1", PASSWORD))
