@@ -24,7 +24,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +116,29 @@ def row_from_hit(stream_id: str, hit: HitRecord) -> tuple[Any, ...]:
             hit.path, hit.action, hit.category, hit.rule, hit.source, hit.severity,
             1 if hit.alert else 0, 1 if hit.decrypted else 0, hit.method, hit.search_terms,
             hit.device, hit.identified_by)
+
+
+def row_from_entry(stream_id: str, fields: Mapping[Any, Any]) -> tuple[Any, ...]:
+    """A stream entry's fields as a table row: ``row_from_hit(stream_id, hit_from_entry(fields))``
+    without building the HitRecord (the log feeder converts every hit).
+
+    Raises ValueError when ``ts`` is not a number, as ``HitRecord.from_stream`` does."""
+    if fields and not isinstance(next(iter(fields)), str):
+        fields = {(k.decode() if isinstance(k, bytes) else k):
+                  (v.decode() if isinstance(v, bytes) else v) for k, v in fields.items()}
+    get = fields.get
+    return (stream_id, get("id", ""), float(get("ts") or 0), get("user", ""), get("group", ""),
+            get("client_ip", ""), get("site", ""), get("host", ""), get("path", ""),
+            get("action", ""), get("category", ""), get("rule", ""), get("source", ""),
+            get("severity", ""), 1 if get("alert") == "1" else 0,
+            1 if get("decrypted") == "1" else 0, get("method", ""), get("search_terms", ""),
+            get("device", ""), get("identified_by", ""))
+
+
+def stream_position(stream_id: str) -> tuple[int, int]:
+    """A Redis stream id (``<ms>-<seq>``) as numbers, in the stream's order."""
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def hit_dict(row: Sequence[Any]) -> dict[str, Any]:
@@ -232,21 +255,57 @@ class LogStore:
         return str(row[0]) if row else "0-0"
 
     def append(self, rows: Iterable[tuple[Any, ...]], last_stream_id: str | None) -> int:
-        """Insert rows and remember the stream position, in one transaction."""
+        """Insert rows and remember the stream position, in one transaction; return how many
+        rows were inserted. With a position, as :meth:`append_batches`."""
+        if last_stream_id is None:
+            with self._call(), self._write_lock:
+                conn = self._conn()
+                conn.execute("BEGIN")
+                try:
+                    cursor = conn.executemany(_INSERT, rows)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                return max(0, cursor.rowcount)
+        return self.append_batches([(rows, last_stream_id)])
+
+    def append_batches(self, batches: Iterable[tuple[Iterable[tuple[Any, ...]], str]]) -> int:
+        """Insert batches of stream entries' rows and save the position after the last batch,
+        all in one transaction; return how many rows were inserted.
+
+        ``batches`` yields ``(rows, position after them)`` in stream order, and may be a
+        generator that waits for the next batch (the log feeder hands batches over while it
+        reads the following ones); if it raises, nothing is stored. Rows at or before the
+        position already saved were stored by an earlier transaction and are skipped, and the
+        saved position never moves back: a batch handed over twice (a feeder call cancelled
+        while its worker thread went on to commit, then retried) is stored once."""
         with self._call(), self._write_lock:
             conn = self._conn()
             conn.execute("BEGIN")
             try:
-                cursor = conn.executemany(_INSERT, rows)
-                if last_stream_id is not None:
+                row = conn.execute(
+                    "SELECT value FROM feed_state WHERE name='last_stream_id'").fetchone()
+                saved_id = str(row[0]) if row else None
+                saved = stream_position(saved_id) if saved_id else (-1, -1)
+                inserted = 0
+                for rows, last_stream_id in batches:
+                    if stream_position(last_stream_id) <= saved:
+                        continue  # all stored already
+                    rows = rows if isinstance(rows, list) else list(rows)
+                    if rows and stream_position(rows[0][0]) <= saved:
+                        rows = [r for r in rows if stream_position(r[0]) > saved]
+                    inserted += max(0, conn.executemany(_INSERT, rows).rowcount)
+                    saved, saved_id = stream_position(last_stream_id), last_stream_id
+                if saved_id is not None:
                     conn.execute("INSERT INTO feed_state (name, value) VALUES ('last_stream_id', ?)"
                                  " ON CONFLICT(name) DO UPDATE SET value=excluded.value",
-                                 (last_stream_id,))
+                                 (saved_id,))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            return cursor.rowcount
+            return inserted
 
     def delete_older_than(self, cutoff_ts: float) -> int:
         """Retention: delete in chunks so readers and the feeder are never held up for long.
