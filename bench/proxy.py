@@ -1175,6 +1175,8 @@ def run_idle_workloads(workloads: Sequence[str], ctx: Context, args: argparse.Na
             "mitmdump": lambda: start_mitmdump(ctx, ignore_all=True),
             "esafety": lambda: start_esafety(ctx, 1),
         }
+        if ctx.baseline_tree is not None:
+            starters["esafety_before"] = lambda: start_esafety(ctx, 1, baseline=True)
         for loop in args.event_loops:
             if loop != "asyncio":
                 starters[f"esafety_{loop}"] = (
