@@ -192,6 +192,25 @@ def cpu_seconds(roots: Sequence[int]) -> float:
     return ticks / CLK_TCK
 
 
+def context_switches(roots: Sequence[int]) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of ``roots`` and their descendants, all
+    threads: many voluntary switches per request mean the event loop wakes for little work
+    each time (few ready events per ``epoll_wait``)."""
+    voluntary = involuntary = 0
+    for root in roots:
+        for pid in process_tree(root):
+            with suppress(OSError):
+                for task in os.listdir(f"/proc/{pid}/task"):
+                    with suppress(OSError):
+                        for line in Path(f"/proc/{pid}/task/{task}/status").read_text(
+                                ).splitlines():
+                            if line.startswith("voluntary_ctxt_switches:"):
+                                voluntary += int(line.split()[1])
+                            elif line.startswith("nonvoluntary_ctxt_switches:"):
+                                involuntary += int(line.split()[1])
+    return voluntary, involuntary
+
+
 def system_busy_seconds() -> float:
     """CPU time spent by every process on the machine (from /proc/stat)."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
@@ -931,6 +950,8 @@ class Result:
     origin_cpu_s: float
     redis_cpu_s: float | None
     other_cpu_s: float = 0.0
+    switches: tuple[int, int] = (0, 0)
+    """The proxy's (voluntary, involuntary) context switches during the run."""
 
     def as_dict(self) -> dict[str, Any]:
         load = self.load
@@ -949,6 +970,10 @@ class Result:
             "loadgen_cpu_ms_per_request": round(load.loadgen_cpu_s * per, 4),
             "other_cores_busy": round(self.other_cpu_s / load.seconds, 2) if load.seconds
             else 0.0,
+            "voluntary_switches_per_request": round(self.switches[0] / load.requests, 3)
+            if load.requests else None,
+            "involuntary_switches_per_request": round(self.switches[1] / load.requests, 3)
+            if load.requests else None,
         }
         if self.workload == "https_new_tunnel":
             out["cpu_ms_per_tunnel"] = out["cpu_ms_per_request"]
@@ -980,11 +1005,13 @@ def measure(proxy: Proxy, workload: str, ctx: Context, connections: int, seconds
     jobs, share = workload_jobs(workload, proxy, ctx, connections, seconds, tag)
     profiling = start_profiles(proxy, ctx, seconds, tag) if connections > 1 else []
     cpu0, origin0 = proxy.cpu(), cpu_seconds([ctx.origin.process.pid])
+    switches0 = context_switches(proxy.roots)
     redis0 = cpu_seconds([ctx.redis_pid]) if ctx.redis_pid else 0.0
     busy0 = system_busy_seconds()
     load = run_jobs(jobs, seconds, share)
     busy1 = system_busy_seconds()
     cpu1, origin1 = proxy.cpu(), cpu_seconds([ctx.origin.process.pid])
+    switches1 = context_switches(proxy.roots)
     redis1 = cpu_seconds([ctx.redis_pid]) if ctx.redis_pid else 0.0
     redis_cpu = (redis1 - redis0) if proxy.name.startswith("esafety") else None
     if profiling:
@@ -993,7 +1020,7 @@ def measure(proxy: Proxy, workload: str, ctx: Context, connections: int, seconds
     other = max(0.0, (busy1 - busy0) - (cpu1 - cpu0) - (origin1 - origin0) - (redis1 - redis0)
                 - load.loadgen_cpu_s)
     return Result(proxy.name, workload, connections, load, cpu1 - cpu0, origin1 - origin0,
-                  redis_cpu, other)
+                  redis_cpu, other, (switches1[0] - switches0[0], switches1[1] - switches0[1]))
 
 
 def check_blocks(proxy: Proxy, ctx: Context) -> dict[str, bool]:
@@ -1175,6 +1202,8 @@ def run_idle_workloads(workloads: Sequence[str], ctx: Context, args: argparse.Na
             "mitmdump": lambda: start_mitmdump(ctx, ignore_all=True),
             "esafety": lambda: start_esafety(ctx, 1),
         }
+        if ctx.baseline_tree is not None:
+            starters["esafety_before"] = lambda: start_esafety(ctx, 1, baseline=True)
         for loop in args.event_loops:
             if loop != "asyncio":
                 starters[f"esafety_{loop}"] = (
@@ -1571,7 +1600,9 @@ def print_table(report: dict[str, Any]) -> None:
             if "redis_cpu_ms_per_request" in d:
                 print(f"  {name}: redis-server {d['redis_cpu_ms_per_request']:.3f} CPU ms/req, "
                       f"proxy busy {d['proxy_cores_busy']:.2f} cores, load generator "
-                      f"{d['loadgen_cpu_ms_per_request']:.3f} CPU ms/req")
+                      f"{d['loadgen_cpu_ms_per_request']:.3f} CPU ms/req, context switches "
+                      f"per request {d['voluntary_switches_per_request']} voluntary, "
+                      f"{d['involuntary_switches_per_request']} involuntary")
             if "components" in d:
                 parts = ", ".join(f"{k} {c['rps']:.0f}/s p50 {c['p50_ms']:.1f}ms"
                                   for k, c in d["components"].items())
