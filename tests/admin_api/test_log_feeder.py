@@ -110,8 +110,13 @@ async def test_cancelled_mid_batch_and_restarted_the_feeder_stores_every_hit_onc
                 break
             cancelled_during_write += store.writing > 0
             task.cancel()
-            with pytest.raises(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                continue
+            # The call was finishing as the cancellation came (seen under heavy load): it
+            # returned, and what it stored is checked with the rest below.
+            break
         assert cancelled_during_write > 5, "no cancellation landed while a batch was written"
         final = LogFeeder(Hits(redis, keys), store)
         await final.start()

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis as sync_redis
 import trustme
 import yaml
 from aiohttp import web
@@ -395,3 +396,26 @@ def fast_tunnel_count(proxy: ProxyProcess) -> float:
         if line.startswith("esafety_proxy_fast_tunnels_total{"):
             return float(line.split()[-1])
     raise AssertionError("no fast-tunnel counter in /metrics")
+
+
+@contextmanager
+def proxy_on_fixture_lists(directory: Path, redis_url: str, origins: Origins,
+                           extra_env: dict[str, str] | None = None,
+                           **config: Any) -> Iterator[ProxyProcess]:
+    """A started proxy with a key prefix of its own, the fixture lists imported and ``config``
+    as :func:`write_config` overrides; stopped, and its keys deleted, at the end."""
+    prefix = f"esafety-test-{os.urandom(5).hex()}:"
+    config_file = write_config(directory / "esafety.yaml", prefix, **config)
+    process = ProxyProcess(directory / "data", config_file, redis_url, origins,
+                           extra_env=extra_env or {})
+    imported = process.cli("lists", "import", str(PROXY_LISTS), "--source", "fixtures")
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+        client = sync_redis.Redis.from_url(redis_url)
+        for key in client.scan_iter(match=prefix + "*"):
+            client.delete(key)
+        client.close()

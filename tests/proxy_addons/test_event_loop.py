@@ -15,15 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis as sync_redis
 
 from deployment.event_loop import EventLoopError, chosen_event_loop, event_loop_runner
 from tests.harness.proxy import (
-    PROXY_LISTS,
     Origins,
     ProxyProcess,
     curl,
     fast_tunnel_count,
+    proxy_on_fixture_lists,
     write_config,
 )
 
@@ -39,20 +38,9 @@ def test_the_standard_loop_is_the_default_and_unknown_names_are_refused() -> Non
 @pytest.fixture(scope="module")
 def uvloop_proxy(tmp_path_factory: pytest.TempPathFactory, redis_url: str,
                  origins: Origins) -> Iterator[ProxyProcess]:
-    directory = tmp_path_factory.mktemp("uvloop")
-    prefix = f"esafety-test-{uuid.uuid4().hex[:10]}:"
-    config = write_config(directory / "esafety.yaml", prefix)
-    process = ProxyProcess(directory / "data", config, redis_url, origins,
-                           extra_env={"ESAFETY_EVENT_LOOP": "uvloop"})
-    imported = process.cli("lists", "import", str(PROXY_LISTS), "--source", "fixtures")
-    assert imported.returncode == 0, imported.stdout + imported.stderr
-    process.start()
-    yield process
-    process.stop()
-    client = sync_redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=prefix + "*"):
-        client.delete(key)
-    client.close()
+    with proxy_on_fixture_lists(tmp_path_factory.mktemp("uvloop"), redis_url, origins,
+                                extra_env={"ESAFETY_EVENT_LOOP": "uvloop"}) as process:
+        yield process
 
 
 def test_a_worker_on_uvloop_filters_as_on_the_standard_loop(uvloop_proxy: ProxyProcess) -> None:

@@ -15,37 +15,24 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-import redis as sync_redis
 
 from tests.harness.proxy import (
-    PROXY_LISTS,
     Origins,
     ProxyProcess,
     fast_tunnel_count,
     free_port,
+    proxy_on_fixture_lists,
     raw_connection,
     read_response_head,
-    write_config,
 )
 
 
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory: pytest.TempPathFactory, redis_url: str,
           origins: Origins) -> Iterator[ProxyProcess]:
-    directory = tmp_path_factory.mktemp("ports")
-    prefix = f"esafety-test-{uuid.uuid4().hex[:10]}:"
-    config = write_config(directory / "esafety.yaml", prefix,
-                          upstream={"connect_ports": [443, origins.https_port]})
-    process = ProxyProcess(directory / "data", config, redis_url, origins)
-    imported = process.cli("lists", "import", str(PROXY_LISTS), "--source", "fixtures")
-    assert imported.returncode == 0, imported.stdout + imported.stderr
-    process.start()
-    yield process
-    process.stop()
-    client = sync_redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=prefix + "*"):
-        client.delete(key)
-    client.close()
+    with proxy_on_fixture_lists(tmp_path_factory.mktemp("ports"), redis_url, origins,
+                                upstream={"connect_ports": [443, origins.https_port]}) as process:
+        yield process
 
 
 def connect(proxy: ProxyProcess, authority: str) -> str:
