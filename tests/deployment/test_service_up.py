@@ -77,6 +77,15 @@ def test_up_starts_everything_on_embedded_defaults_and_stops_cleanly(tmp_path: P
         status, body = curl_plain(f"http://127.0.0.1:{proxy_port}", "http://gunbroker.com/")
         assert status == 403 and "Firearms and weapons" in body
         assert (tmp_path / "data" / "ca" / "mitmproxy-ca-cert.pem").is_file()
+        # Once ready, up is a small supervisor (same pid) that got its plan through a pipe: no
+        # Redis password is on any process's command line or in its environment, which other
+        # local users may read.
+        passwords = [f.read_text().strip() for f in (tmp_path / "data" / "redis").glob("*.password")]
+        assert len(passwords) >= 2
+        for pid in [up.pid, *(p for p, _c in _descendants(up.pid))]:
+            for part in ("cmdline", "environ"):
+                seen = Path(f"/proc/{pid}/{part}").read_bytes().decode(errors="replace")
+                assert not any(secret in seen for secret in passwords), (pid, part)
     finally:
         everything = _descendants(up.pid)
         up.send_signal(signal.SIGTERM)
