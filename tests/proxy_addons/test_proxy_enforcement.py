@@ -243,6 +243,7 @@ def test_malformed_requests_get_400_and_the_proxy_keeps_serving(proxy: ProxyProc
 
 
 def test_wrong_credentials_fall_back_to_the_network_identity(proxy: ProxyProcess) -> None:
+    set_clock(proxy, "2026-11-23T09:00:00+00:00")  # a Monday morning: not break or lunch
     result = curl(proxy, "http://friendface.test/", user=("staff1", "wrong password"))
     assert result.status == 403  # not staff: the learner network's profile applies
     with raw_connection(proxy) as sock:

@@ -301,7 +301,7 @@ def test_a_first_run_from_the_printed_link_to_a_filtering_centre(browser: Browse
         # upload; the managed check above reached one of them. Then every connection, on
         # whichever worker takes it, is refused.
         refused = "CONNECT tunnel failed, response 403"
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         answer = unmanaged_answer()
         while refused not in answer and time.monotonic() < deadline:
             time.sleep(0.3)
