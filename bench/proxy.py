@@ -1188,6 +1188,25 @@ def start_deployment(ctx: Context) -> Proxy:
     return proxy
 
 
+def started_in_turn(starters: dict[str, Callable[[], Proxy]], workload: str,
+                    unavailable: dict[str, str], say: Callable[[str], None]
+                    ) -> Iterator[tuple[str, Proxy]]:
+    """Each contender started in turn (one at a time), and stopped once the caller is done
+    with it; one that cannot start is reported as unavailable and skipped."""
+    for name, starter in starters.items():
+        try:
+            proxy = starter()
+        except Exception as exc:
+            unavailable[f"{name} ({workload})"] = f"{type(exc).__name__}: {exc}"[:600]
+            say(f"{name} unavailable: {exc}")
+            continue
+        try:
+            say(f"{workload}: {name} ...")
+            yield name, proxy
+        finally:
+            proxy.stop()
+
+
 def run_idle_workloads(workloads: Sequence[str], ctx: Context, args: argparse.Namespace,
                        unavailable: dict[str, str], say: Callable[[str], None]
                        ) -> dict[str, Any]:
@@ -1211,18 +1230,8 @@ def run_idle_workloads(workloads: Sequence[str], ctx: Context, args: argparse.Na
         if not args.no_peers:
             starters["squid"] = lambda: start_squid(ctx)
             starters["e2guardian"] = lambda: start_e2guardian(ctx, http_workers=count + 200)
-        for name, starter in starters.items():
-            try:
-                proxy = starter()
-            except Exception as exc:
-                unavailable[f"{name} (concurrency)"] = f"{type(exc).__name__}: {exc}"[:600]
-                say(f"{name} unavailable: {exc}")
-                continue
-            try:
-                say(f"concurrency: {name} ...")
-                entry[name] = measure_idle(proxy, ctx, count, args.idle_samples)
-            finally:
-                proxy.stop()
+        for name, proxy in started_in_turn(starters, "concurrency", unavailable, say):
+            entry[name] = measure_idle(proxy, ctx, count, args.idle_samples)
         out["concurrency"] = entry
     if "startup_memory" in workloads:
         memory: dict[str, Any] = {}
@@ -1231,19 +1240,9 @@ def run_idle_workloads(workloads: Sequence[str], ctx: Context, args: argparse.Na
         if not args.no_peers:
             starters["squid"] = lambda: start_squid(ctx)
             starters["e2guardian"] = lambda: start_e2guardian(ctx)
-        for name, starter in starters.items():
-            try:
-                proxy = starter()
-            except Exception as exc:
-                unavailable[f"{name} (startup_memory)"] = f"{type(exc).__name__}: {exc}"[:600]
-                say(f"{name} unavailable: {exc}")
-                continue
-            try:
-                time.sleep(3.0)
-                say(f"startup_memory: {name} ...")
-                memory[name] = memory_at_start(tree_pids(proxy))
-            finally:
-                proxy.stop()
+        for name, proxy in started_in_turn(starters, "startup_memory", unavailable, say):
+            time.sleep(3.0)
+            memory[name] = memory_at_start(tree_pids(proxy))
         out["startup_memory"] = memory
     return out
 
