@@ -36,7 +36,8 @@ from store.policy_state import LivePolicy, PolicyState
 log = logging.getLogger("esafety.policy")
 
 POLL_INTERVAL = 0.5
-SNAPSHOT_CHECK_INTERVAL = 5.0
+SNAPSHOT_CHECK_INTERVAL = 1.0
+"""A new list snapshot is in force within this many seconds (one stat and one small read)."""
 
 
 class PolicySync:
@@ -47,6 +48,10 @@ class PolicySync:
         self.redis = redis
         self.keys = keys
         self.categories: CategorySet = load_definitions()
+        # The mark is read before the snapshot is loaded: an import that finishes while this
+        # worker is loading (a worker restarting as the set-up page uploads lists, say) then
+        # changes the mark, and the watch loads it. Read after, it would be missed for good.
+        self._snapshot_mark = self._current_mark()
         self.policy: Policy = self._load_base()
         self.version = -1
         self.redis_ok = redis is not None
@@ -54,7 +59,6 @@ class PolicySync:
         self._copy_version: int | None = None
         """The version loaded from the local copy, until Redis's state replaces it."""
         self._copy_ahead_reported = False
-        self._snapshot_mark = self._current_mark()
         self._tasks: list[asyncio.Task[None]] = []
 
     def _load_base(self) -> Policy:
