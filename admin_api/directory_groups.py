@@ -26,10 +26,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from admin_api.roles import natural_group
 from deployment.config import LdapSettings
 from store.accounts import USER_NAME
-from store.records import ROLES, UserRecord
+from store.records import ROLES, UserRecord, natural_group
 
 MANAGED_BY = "directory"
 LEAVER_ROLE = "learner"

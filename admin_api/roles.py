@@ -44,11 +44,6 @@ USER_ADMINS = frozenset({"admin"})
 _ALLOWED: dict[Handler, frozenset[str]] = {}
 
 
-def natural_group(role: str) -> str:
-    """The filtering group a role's users get unless told otherwise."""
-    return "learner" if role == "learner" else "staff"
-
-
 def current_user(request: web.Request) -> UserRecord:
     user = user_of(request)
     if user is None:

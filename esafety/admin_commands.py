@@ -1,21 +1,28 @@
-"""``esafety admin`` and ``esafety users``: subcommands of the admin API."""
+"""``esafety admin`` and ``esafety users``: subcommands of the admin API.
+
+The admin service (aiohttp and its routes) loads inside :func:`cmd_admin`, when it runs."""
 
 from __future__ import annotations
 
 import argparse
 
+from deployment.instance import Instance
 from esafety import user_commands
-from esafety.admin_process import run_admin
 from esafety.service_entry import DEFAULTS, add_admin_options
 from store.records import ROLES
 
 
+def cmd_admin(args: argparse.Namespace, instance: Instance) -> int:
+    from esafety.admin_process import run_admin
+    return run_admin(args, instance)
+
+
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register the admin API's subcommands ."""
+    """Register the admin API's subcommands."""
     admin = sub.add_parser("admin", help=f"run the admin API (default {DEFAULTS.admin}, "
                                          "under /api/v1)")
     add_admin_options(admin)
-    admin.set_defaults(handler=run_admin)
+    admin.set_defaults(handler=cmd_admin)
 
     users = sub.add_parser("users", help="manage user accounts")
     users_sub = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")

@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from redis.asyncio import Redis
+
 from categories.decision import Decision
 from categories.definitions import load_definitions
 from categories.list_formats import ListFormat
@@ -31,13 +33,12 @@ from deployment.instance import Instance
 from deployment.json_logging import configure_logging
 from deployment.listen_address import ListenAddress
 from esafety import admin_commands, directory_commands, proxy_commands, redis_commands
+from esafety.admin_store import NoStoreError, admin_client
 from esafety.backup import BackupError, backup, restore
 from esafety.known_names import UnknownNameError, known_group
 from esafety.service_entry import add_global_options
-from store import redis_acl
-from store.connection import connect
 from store.keys import Keys
-from store.redis_store import Store
+from store.policy_state import bump_version as bump_policy_version
 
 EXIT_OK, EXIT_BLOCKED, EXIT_USAGE = 0, 1, 2
 
@@ -259,13 +260,11 @@ def cmd_config_check(args: argparse.Namespace, instance: Instance) -> int:
     return EXIT_OK
 
 
-def _store_client(instance: Instance) -> Any:
-
-    url = instance.store_url(redis_acl.ADMIN_USER)
-    if url is None:
-        raise UsageError("no Redis configured: give --redis-url, ESAFETY_REDIS_URL or redis_url "
-                         "(or run it while esafety up runs on the same data directory)")
-    return connect(url)
+def _store_client(instance: Instance) -> Redis:
+    try:
+        return admin_client(instance)
+    except NoStoreError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def cmd_backup(args: argparse.Namespace, instance: Instance) -> int:
@@ -296,7 +295,7 @@ def cmd_restore(args: argparse.Namespace, instance: Instance) -> int:
 
             # (a backup from an older release has no record indexes: the admin builds them
             # when it starts)
-            await Store(client, Keys(instance.config.redis_prefix)).policy.bump_version()
+            await bump_policy_version(client, Keys(instance.config.redis_prefix))
         except BackupError as exc:
             raise UsageError(str(exc)) from exc
         finally:

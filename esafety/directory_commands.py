@@ -8,11 +8,8 @@ import asyncio
 import json
 import sys
 
-from admin_api.server import ListenError, settings_for
-from admin_api.workers.directory_sync import DirectoryError, DirectorySync, SyncReport
 from deployment.instance import Instance
-from store.connection import connect
-from store.redis_store import Store
+from esafety.admin_store import NoStoreError, admin_store
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -23,14 +20,15 @@ def cmd_directory_sync(args: argparse.Namespace, instance: Instance) -> int:
         sys.stderr.write("esafety: no directory configured: add identity.ldap (url, bind_dn, "
                          "password_env, groups, roles) to the config file\n")
         return EXIT_USAGE
+    # ldap3 and the sync worker load only for this command.
+    from admin_api.workers.directory_sync import DirectoryError, DirectorySync, SyncReport
     try:
-        settings = settings_for(instance)
-    except ListenError as exc:
+        store = admin_store(instance)
+    except NoStoreError as exc:
         sys.stderr.write(f"esafety: {exc}\n")
         return EXIT_USAGE
 
     async def run() -> SyncReport:
-        store = Store(connect(settings.redis_url), settings.keys, tz=settings.timezone)
         try:
             return await DirectorySync(
                 store, ldap, profiles=instance.config.profiles,

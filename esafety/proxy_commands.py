@@ -1,4 +1,7 @@
-"""``esafety proxy``, ``esafety up`` and ``esafety ca``: subcommands of the proxy."""
+"""``esafety proxy``, ``esafety up`` and ``esafety ca``: subcommands of the proxy.
+
+mitmproxy and the services load inside the handlers, when one of these commands runs: the
+other commands (``esafety users``, ``lists``, ``check``) start without them."""
 
 from __future__ import annotations
 
@@ -10,13 +13,13 @@ from pathlib import Path
 from deployment.ca_certificate import CAError
 from deployment.event_loop import EventLoopError, chosen_event_loop
 from deployment.instance import Instance
-from esafety.proxy_worker_process import mitm_options, run_worker_process, status_listen
 from esafety.service_entry import DEFAULTS, add_proxy_options
-from esafety.service_up import run_all, run_proxy_workers
-from proxy_addons.certificate_authority import describe_ca, export_ca, load_or_create_ca
 
 
 def cmd_proxy(args: argparse.Namespace, instance: Instance) -> int:
+    from esafety.proxy_worker_process import mitm_options, run_worker_process, status_listen
+    from esafety.service_up import run_proxy_workers
+    from proxy_addons.certificate_authority import load_or_create_ca
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if workers < 1:
         raise SystemExit("esafety: --workers must be at least 1")
@@ -51,6 +54,7 @@ def worker_passthrough(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_ca_export(args: argparse.Namespace, instance: Instance) -> int:
+    from proxy_addons.certificate_authority import export_ca
     try:
         written = export_ca(instance, Path(args.out) if args.out else None, args.format)
     except (CAError, OSError) as exc:
@@ -62,6 +66,7 @@ def cmd_ca_export(args: argparse.Namespace, instance: Instance) -> int:
 
 
 def cmd_ca_show(args: argparse.Namespace, instance: Instance) -> int:
+    from proxy_addons.certificate_authority import describe_ca, load_or_create_ca
     try:
         sys.stdout.write(describe_ca(load_or_create_ca(instance)))
     except (CAError, OSError) as exc:
@@ -71,7 +76,7 @@ def cmd_ca_show(args: argparse.Namespace, instance: Instance) -> int:
 
 
 def cmd_up(args: argparse.Namespace, instance: Instance) -> int:
-
+    from esafety.service_up import run_all
     return run_all(instance, proxy_listen=args.proxy_listen, admin_listen=args.admin_listen)
 
 

@@ -16,13 +16,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
-from admin_api.roles import natural_group
-from admin_api.server import ListenError, settings_for
 from deployment.instance import Instance
+from esafety.admin_store import NoStoreError, admin_store
 from esafety.known_names import UnknownNameError, known_group
 from esafety.user_import import UserImportError, parse_rows
 from store.accounts import AccountError
-from store.connection import connect
+from store.records import natural_group
 from store.redis_store import Store
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -42,10 +41,8 @@ def _actor() -> str:
 
 
 def _with_store(instance: Instance, work: Callable[[Store], Awaitable[T]]) -> T:
-    settings = settings_for(instance)
-
     async def main() -> T:
-        store = Store(connect(settings.redis_url), settings.keys, tz=settings.timezone)
+        store = admin_store(instance)
         try:
             return await work(store)
         finally:
@@ -75,7 +72,7 @@ def cmd_users_add(args: argparse.Namespace, instance: Instance) -> int:
         return EXIT_OK
     try:
         return _with_store(instance, work)
-    except (AccountError, ListenError) as exc:
+    except (AccountError, NoStoreError) as exc:
         return _fail(str(exc))
 
 
@@ -108,7 +105,7 @@ def cmd_users_import(args: argparse.Namespace, instance: Instance) -> int:
         return EXIT_OK
     try:
         return _with_store(instance, work)
-    except (AccountError, ListenError) as exc:
+    except (AccountError, NoStoreError) as exc:
         return _fail(str(exc))
 
 
@@ -128,7 +125,7 @@ def cmd_users_list(args: argparse.Namespace, instance: Instance) -> int:
         return EXIT_OK
     try:
         return _with_store(instance, work)
-    except ListenError as exc:
+    except NoStoreError as exc:
         return _fail(str(exc))
 
 
@@ -154,7 +151,7 @@ def cmd_users_edit(args: argparse.Namespace, instance: Instance) -> int:
         return EXIT_OK
     try:
         return _with_store(instance, work)
-    except (AccountError, ListenError) as exc:
+    except (AccountError, NoStoreError) as exc:
         return _fail(str(exc))
 
 
@@ -172,7 +169,7 @@ def cmd_users_disable(args: argparse.Namespace, instance: Instance) -> int:
         return EXIT_OK
     try:
         return _with_store(instance, work)
-    except ListenError as exc:
+    except NoStoreError as exc:
         return _fail(str(exc))
 
 
@@ -187,5 +184,5 @@ def cmd_users_revoke(args: argparse.Namespace, instance: Instance) -> int:
         return EXIT_OK
     try:
         return _with_store(instance, work)
-    except ListenError as exc:
+    except NoStoreError as exc:
         return _fail(str(exc))

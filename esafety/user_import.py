@@ -12,9 +12,8 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from admin_api.roles import natural_group
 from store.accounts import MIN_PASSWORD_LENGTH, USER_NAME
-from store.records import ROLES
+from store.records import ROLES, natural_group
 
 REQUIRED_COLUMNS = ("username",)
 KNOWN_COLUMNS = ("username", "password", "role", "group", "display_name")

@@ -111,6 +111,11 @@ class HitRecord:
 ROLES = ("learner", "staff", "it_support", "manager", "dsl", "admin")
 
 
+def natural_group(role: str) -> str:
+    """The filtering group a role's users get unless told otherwise."""
+    return "learner" if role == "learner" else "staff"
+
+
 @dataclass(frozen=True, slots=True)
 class UserRecord:
     name: str

@@ -27,7 +27,6 @@ from aiohttp import web
 from admin_api import oidc_client
 from admin_api.context import AdminState, state_of
 from admin_api.oidc_client import SingleSignOnError
-from admin_api.roles import natural_group
 from admin_api.routes import audit_trail
 from admin_api.routes.portal import device_address, safe_return
 from admin_api.sessions import SESSION_COOKIE, set_session_cookies
@@ -35,7 +34,7 @@ from admin_api.web.content_security import UI_PAGE
 from deployment.config import OidcSettings
 from deployment.public_address import admin_public_url
 from store.accounts import SSO_ATTEMPT_SECONDS, TOKEN_TTL_SECONDS
-from store.records import UserRecord
+from store.records import UserRecord, natural_group
 
 routes = web.RouteTableDef()
 log = logging.getLogger("esafety.admin.single_sign_on")

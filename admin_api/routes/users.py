@@ -10,7 +10,7 @@ from aiohttp import web
 
 from admin_api.context import state_of
 from admin_api.errors import ApiError, bad_input
-from admin_api.roles import USER_ADMINS, natural_group, requires
+from admin_api.roles import USER_ADMINS, requires
 from admin_api.routes import audit_trail
 from admin_api.routes.http_input import (
     choice,
@@ -23,7 +23,7 @@ from admin_api.routes.http_input import (
     text,
 )
 from store.accounts import MIN_PASSWORD_LENGTH, USER_NAME, AccountError
-from store.records import ROLES, UserRecord
+from store.records import ROLES, UserRecord, natural_group
 
 routes = web.RouteTableDef()
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}"
