@@ -17,6 +17,7 @@ from admin_api.errors import ApiError, bad_input
 from categories.decision import Decision, Rule
 from categories.overrides import Override, canonical_target
 from categories.policy import ListedEntry
+from categories.public_suffix import is_public_suffix
 
 SHOWN_ENTRIES = 10
 """Listed entries an approval names one by one; the rest are counted."""
@@ -41,6 +42,10 @@ async def unblock_target(state: AdminState, url: str, user: str, group: str) -> 
     host = canonical.split("/", 1)[0]
     if decision.matched and "/" in decision.matched and decision.rule is not Rule.OVERRIDE:
         return decision.matched
+    if decision.host and is_public_suffix(decision.host):
+        # A list that names a public suffix (blogspot.com, say) blocks every site under it;
+        # an approval opens the one site asked for, never all of them.
+        return host
     return decision.host or host
 
 
@@ -57,8 +62,19 @@ async def refuse_locked(state: AdminState, target: str) -> None:
                        "If you think it is listed in error, report it to the list's owner.")
 
 
+def refuse_public_suffix(target: str, field: str = "target") -> None:
+    """Raise 400 when an allow rule on ``target`` would open every site under a public
+    suffix (``co.uk``, ``github.io``) rather than one site."""
+    host = target.split("/", 1)[0]
+    if is_public_suffix(host):
+        raise bad_input(f"{host} is a public suffix, not a site: allowing it would open every "
+                        f"site under .{host}. Name the site itself, such as www.example.{host}",
+                        field)
+
+
 async def apply_override(state: AdminState, override: Override) -> int:
     if override.action == "allow":
+        refuse_public_suffix(override.target)
         await refuse_locked(state, override.target)
     return await state.store.policy.save_override(override)
 

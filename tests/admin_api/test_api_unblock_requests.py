@@ -339,3 +339,32 @@ async def test_where_the_admin_has_no_rule_a_block_the_proxy_logged_for_that_lea
     status, out = await api.call("POST", f"/api/v1/unblock-requests/{body['id']}/approve", it,
                                  json={"scope": "user"})
     assert status == 200, out
+
+
+async def test_an_allow_rule_never_opens_a_whole_public_suffix(api: Api) -> None:
+    """``co.uk`` or ``github.io`` is not a site: allowing it would open every site under it.
+    A list that names one (``github.io``) still gets approvals for the one site asked for."""
+    import_list(api, "gambling", ["casino.example", "github.io"])
+    it = await api.user("it1", "it_support")
+    for target in ("co.uk", "https://github.io/", "github.io/some/path"):
+        status, out = await api.call("POST", "/api/v1/overrides", it, json={
+            "target": target, "action": "allow", "scope": "everyone"})
+        assert status == 400 and "public suffix" in out["error"]["message"], (target, out)
+    assert await read_overrides(api.redis, api.keys) == []
+    # Blocking under a public suffix is the centre's choice, and stays possible.
+    status, _ = await api.call("POST", "/api/v1/overrides", it, json={
+        "target": "co.uk", "action": "block", "scope": "everyone"})
+    assert status == 201
+
+    learner = await api.user("l1", "learner")
+    wanted = "https://coursework-site.github.io/notes"
+    assert await _decide(api, wanted, "l1") is Action.BLOCK
+    status, filed = await api.call("POST", "/api/v1/unblock-requests", learner, json={
+        "url": wanted, "reason": "My tutor's course notes"})
+    assert status == 201 and filed["request"]["target"] == "coursework-site.github.io"
+    status, body = await api.call(
+        "POST", f"/api/v1/unblock-requests/{filed['id']}/approve", it,
+        json={"scope": "user", "note": "Course notes", "confirm_wider": True})
+    assert status == 200, body
+    assert await _decide(api, wanted, "l1") is Action.ALLOW
+    assert await _decide(api, "https://another-site.github.io/", "l1") is Action.BLOCK
