@@ -242,6 +242,11 @@ CONFIG_SCHEMA: dict[str, Any] = {
                                                "description": "the environment variable "
                                                               "holding its shared secret"}}}},
                         "binding_hours": {"type": "number", "minimum": 0.01, "maximum": 168},
+                        "realms": {"type": "array", "maxItems": 50, "items": {
+                            "type": "string", "minLength": 1, "maxLength": 253,
+                            "pattern": r"^@?[A-Za-z0-9][A-Za-z0-9.-]*$",
+                            "description": "the centre's own realms: alice@REALM and "
+                                           "REALM\\alice are the account alice"}},
                     },
                 },
                 "portal": {
@@ -464,6 +469,10 @@ class RadiusAccountingSettings:
     clients: tuple[RadiusClient, ...] = ()
     binding_hours: float = 12.0
     """A binding without an Interim-Update or Stop ends after this long."""
+    realms: tuple[str, ...] = ()
+    """The centre's own realms, lower case: ``alice@college.ac.uk`` and ``COLLEGE\\alice``
+    name the account ``alice`` when ``college.ac.uk`` or ``college`` is listed. A name in any
+    other realm (a visitor on eduroam) is kept whole, so it never borrows a local account."""
 
 
 @dataclass(frozen=True)
@@ -577,7 +586,8 @@ def parse_identity(spec: dict[str, Any]) -> IdentitySettings:
             listen=parse_listen(radius_spec["listen"]) if "listen" in radius_spec
             else RadiusAccountingSettings().listen,
             clients=tuple(clients),
-            binding_hours=float(radius_spec.get("binding_hours", 12.0)))
+            binding_hours=float(radius_spec.get("binding_hours", 12.0)),
+            realms=tuple(realm.lower().lstrip("@") for realm in radius_spec.get("realms") or ()))
     portal_spec = spec.get("portal") or {}
     trusted = []
     for entry in portal_spec.get("trusted_proxies") or []:

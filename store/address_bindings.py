@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
 from redis.asyncio import Redis
@@ -60,6 +60,9 @@ class AddressBinding:
     """The device's id where known (its MAC address, from RADIUS Calling-Station-Id)."""
     group: str = ""
     """The user's esafety group when the binder knew it (empty: the network's group)."""
+    reported_by: str = ""
+    """For RADIUS: the address of the Wi-Fi controller that reported it (its Accounting-On
+    or Accounting-Off ends every binding it reported)."""
 
     def live(self, now: float) -> bool:
         return self.expires_at > now
@@ -74,7 +77,8 @@ class AddressBinding:
             data = json.loads(raw)
             return cls(address=str(data["address"]), user=str(data["user"]),
                        source=str(data["source"]), expires_at=float(data["expires_at"]),
-                       device=str(data.get("device", "")), group=str(data.get("group", "")))
+                       device=str(data.get("device", "")), group=str(data.get("group", "")),
+                       reported_by=str(data.get("reported_by", "")))
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -98,8 +102,8 @@ class AddressBindings:
         self._keys = keys
 
     async def bind(self, address: str, user: str, source: str, seconds: float,
-                   device: str = "", group: str = "", now: float | None = None
-                   ) -> AddressBinding:
+                   device: str = "", group: str = "", now: float | None = None,
+                   reported_by: str = "") -> AddressBinding:
         if source not in SOURCES:
             raise BindingError(f"unknown binding source {source!r}; one of {', '.join(SOURCES)}")
         if not user or len(user) > 200:
@@ -108,7 +112,7 @@ class AddressBindings:
             raise BindingError("a binding must last a positive time")
         binding = AddressBinding(normal_address(address), user, source,
                                  (now if now is not None else time.time()) + seconds,
-                                 device[:64], group)
+                                 device[:64], group, reported_by[:64])
         await self._redis.eval(_BIND, 2, self._keys.address_bindings,
                                self._keys.address_bindings_version, binding.address,
                                binding.to_json())
@@ -124,9 +128,20 @@ class AddressBindings:
 
     async def unbind_user(self, user: str) -> int:
         """Remove every binding of ``user`` (sign-out everywhere, a disabled account)."""
+        return await self._unbind_each(lambda binding: binding.user == user)
+
+    async def unbind_reported_by(self, source: str, reporter: str) -> int:
+        """Remove every ``source`` binding that ``reporter`` reported (a Wi-Fi controller
+        that restarted: every session it knew of has ended)."""
+        return await self._unbind_each(
+            lambda binding: binding.source == source and binding.reported_by == reporter)
+
+    async def _unbind_each(self, matches: Callable[[AddressBinding], bool]) -> int:
         removed = 0
         for binding in (await self.all()).values():
-            if binding.user == user and await self.unbind(binding.address, user):
+            # By address, user and source: a binding made meanwhile for someone else stays.
+            if matches(binding) and await self.unbind(binding.address, binding.user,
+                                                      binding.source):
                 removed += 1
         return removed
 

@@ -5,7 +5,11 @@ while it stays (Interim-Update) and when it leaves (Stop), naming the user it au
 (``User-Name``), the address the device got (``Framed-IP-Address``) and the device's MAC
 (``Calling-Station-Id``). Start and Interim-Update bind the address to that user for
 ``binding_hours`` (``Store.address_bindings``, source ``radius``), so every proxy attributes the
-address's requests to them within a second; Stop removes that user's binding only.
+address's requests to them within a second; Stop removes that user's binding only. A user name
+in one of the centre's ``realms`` (``alice@college.ac.uk``, ``COLLEGE\\alice``) names the
+account ``alice``; in any other realm it is kept whole. Accounting-On and Accounting-Off (the
+controller restarted, so every session it knew of is over) end every binding that controller
+reported.
 
 Two parts:
 
@@ -65,23 +69,27 @@ packets never floods the log)."""
 Address = tuple[Any, ...]
 """A datagram's source as asyncio gives it: (host, port) or, for IPv6, (host, port, flow, scope)."""
 BINDING_STATUSES = {"Start": "start", "Interim-Update": "interim", "Stop": "stop"}
+RESTART_STATUSES = ("Accounting-On", "Accounting-Off")
+"""The controller (re)started or is stopping: every session it reported has ended."""
 NOT_BINDING = "Acct-Status-Type"
-"""How the reason for a status that binds nothing (Accounting-On, Accounting-Off) starts."""
+"""How the reason for a status esafety does not act on starts."""
 _MAC_SEPARATORS = re.compile(r"[:.\- ]")
 _TWELVE_HEX = re.compile(r"[0-9a-f]{12}")
 
 
 @dataclass(frozen=True)
 class AccountingEvent:
-    """What one authentic Start, Interim-Update or Stop asks for."""
+    """What one authentic Start, Interim-Update, Stop, Accounting-On or -Off asks for."""
 
     status: str
-    """``start``, ``interim`` or ``stop``."""
+    """``start``, ``interim``, ``stop`` or ``restart`` (Accounting-On or -Off)."""
     user: str
     address: str
     device: str
     """The device's MAC as ``aa:bb:cc:dd:ee:ff``, or "" when the packet gave none."""
     session: str = ""
+    reporter: str = ""
+    """The address of the controller that sent it."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,19 @@ def normal_mac(value: str) -> str:
     return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
 
 
+def local_user_name(user: str, realms: tuple[str, ...]) -> str:
+    """``user`` without its realm when the realm is one of the centre's (lower case):
+    ``alice@college.ac.uk`` and ``COLLEGE\\alice`` are ``alice``. A name in another realm is
+    kept whole, so a visitor never takes the profile of a local account of the same name."""
+    name, at, realm = user.rpartition("@")
+    if at and name and realm.lower() in realms:
+        return name
+    domain, backslash, name = user.partition("\\")
+    if backslash and name and domain.lower() in realms:
+        return name
+    return user
+
+
 def _source_address(source: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         parsed = ipaddress.ip_address(source.split("%")[0])
@@ -125,7 +146,8 @@ class AccountingPackets:
     """Pure packet handling: datagram and source address in, :class:`PacketOutcome` out."""
 
     def __init__(self, clients: tuple[RadiusClient, ...], environ: Mapping[str, str],
-                 dictionary: Dictionary | None = None) -> None:
+                 dictionary: Dictionary | None = None, realms: tuple[str, ...] = ()) -> None:
+        self.realms = realms
         self.dictionary = dictionary if dictionary is not None else Dictionary(
             str(DICTIONARY_FILE))
         self.clients: list[tuple[RadiusClient, bytes | None]] = []
@@ -176,7 +198,7 @@ class AccountingPackets:
                                      "not match the client's shared secret", source)
         reply = packet.CreateReply().ReplyPacket()
         try:
-            event, problem = self._event(packet)
+            event, problem = self._event(packet, source)
         except (PacketError, ValueError, TypeError, KeyError, IndexError, OSError) as exc:
             event, problem = None, f"an attribute cannot be read ({exc})"
         if event is None:
@@ -190,14 +212,16 @@ class AccountingPackets:
         values = packet[name]
         return _text(values[0]).strip() if values else ""
 
-    def _event(self, packet: AcctPacket) -> tuple[AccountingEvent | None, str]:
+    def _event(self, packet: AcctPacket, source: str) -> tuple[AccountingEvent | None, str]:
         status_text = self._first(packet, "Acct-Status-Type")
         session = self._first(packet, "Acct-Session-Id")
+        if status_text in RESTART_STATUSES:
+            return AccountingEvent("restart", "", "", "", session, reporter=source), ""
         status = BINDING_STATUSES.get(status_text)
         if status is None:
             return None, (f"{NOT_BINDING} {status_text or 'missing'}: nothing to bind "
                           f"(session {session or '-'})")
-        user = self._first(packet, "User-Name")
+        user = local_user_name(self._first(packet, "User-Name"), self.realms)
         address = (self._first(packet, "Framed-IP-Address")
                    or self._first(packet, "Framed-IPv6-Address"))
         if not user:
@@ -206,7 +230,7 @@ class AccountingPackets:
             return None, (f"{status_text} for {user!r} without Framed-IP-Address: nothing "
                           f"bound (session {session or '-'})")
         device = normal_mac(self._first(packet, "Calling-Station-Id"))
-        return AccountingEvent(status, user, address, device, session), ""
+        return AccountingEvent(status, user, address, device, session, source), ""
 
 
 class RadiusAccountingListener(asyncio.DatagramProtocol):
@@ -217,7 +241,7 @@ class RadiusAccountingListener(asyncio.DatagramProtocol):
                  environ: Mapping[str, str], counter: Counter) -> None:
         self.settings = settings
         self.store = store
-        self.packets = AccountingPackets(settings.clients, environ)
+        self.packets = AccountingPackets(settings.clients, environ, realms=settings.realms)
         self.counter = counter
         self.transport: asyncio.DatagramTransport | None = None
         self._queue: asyncio.Queue[tuple[PacketOutcome, Address]] = asyncio.Queue(QUEUE_LIMIT)
@@ -303,6 +327,11 @@ class RadiusAccountingListener(asyncio.DatagramProtocol):
     async def apply(self, event: AccountingEvent) -> bool:
         """Store what ``event`` asks; False when it could not be used (logged)."""
         bindings = self.store.address_bindings
+        if event.status == "restart":
+            ended = await bindings.unbind_reported_by("radius", event.reporter)
+            log.info("RADIUS Accounting-On/Off from %s: the controller restarted, so the %d "
+                     "sign-ins it reported have ended", event.reporter, ended)
+            return True
         try:
             if event.status == "stop":
                 removed = await bindings.unbind(event.address, user=event.user,
@@ -319,7 +348,7 @@ class RadiusAccountingListener(asyncio.DatagramProtocol):
             group = account.group if account is not None and not account.disabled else ""
             await bindings.bind(event.address, event.user, "radius",
                                 self.settings.binding_hours * 3600, device=event.device,
-                                group=group)
+                                group=group, reported_by=event.reporter)
         except BindingError as exc:
             log.warning("RADIUS accounting for %r at %s: %s; nothing bound", event.user,
                         event.address, exc)

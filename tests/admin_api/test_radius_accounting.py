@@ -29,6 +29,7 @@ from admin_api.workers.radius_accounting import (
     DICTIONARY_FILE,
     AccountingPackets,
     RadiusAccountingListener,
+    local_user_name,
     normal_mac,
 )
 from deployment.config import IdentitySettings, RadiusAccountingSettings, RadiusClient
@@ -140,13 +141,26 @@ def test_device_ids_are_normal_mac_addresses() -> None:
     assert normal_mac("not a mac") == "" and normal_mac("aa:bb:cc") == ""
 
 
+def test_only_the_centres_own_realms_are_taken_off_user_names() -> None:
+    realms = ("college.ac.uk", "college")
+    for spelling in ("alice@college.ac.uk", "alice@COLLEGE.AC.UK", "COLLEGE\\alice",
+                     "college\\alice", "alice"):
+        assert local_user_name(spelling, realms) == "alice", spelling
+    # A visitor's realm (eduroam) is kept: they never become the local alice.
+    for foreign in ("alice@other.ac.uk", "OTHER\\alice", "alice@college.ac.uk.evil.test",
+                    "@college.ac.uk", "college\\"):
+        assert local_user_name(foreign, realms) == foreign
+    assert local_user_name("alice@college.ac.uk", ()) == "alice@college.ac.uk"
+
+
 # -- the listener: real UDP socket, real Redis ------------------------------------------------
-async def _exchange(port: int, data: bytes, wait: float = 0.5) -> bytes | None:
-    """Send one datagram from 127.0.0.1; the answer, or None when none came."""
+async def _exchange(port: int, data: bytes, wait: float = 0.5,
+                    source: str = "127.0.0.1") -> bytes | None:
+    """Send one datagram from ``source``; the answer, or None when none came."""
     loop = asyncio.get_running_loop()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.setblocking(False)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((source, 0))
         await loop.sock_sendto(sock, data, ("127.0.0.1", port))
         try:
             return await asyncio.wait_for(loop.sock_recv(sock, 4096), wait)
@@ -378,3 +392,47 @@ async def test_housekeeping_removes_expired_bindings(make_api: ApiFactory, keys:
             break
         await asyncio.sleep(0.05)
     assert await redis.hkeys(keys.address_bindings) == ["10.0.20.9"]
+
+
+async def test_a_controller_restart_ends_only_its_own_sign_ins_and_realms_name_local_accounts(
+        redis_url: str, keys: Keys, caplog: pytest.LogCaptureFixture) -> None:
+    """Two controllers: Accounting-On from one (it rebooted, so its sessions are over) ends
+    the bindings it reported and leaves the other's. A user name in the centre's realm binds
+    the local account, with its group; one in a visitor's realm binds that name as it is."""
+    store = Store(connect(redis_url), keys)
+    await store.accounts.create("alice", "staff", "staff", "a long password")
+    port = free_udp_port()
+    second = RadiusClient(ipaddress.ip_network("127.0.0.2/32"), SECRET_ENV)
+    settings = RadiusAccountingSettings(ListenAddress("127.0.0.1", port), (CONTROLLER, second),
+                                        1.0, realms=("college.ac.uk",))
+    listener = RadiusAccountingListener(settings, store, {SECRET_ENV: SECRET},
+                                        AdminMetrics().radius_accounting)
+    await listener.start()
+    caplog.set_level(logging.INFO, "admin_api.workers.radius_accounting")
+    try:
+        ours = start_packet(User_Name="alice@college.ac.uk", Framed_IP_Address="10.0.30.1")
+        assert await _exchange(port, ours.RequestPacket()) is not None
+        visitor = start_packet(User_Name="alice@other.ac.uk", Framed_IP_Address="10.0.30.2")
+        assert await _exchange(port, visitor.RequestPacket()) is not None
+        elsewhere = start_packet(User_Name="kim.staff", Framed_IP_Address="10.0.40.1")
+        assert await _exchange(port, elsewhere.RequestPacket(), source="127.0.0.2") is not None
+        bound = await store.address_bindings.all()
+        assert {a: (b.user, b.group, b.reported_by) for a, b in bound.items()} == {
+            "10.0.30.1": ("alice", "staff", "127.0.0.1"),
+            "10.0.30.2": ("alice@other.ac.uk", "", "127.0.0.1"),
+            "10.0.40.1": ("kim.staff", "", "127.0.0.2")}
+        # The first controller restarts.
+        restart = accounting_request(Acct_Status_Type="Accounting-On")
+        assert await _exchange(port, restart.RequestPacket()) is not None
+        assert set(await store.address_bindings.all()) == {"10.0.40.1"}
+        assert "the 2 sign-ins it reported have ended" in caplog.text
+        # A forged Accounting-Off (wrong secret) from the second ends nothing.
+        forged = accounting_request(secret="wrong", Acct_Status_Type="Accounting-Off")
+        assert await _exchange(port, forged.RequestPacket(), source="127.0.0.2") is None
+        assert set(await store.address_bindings.all()) == {"10.0.40.1"}
+        stopping = accounting_request(Acct_Status_Type="Accounting-Off")
+        assert await _exchange(port, stopping.RequestPacket(), source="127.0.0.2") is not None
+        assert await store.address_bindings.all() == {}
+    finally:
+        await listener.stop()
+        await store.aclose()

@@ -124,6 +124,7 @@ def test_the_examples_commented_identity_blocks_load_when_uncommented(tmp_path: 
     assert identity.radius_accounting.clients == (
         RadiusClient(ipaddress.ip_network("10.20.0.2/32"), "ESAFETY_RADIUS_SECRET"),)
     assert identity.radius_accounting.binding_hours == 12
+    assert identity.radius_accounting.realms == ("centre.ac.uk", "centre")
     assert identity.kerberos == KerberosSettings(keytab="/etc/esafety/proxy.keytab",
                                                  service="HTTP/proxy.centre.local")
     ldap = identity.ldap
