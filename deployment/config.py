@@ -318,6 +318,9 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "properties": {
                 "connect_ports": _PORT_LIST,
                 "http_ports": _PORT_LIST,
+                "tunnel_idle_seconds": {
+                    "type": "number", "minimum": 1, "maximum": 86400,
+                    "description": "close a connection that carried nothing for this long"},
                 "allow_internal": {
                     "type": "array", "uniqueItems": True,
                     "items": {"type": "string",
@@ -395,6 +398,9 @@ class UpstreamSettings:
     """Plain-HTTP requests to any other port are refused."""
     allow_internal: tuple[InternalAllowance, ...] = ()
     """Internal (loopback, private, link-local...) destinations that are allowed anyway."""
+    tunnel_idle_seconds: float = 600.0
+    """A connection that carries nothing either way for this long is closed (mitmproxy's own
+    default, for the tunnels the fast path relays too)."""
 
 
 def parse_internal_allowance(text: str) -> InternalAllowance:
@@ -806,7 +812,8 @@ def load_config(path: Path | None) -> Config:
     upstream = UpstreamSettings(
         **{key: frozenset(upstream_spec[key]) for key in ("connect_ports", "http_ports")
            if key in upstream_spec},
-        allow_internal=tuple(allowances))
+        allow_internal=tuple(allowances),
+        tunnel_idle_seconds=float(upstream_spec.get("tunnel_idle_seconds", 600)))
     identity = IdentitySettings()
     try:
         identity = parse_identity(data.get("identity") or {})

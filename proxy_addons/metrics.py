@@ -27,6 +27,11 @@ class WorkerCounters:
     """HTTPS tunnels relayed by the fast path."""
     handed_over: int = 0
     """Connections the fast path passed to mitmproxy."""
+    idle_tunnels_closed: int = 0
+    """Relayed tunnels closed after carrying nothing for ``upstream.tunnel_idle_seconds``."""
+
+    def tunnels_closed_idle(self, count: int) -> None:
+        self.idle_tunnels_closed += count
     portal_redirects: int = 0
     """Requests from unidentified devices on ``auth: portal`` networks sent to the sign-in
     page (302) or refused naming it (CONNECT)."""
@@ -88,6 +93,9 @@ class WorkerCollector:
                             "Hits lost because memory was full.", hits.dropped)
         yield self._counter("esafety_proxy_fast_tunnels_total",
                             "HTTPS tunnels relayed by the fast path.", counters.fast_tunnels)
+        yield self._counter("esafety_proxy_idle_tunnels_closed_total",
+                            "Relayed tunnels closed after carrying nothing for "
+                            "upstream.tunnel_idle_seconds.", counters.idle_tunnels_closed)
         yield self._counter("esafety_proxy_handed_over_total",
                             "Connections the fast path passed to mitmproxy (plain HTTP, hosts "
                             "to decrypt, other ports, refusals, sign-in).", counters.handed_over)

@@ -22,6 +22,7 @@ from mitmproxy.addons import (
     tlsconfig,
 )
 from mitmproxy.proxy import mode_servers
+from mitmproxy.proxy import server as mitmproxy_server
 
 from deployment.ca_certificate import CAError, ca_dir, ensure_ca, protect_ca
 from deployment.instance import Instance
@@ -130,6 +131,9 @@ async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
     # it there is still fully filtered.
     opts = options.Options(listen_host="127.0.0.1", listen_port=0, confdir=str(confdir))
     proxy = master.Master(opts)
+    # mitmproxy closes a connection idle this long (its module setting, 10 minutes unless
+    # told): the same limit as the fast path's relayed tunnels.
+    mitmproxy_server.TCP_TIMEOUT = int(config.upstream.tunnel_idle_seconds)
     # Only the mitmproxy addons a filtering proxy needs. Every hook (a dozen per tunnel) is
     # offered to every addon, so mitmdump's forty-odd defaults cost measurable CPU per tunnel.
     server_addon = proxyserver.Proxyserver()  # type: ignore[no-untyped-call]
@@ -141,7 +145,8 @@ async def run_worker(instance: Instance, settings: WorkerSettings) -> int:
     handler: ConnectionHandler = hand_over_sockets(handover)
     if use_front:
         handler = TunnelFront(identify, pipeline.decide, pipeline.record, handover,
-                              pipeline.upstream_guard, pipeline.counters).handle
+                              pipeline.upstream_guard, pipeline.counters,
+                              config.upstream.tunnel_idle_seconds).handle
     front_listener = FrontListener(handler, host, port, sock)
     proxy.addons.add(  # type: ignore[no-untyped-call]
         *worker_addons([policy_sync, service], pipeline, front_listener))

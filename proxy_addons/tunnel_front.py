@@ -39,7 +39,7 @@ from proxy_addons.identify import SIGNED_IN_ON_CONNECTION, Identify, Identity
 from proxy_addons.metrics import WorkerCounters
 from proxy_addons.record import Record
 from proxy_addons.tunnel_plan import ONBOARDING_HOST, TunnelAction
-from proxy_addons.tunnel_relay import TunnelRelay
+from proxy_addons.tunnel_relay import IdleSweep, TunnelRelay
 from proxy_addons.upstream_guard import Destination, UpstreamGuard
 from proxy_addons.verdict import OpenTunnel
 
@@ -162,13 +162,14 @@ def hand_over_sockets(handover: Handover) -> ConnectionHandler:
 
 class TunnelFront:
     def __init__(self, identify: Identify, decide: Decide, record: Record, handover: Handover,
-                 guard: UpstreamGuard, counters: WorkerCounters) -> None:
+                 guard: UpstreamGuard, counters: WorkerCounters, idle_seconds: float) -> None:
         self.identify = identify
         self.decide = decide
         self.record = record
         self.guard = guard
         self.handover = handover
         self.counters = counters
+        self.idle = IdleSweep(idle_seconds, counters.tunnels_closed_idle)
 
     async def handle(self, sock: socket.socket) -> None:
         address = ""
@@ -254,6 +255,7 @@ class TunnelFront:
             client, _ = await loop.connect_accepted_socket(lambda: relay.client, sock)
             owners.append(client)
             relay.start(first)
+            self.idle.watch(relay)
             untrack = None
             if identity.source in SIGNED_IN_ON_CONNECTION and identity.user:
                 # A relayed tunnel ends when its user's sign-in ends (disabled, tokens revoked).
@@ -262,6 +264,7 @@ class TunnelFront:
             try:
                 await relay.finished()
             finally:
+                self.idle.forget(relay)
                 if untrack is not None:
                     untrack()
         finally:

@@ -13,17 +13,25 @@ Ends: when one side ends its stream (EOF), the other side's is ended too (a half
 TLS and HTTP/1 clients use) and the other direction gets ``grace`` seconds to finish; when
 either connection is lost (reset or closed), the other is closed once what was already
 written to it has been sent. :meth:`TunnelRelay.finished` resolves when both are gone.
+
+Idle tunnels: a tunnel that carries no byte either way for ``upstream.tunnel_idle_seconds``
+(10 minutes by default, as mitmproxy does for the connections it handles) is closed by
+:class:`IdleSweep`: one timer per worker, not one per tunnel, so a chunk costs only a counter
+increment and an idle tunnel a dictionary entry.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import cast
 
 HIGH_WATER = 256 * 1024
 """Bytes queued for one side before the other side stops being read."""
 HALF_CLOSE_GRACE = 10.0
 """Seconds the other direction may go on once one direction has ended."""
+IDLE_SWEEPS = 4
+"""Sweeps per idle timeout: a tunnel is closed between 1 and 1.25 timeouts after its last byte."""
 
 
 class RelaySide(asyncio.Protocol):
@@ -44,6 +52,7 @@ class RelaySide(asyncio.Protocol):
             self.transport.pause_reading()  # nothing is read before the other side is there
 
     def data_received(self, data: bytes) -> None:
+        self.relay.activity += 1
         peer = self.peer.transport if self.peer is not None else None
         if peer is not None and not peer.is_closing():
             peer.write(data)
@@ -79,6 +88,8 @@ class TunnelRelay:
     def __init__(self, grace: float = HALF_CLOSE_GRACE) -> None:
         self.grace = grace
         self.started = False
+        self.activity = 0
+        """Chunks relayed so far, either way (what :class:`IdleSweep` watches)."""
         self.client = RelaySide(self)
         self.upstream = RelaySide(self)
         self.client.peer, self.upstream.peer = self.upstream, self.client
@@ -125,3 +136,50 @@ class TunnelRelay:
 
     async def finished(self) -> None:
         await asyncio.shield(self._finished)
+
+
+class IdleSweep:
+    """Closes the relayed tunnels that carried nothing for ``timeout`` seconds. Its timer runs
+    only while it watches a tunnel."""
+
+    def __init__(self, timeout: float, on_closed: Callable[[int], None] | None = None) -> None:
+        self.timeout = timeout
+        self.on_closed = on_closed
+        """Told how many tunnels each sweep closed (the worker's metrics)."""
+        self._watched: dict[TunnelRelay, tuple[int, float]] = {}
+        """Each tunnel, with its activity count at the last sweep and when that count was
+        first seen."""
+        self._task: asyncio.Task[None] | None = None
+
+    def watch(self, relay: TunnelRelay) -> None:
+        loop = asyncio.get_running_loop()
+        self._watched[relay] = (relay.activity, loop.time())
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._run(), name="esafety-idle-tunnels")
+
+    def forget(self, relay: TunnelRelay) -> None:
+        self._watched.pop(relay, None)
+
+    def __len__(self) -> int:
+        return len(self._watched)
+
+    def sweep(self, now: float) -> int:
+        """Close the tunnels idle for ``timeout`` seconds at ``now``; how many were closed."""
+        idle = []
+        for relay, (seen, since) in self._watched.items():
+            if relay.activity != seen:
+                self._watched[relay] = (relay.activity, now)
+            elif now - since >= self.timeout:
+                idle.append(relay)
+        for relay in idle:
+            del self._watched[relay]
+            relay.close()
+        if idle and self.on_closed is not None:
+            self.on_closed(len(idle))
+        return len(idle)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._watched:
+            await asyncio.sleep(self.timeout / IDLE_SWEEPS)
+            self.sweep(loop.time())

@@ -388,26 +388,31 @@ def curl_plain(proxy_url: str, url: str, timeout: float = 15) -> tuple[int, str]
     return int(status or 0), body
 
 
-def fast_tunnel_count(proxy: ProxyProcess) -> float:
-    """Worker 0's count of tunnels the fast path relayed (from its /metrics)."""
+def worker_counter(proxy: ProxyProcess, name: str) -> float:
+    """Worker 0's counter ``name`` (from its /metrics)."""
     status, text = proxy.status("/metrics")
     assert status == 200, text
     for line in text.splitlines():
-        if line.startswith("esafety_proxy_fast_tunnels_total{"):
+        if line.startswith(name + "{"):
             return float(line.split()[-1])
-    raise AssertionError("no fast-tunnel counter in /metrics")
+    raise AssertionError(f"no {name} in /metrics")
+
+
+def fast_tunnel_count(proxy: ProxyProcess) -> float:
+    """Worker 0's count of tunnels the fast path relayed."""
+    return worker_counter(proxy, "esafety_proxy_fast_tunnels_total")
 
 
 @contextmanager
 def proxy_on_fixture_lists(directory: Path, redis_url: str, origins: Origins,
-                           extra_env: dict[str, str] | None = None,
+                           extra_env: dict[str, str] | None = None, fast_path: bool = True,
                            **config: Any) -> Iterator[ProxyProcess]:
     """A started proxy with a key prefix of its own, the fixture lists imported and ``config``
     as :func:`write_config` overrides; stopped, and its keys deleted, at the end."""
     prefix = f"esafety-test-{os.urandom(5).hex()}:"
     config_file = write_config(directory / "esafety.yaml", prefix, **config)
     process = ProxyProcess(directory / "data", config_file, redis_url, origins,
-                           extra_env=extra_env or {})
+                           extra_env=extra_env or {}, fast_path=fast_path)
     imported = process.cli("lists", "import", str(PROXY_LISTS), "--source", "fixtures")
     assert imported.returncode == 0, imported.stdout + imported.stderr
     process.start()
