@@ -136,8 +136,12 @@ def test_the_more_specific_of_an_allow_and_a_block_entry_wins(cli: CLI) -> None:
 
 
 def test_groups_and_users(cli: CLI) -> None:
-    assert cli.one("friendspace.test", "--group", "staff") == ("allow", "group-allow", "social_networks")
-    assert cli.one("friendspace.test", "--user", "alice") == ("block", "category", "social_networks")
+    # A Monday morning: learners get social networks at break and lunch.
+    monday = ("--at", "2026-01-12T09:00")
+    assert cli.one("friendspace.test", "--group", "staff", *monday) == (
+        "allow", "group-allow", "social_networks")
+    assert cli.one("friendspace.test", "--user", "alice", *monday) == (
+        "block", "category", "social_networks")
     assert cli.one("198.51.100.99", "--group", "staff") == ("allow", "default", None)
     assert cli.one("198.51.100.99", "--group", "learner") == ("block", "ip-literal", "circumvention")
 
