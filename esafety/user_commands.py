@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
+from admin_api.directory_groups import MANAGED_BY
 from deployment.instance import Instance
 from esafety.admin_store import NoStoreError, admin_store
 from esafety.known_names import UnknownNameError, known_group
@@ -141,6 +142,10 @@ def cmd_users_edit(args: argparse.Namespace, instance: Instance) -> int:
         user = await store.accounts.get(args.name)
         if user is None:
             return _fail(f"no user {args.name!r}", EXIT_FAILED)
+        if user.managed_by == MANAGED_BY and (args.role is not None or group is not None):
+            return _fail(f"{user.name}'s role and group follow the directory groups (the next "
+                         "directory sync would undo a change here): move them between groups "
+                         "in the directory", EXIT_FAILED)
         updated = replace(user, role=args.role or user.role, group=group or user.group,
                           display_name=(args.display_name if args.display_name is not None
                                         else user.display_name))

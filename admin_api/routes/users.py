@@ -9,6 +9,7 @@ from dataclasses import replace
 from aiohttp import web
 
 from admin_api.context import state_of
+from admin_api.directory_groups import MANAGED_BY
 from admin_api.errors import ApiError, bad_input
 from admin_api.roles import USER_ADMINS, requires
 from admin_api.routes import audit_trail
@@ -98,6 +99,13 @@ async def show_user(request: web.Request) -> web.Response:
 async def _set_disabled(request: web.Request, disabled: bool) -> web.Response:
     state = state_of(request)
     user = await _user_or_404(request)
+    if not disabled and user.disabled and user.disabled_by == MANAGED_BY:
+        # A leaver: the next sync would disable them again, and until then they would have
+        # access the directory took away.
+        raise ApiError(409, "directory_leaver",
+                       f"{user.name} left the directory's mapped groups, so the directory "
+                       "sync disabled them. Add them back to a mapped group in the directory; "
+                       "the next sync enables them.")
     updated = replace(user, disabled=disabled)
     await state.store.accounts.save(updated)
     revoked = await state.store.accounts.revoke_all_tokens(user.name) if disabled else 0

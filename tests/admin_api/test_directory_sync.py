@@ -125,6 +125,11 @@ async def test_the_admin_service_syncs_directory_groups_and_a_leaver_loses_acces
     assert (users["bob"]["role"], users["bob"]["group"]) == ("learner", "guest")
     assert (await api.call("GET", "/api/v1/auth/me", bob_token))[0] == 401
     assert not users["alice"]["disabled"] and users["root"]["role"] == "admin"
+    # An administrator cannot give the leaver back what the directory took away.
+    status, refused = await api.call("POST", "/api/v1/users/bob/enable", admin)
+    assert status == 409 and refused["error"]["code"] == "directory_leaver", refused
+    assert "Add them back to a mapped group in the directory" in refused["error"]["message"]
+    assert (await api.call("GET", "/api/v1/users/bob", admin))[1]["user"]["disabled"] is True
 
     status, audit = await api.call("GET", "/api/v1/audit?actor=directory:ldap&limit=50", admin)
     assert status == 200, audit
@@ -255,6 +260,16 @@ async def test_esafety_directory_sync_prints_changes_and_leaves_local_accounts_a
     assert carol is not None and (carol.role, carol.managed_by, carol.disabled) == (
         "admin", "", False)
     assert frank is not None and not frank.disabled and frank.group == "learner"
+    # The directory sets a synced account's role and group: the CLI says so instead of making
+    # a change the next sync would undo. Its display name is the centre's to set.
+    moved = run_cli(config, redis_url, tmp_path / "data", SERVICE_PASSWORD, "users", "edit",
+                    "dave", "--group", "learner")
+    assert moved.returncode == 1 and "follow the directory groups" in moved.stderr, moved
+    named = run_cli(config, redis_url, tmp_path / "data", SERVICE_PASSWORD, "users", "edit",
+                    "dave", "--display-name", "Dave (IT)")
+    assert named.returncode == 0, named.stderr
+    dave = await get_user(redis, keys, "dave")
+    assert dave is not None and (dave.group, dave.display_name) == ("staff", "Dave (IT)")
 
     remove_member(directory, LEARNERS, "member", f"uid=alice,{PEOPLE}")
     again = run_cli(config, redis_url, tmp_path / "data", SERVICE_PASSWORD, "directory", "sync",

@@ -24,7 +24,8 @@ export async function render(view, { user: me, announce }) {
           { label: "Group", cell: (u) => u.group },
           { label: "Created", cell: (u) => formatTime(u.created_at) },
           { label: "Status", cell: (u) => (u.disabled ? tag("Disabled", "warning") : tag("Active", "success")) },
-          { label: "Action", cell: (u) => (u.name === me.name ? "(you)" : h("button", {
+          // A leaver the directory sync disabled comes back only through the directory.
+          { label: "Action", cell: (u) => (u.name === me.name ? "(you)" : leftTheDirectory(u) ? "Left the directory's groups" : h("button", {
             type: "button", class: "button button--secondary button--small",
             "aria-label": `${u.disabled ? "Enable" : "Disable"} ${u.name}`,
             on: { click: async () => {
@@ -39,6 +40,10 @@ export async function render(view, { user: me, announce }) {
             } } }, u.disabled ? "Enable" : "Disable")) },
         ],
         rows: users, empty: "There are no users." }));
+  }
+
+  function leftTheDirectory(u) {
+    return u.disabled && u.disabled_by === "directory";
   }
 
   const form = h("form", { class: "form", "aria-labelledby": "add-user-heading", novalidate: true },
