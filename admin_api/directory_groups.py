@@ -19,6 +19,9 @@ The rules (``identity.ldap`` in the config; README "Directory groups"):
   unless an administrator disabled it (``disabled_by`` is empty then).
 * A local account (no ``managed_by``), such as the first admin or a break-glass account, is
   never changed, even when the directory lists a person of the same name.
+* Account names are the directory's user names in **lower case**: directories compare them
+  without case (``JSmith`` and ``jsmith`` are one Active Directory account), and a Kerberos
+  sign-in or a RADIUS user name reaches the same account whatever case it arrives in.
 """
 
 from __future__ import annotations
@@ -99,6 +102,7 @@ def plan_sync(settings: LdapSettings, members: Mapping[str, frozenset[str]],
     """The changes that make ``accounts`` follow ``members`` (mapped DN -> user names, for every
     DN under ``groups:`` and ``roles:``)."""
     wanted: dict[str, tuple[str, str]] = {}
+    members = {dn: frozenset(name.lower() for name in names) for dn, names in members.items()}
     names = sorted(set().union(*members.values()) if members else set())
     for name in names:
         groups = [group for dn, group in settings.groups.items() if name in members.get(dn, ())]

@@ -333,20 +333,23 @@ class RadiusAccountingListener(asyncio.DatagramProtocol):
                      "sign-ins it reported have ended", event.reporter, ended)
             return True
         try:
+            # An account of that name, else of that name in lower case (the directory sync's
+            # and Kerberos's spelling): JSmith on the Wi-Fi is the account jsmith.
+            account = (await self.store.accounts.get(event.user)
+                       or await self.store.accounts.get(event.user.lower()))
+            user = account.name if account is not None else event.user
             if event.status == "stop":
-                removed = await bindings.unbind(event.address, user=event.user,
-                                                source="radius")
+                removed = await bindings.unbind(event.address, user=user, source="radius")
                 # The device left the Wi-Fi: a portal sign-in at that address ends with it
                 # (whoever signed in there), so the next device given the address starts
                 # unidentified.
                 if await bindings.unbind(event.address, source="portal"):
                     log.info("RADIUS Stop at %s ended the portal sign-in there", event.address)
-                log.info("RADIUS Stop: %s at %s%s (session %s)", event.user, event.address,
+                log.info("RADIUS Stop: %s at %s%s (session %s)", user, event.address,
                          "" if removed else " had no binding of theirs", event.session or "-")
                 return True
-            account = await self.store.accounts.get(event.user)
             group = account.group if account is not None and not account.disabled else ""
-            await bindings.bind(event.address, event.user, "radius",
+            await bindings.bind(event.address, user, "radius",
                                 self.settings.binding_hours * 3600, device=event.device,
                                 group=group, reported_by=event.reporter)
         except BindingError as exc:
@@ -354,7 +357,7 @@ class RadiusAccountingListener(asyncio.DatagramProtocol):
                         event.address, exc)
             return False
         log.info("RADIUS %s: %s at %s, device %s, group %s (session %s)",
-                 "Start" if event.status == "start" else "Interim-Update", event.user,
+                 "Start" if event.status == "start" else "Interim-Update", user,
                  event.address, event.device or "-", group or "the network's",
                  event.session or "-")
         return True

@@ -22,6 +22,7 @@ import yaml
 
 from admin_api.workers.directory_sync import DirectoryError, DirectorySync
 from deployment.config import IdentitySettings, LdapSettings, default_profiles
+from proxy_addons.kerberos_signin import KerberosPrincipal, principal_identity
 from store.accounts import create_user, get_user, issue_token
 from store.connection import connect
 from store.keys import Keys
@@ -157,6 +158,23 @@ async def test_a_member_who_rejoins_is_enabled_but_an_admins_disable_stands(
     bob, alice_now = await get_user(redis, keys, "bob"), await get_user(redis, keys, "alice")
     assert bob is not None and not bob.disabled and bob.group == "learner"
     assert alice_now is not None and alice_now.disabled
+
+
+async def test_account_names_are_the_directorys_in_lower_case(
+        redis: aioredis.Redis, keys: Keys, tmp_path: Path) -> None:
+    """Active Directory's JSmith is jsmith, the name a Kerberos ticket or a RADIUS user name
+    in any case reaches, so the person gets their directory group however they sign in."""
+    tree = base_tree(learners=["Gill.Jones"], staff=["Gill.Jones"], it_support=["GILL.JONES"],
+                     people=["Gill.Jones"])
+    with ldap_server(tmp_path / "slapd", tree) as server:
+        report = await directory_sync(redis, keys, ldap_settings(server)).sync_now()
+    # One person, whatever case each group spells them in: learner group, the highest role.
+    assert report.lines() == ["created gill.jones (it_support, group learner)"]
+    assert await get_user(redis, keys, "Gill.Jones") is None
+    gill = await get_user(redis, keys, "gill.jones")
+    assert gill is not None and (gill.group, gill.managed_by) == ("learner", "directory")
+    assert principal_identity("Gill.Jones@CENTRE.TEST", "CENTRE.TEST") == KerberosPrincipal(
+        "gill.jones")
 
 
 async def test_a_wrong_bind_password_changes_nothing(

@@ -410,7 +410,8 @@ async def test_a_controller_restart_ends_only_its_own_sign_ins_and_realms_name_l
     await listener.start()
     caplog.set_level(logging.INFO, "admin_api.workers.radius_accounting")
     try:
-        ours = start_packet(User_Name="alice@college.ac.uk", Framed_IP_Address="10.0.30.1")
+        # The Wi-Fi's spelling need not be the account's case (directories ignore case).
+        ours = start_packet(User_Name="Alice@College.ac.uk", Framed_IP_Address="10.0.30.1")
         assert await _exchange(port, ours.RequestPacket()) is not None
         visitor = start_packet(User_Name="alice@other.ac.uk", Framed_IP_Address="10.0.30.2")
         assert await _exchange(port, visitor.RequestPacket()) is not None
@@ -421,6 +422,12 @@ async def test_a_controller_restart_ends_only_its_own_sign_ins_and_realms_name_l
             "10.0.30.1": ("alice", "staff", "127.0.0.1"),
             "10.0.30.2": ("alice@other.ac.uk", "", "127.0.0.1"),
             "10.0.40.1": ("kim.staff", "", "127.0.0.2")}
+        # A Stop in yet another case ends alice's binding; a Start puts it back.
+        stop = start_packet(Acct_Status_Type="Stop", User_Name="ALICE",
+                            Framed_IP_Address="10.0.30.1")
+        assert await _exchange(port, stop.RequestPacket()) is not None
+        assert await store.address_bindings.get("10.0.30.1") is None
+        assert await _exchange(port, ours.RequestPacket()) is not None
         # The first controller restarts.
         restart = accounting_request(Acct_Status_Type="Accounting-On")
         assert await _exchange(port, restart.RequestPacket()) is not None
