@@ -23,6 +23,7 @@ from types import TracebackType
 from urllib.parse import quote
 
 from deployment.redis_url import with_password_file
+from esafety.supervisor import die_with_parent
 from store import redis_acl
 
 
@@ -123,9 +124,11 @@ class EmbeddedRedis:
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         conf = self._write_config()
+        # It stops (saving its AOF) when the process that started it dies, even by SIGKILL.
         self._process = subprocess.Popen([find_redis_server(), str(conf)],
                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.PIPE)
+                                         stderr=subprocess.PIPE,
+                                         preexec_fn=die_with_parent(os.getpid()))
         password = load_or_create_password(self.password_file("admin"))
         hello = (f"AUTH {redis_acl.ADMIN_USER} {password}\r\nPING\r\n").encode()
         deadline = time.monotonic() + timeout

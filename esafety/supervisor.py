@@ -51,7 +51,7 @@ class Child:
     def start(self) -> None:
         self.process = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL,
                                         pass_fds=self.pass_fds,
-                                        preexec_fn=_die_with_parent(os.getpid()))
+                                        preexec_fn=die_with_parent(os.getpid()))
         self.started_at = time.monotonic()
         log.info("started %s (pid %d)", self.name, self.process.pid)
 
@@ -59,10 +59,11 @@ class Child:
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent(parent: int) -> Callable[[], None] | None:
+def die_with_parent(parent: int) -> Callable[[], None] | None:
     """On Linux, a function for ``preexec_fn`` that has the kernel send the child SIGTERM
-    when the supervisor dies, even by SIGKILL, so no orphaned worker goes on serving the
-    inherited port with nobody to stop it. (The supervisor runs no threads.)"""
+    when its parent dies, even by SIGKILL: no orphaned worker goes on serving the inherited
+    port, and no orphaned embedded Redis keeps the data directory, with nobody to stop them.
+    The kernel watches the thread that started the child: start it from the main thread."""
     if not sys.platform.startswith("linux"):
         return None
     libc = ctypes.CDLL(None, use_errno=True)

@@ -3,6 +3,7 @@ come up on a fresh data directory, filter, and all stop cleanly on SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -48,7 +49,9 @@ def _descendants(pid: int) -> list[tuple[int, str]]:
     return found
 
 
-def test_up_starts_everything_on_embedded_defaults_and_stops_cleanly(tmp_path: Path) -> None:
+def _start_up(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """``esafety up`` on embedded defaults, once its proxy workers and admin answer; and its
+    proxy port."""
     proxy_port, admin_port, status_port = free_port(), free_port(), _free_pair()
     config = tmp_path / "esafety.yaml"
     config.write_text(yaml.safe_dump({"listen": {"proxy_status": f"127.0.0.1:{status_port}"},
@@ -60,17 +63,33 @@ def test_up_starts_everything_on_embedded_defaults_and_stops_cleanly(tmp_path: P
          str(tmp_path / "data"), "up", "--proxy-listen", f"127.0.0.1:{proxy_port}",
          "--admin-listen", f"127.0.0.1:{admin_port}"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 45
+    while time.monotonic() < deadline:
+        if all(_get(u) == 200 for u in (f"http://127.0.0.1:{status_port}/healthz",
+                                        f"http://127.0.0.1:{status_port + 1}/healthz",
+                                        f"http://127.0.0.1:{admin_port}/readyz")):
+            return up, proxy_port
+        if up.poll() is not None:
+            raise AssertionError(up.stderr.read().decode() if up.stderr else "up stopped")
+        time.sleep(0.3)
+    up.kill()
+    raise AssertionError("esafety up did not become healthy")
+
+
+def _alive(processes: list[tuple[int, str]]) -> list[str]:
+    alive = []
+    for pid, name in processes:
+        try:
+            os.kill(pid, 0)
+            alive.append(name)
+        except ProcessLookupError:
+            pass
+    return alive
+
+
+def test_up_starts_everything_on_embedded_defaults_and_stops_cleanly(tmp_path: Path) -> None:
+    up, proxy_port = _start_up(tmp_path)
     try:
-        deadline = time.monotonic() + 45
-        while time.monotonic() < deadline:
-            if all(_get(u) == 200 for u in (f"http://127.0.0.1:{status_port}/healthz",
-                                            f"http://127.0.0.1:{status_port + 1}/healthz",
-                                            f"http://127.0.0.1:{admin_port}/readyz")):
-                break
-            assert up.poll() is None, up.stderr.read().decode() if up.stderr else ""
-            time.sleep(0.3)
-        else:
-            raise AssertionError("esafety up did not become healthy")
         names = [c for _p, c in _descendants(up.pid)]
         assert "redis-server" in names  # embedded, because no redis_url is configured
         assert (tmp_path / "data" / "redis" / "appendonlydir").is_dir()  # AOF on
@@ -92,11 +111,25 @@ def test_up_starts_everything_on_embedded_defaults_and_stops_cleanly(tmp_path: P
         up.wait(40)
     assert up.returncode == 0
     time.sleep(0.5)
-    alive = []
-    for pid, name in everything:
-        try:
-            os.kill(pid, 0)
-            alive.append(name)
-        except ProcessLookupError:
-            pass
-    assert alive == []
+    assert _alive(everything) == []
+
+
+def test_up_killed_outright_leaves_no_redis_worker_or_admin_behind(tmp_path: Path) -> None:
+    """SIGKILL (the out-of-memory killer, say) gives ``esafety up`` no chance to stop its
+    children: the kernel tells each of them, so no orphaned Redis keeps the data directory and
+    no worker keeps serving the port, and the next start begins clean."""
+    up, proxy_port = _start_up(tmp_path)
+    everything = _descendants(up.pid)
+    assert "redis-server" in [name for _pid, name in everything]
+    up.kill()
+    up.wait(10)
+    deadline = time.monotonic() + 20
+    while _alive(everything) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = _alive(everything)
+    for pid, _name in everything:  # whatever the outcome, this test leaves nothing running
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert left == []
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", proxy_port)) != 0
