@@ -26,6 +26,7 @@ import redis as sync_redis
 
 from proxy_addons.kerberos_signin import KerberosPrincipal, principal_identity
 from store.accounts import create_user, get_user, save_user
+from store.address_bindings import AddressBindings
 from store.connection import connect
 from store.keys import Keys
 from tests.harness.kerberos_kdc import Kdc, running_kdc
@@ -228,6 +229,55 @@ def test_the_principal_name_is_lower_cased_to_the_account(realm: Realm) -> None:
     reply = negotiate_curl(realm, PROBE, realm.ticket("Erin"))
     who = json.loads(reply.body)
     assert (who["user"], who["group"], who["identified_by"]) == ("erin", "staff", "kerberos")
+
+
+async def _binding(realm: Realm, address: str, user: str | None) -> None:
+    """A RADIUS sign-in binding of ``address`` to ``user`` (staff), or none (``None``)."""
+    client = connect(realm.redis_url)
+    try:
+        bindings = AddressBindings(client, realm.keys)
+        if user is None:
+            await bindings.unbind(address)
+        else:
+            await bindings.bind(address, user, "radius", 600, group="staff")
+    finally:
+        await client.aclose()
+
+
+def _probe_from(realm: Realm, address: str, authorization: str | None = None
+                ) -> tuple[int, dict[str, str]]:
+    conn = http.client.HTTPConnection("127.0.0.1", realm.proxy.port, timeout=10,
+                                      source_address=(address, 0))
+    try:
+        conn.request("GET", PROBE, headers={"Proxy-Authorization": authorization}
+                     if authorization else {})
+        response = conn.getresponse()
+        body = response.read()
+    finally:
+        conn.close()
+    return response.status, (json.loads(body) if response.status == 200 else {})
+
+
+def test_kerberos_on_the_connection_beats_a_sign_in_binding_at_the_address(
+        realm: Realm) -> None:
+    """The documented precedence: a sign-in on the connection (here Kerberos) names the
+    person even where the Wi-Fi controller bound the address to someone else; requests
+    without one are still the binding's."""
+    address = "127.0.0.9"
+    asyncio.run(_binding(realm, address, "frank"))
+    try:
+        deadline = time.monotonic() + 5
+        while _probe_from(realm, address)[1].get("user") != "frank":
+            assert time.monotonic() < deadline, "the proxy never saw the binding"
+            time.sleep(0.1)
+        status, who = _probe_from(realm, address, token_for(realm, realm.ticket("alice")))
+        assert status == 200
+        assert (who["user"], who["group"], who["identified_by"]) == ("alice", "staff",
+                                                                     "kerberos")
+        status, who = _probe_from(realm, address)
+        assert (status, who["user"], who["identified_by"]) == (200, "frank", "radius")
+    finally:
+        asyncio.run(_binding(realm, address, None))
 
 
 def test_a_computers_ticket_names_the_device(realm: Realm) -> None:
