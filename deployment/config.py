@@ -27,6 +27,7 @@ from categories.validated_yaml import (
     line_of_field,
     load_validated_yaml,
 )
+from deployment.account_roles import ROLES
 from deployment.listen_address import (
     LISTEN_PATTERN,
     ListenAddress,
@@ -286,7 +287,8 @@ CONFIG_SCHEMA: dict[str, Any] = {
                                  "description": "the provider as the sign-in button names "
                                                 "it (default: from the issuer)"},
                         "scopes": {"type": "array", "items": {"type": "string"}},
-                        "roles": {"type": "object", "additionalProperties": {
+                        "roles": {"type": "object", "propertyNames": {"enum": list(ROLES)},
+                                  "additionalProperties": {
                             "type": "array", "items": {"type": "string"},
                             "description": "e-mail addresses, or group:NAME for a group "
                                            "claim"}},
@@ -305,7 +307,8 @@ CONFIG_SCHEMA: dict[str, Any] = {
                         "user_attribute": {"type": "string"},
                         "sync_minutes": {"type": "number", "minimum": 0.05, "maximum": 1440},
                         "groups": {"type": "object", "additionalProperties": _NAME},
-                        "roles": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "roles": {"type": "object",
+                                  "additionalProperties": {"enum": list(ROLES)}},
                         "start_tls": {"type": "boolean"},
                         "ca_file": {"type": "string"},
                         "nested_groups": {"type": "boolean"},

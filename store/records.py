@@ -10,6 +10,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from deployment.account_roles import ROLES as ROLES
+
 _ID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
 
 
@@ -108,7 +110,6 @@ class HitRecord:
         return asdict(self)
 
 
-ROLES = ("learner", "staff", "it_support", "manager", "dsl", "admin")
 
 
 def natural_group(role: str) -> str:

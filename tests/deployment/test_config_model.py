@@ -162,3 +162,21 @@ def test_the_policy_is_built_from_the_config(tmp_path: Path) -> None:
     assert str(policy.schedule.timezone) == "Europe/Paris"
     assert "late" in policy.schedule.windows
     assert policy.snapshot is None and policy.snapshot_version is None
+
+
+def test_an_unknown_role_in_an_identity_mapping_is_a_clear_error(tmp_path: Path) -> None:
+    """A typo under oidc.roles or ldap.roles would map nobody; it stops the config instead,
+    naming the key, the line and the roles there are."""
+    oidc = {"issuer": "https://id.example", "client_id": "esafety",
+            "client_secret_env": "ESAFETY_OIDC_SECRET", "roles": {"wizard": ["a@centre.test"]}}
+    ldap = {"url": "ldaps://dc.centre.test", "bind_dn": "CN=esafety", "password_env": "X",
+            "base_dn": "DC=centre", "roles": {"CN=Staff,DC=centre": "stafff"}}
+    for identity, key, wrong in (({"oidc": oidc}, "identity.oidc.roles", "wizard"),
+                                 ({"ldap": ldap}, "identity.ldap.roles.CN=Staff", "stafff")):
+        with pytest.raises(ValidationFailed) as failed:
+            _load(tmp_path, {"identity": identity})
+        message = str(failed.value)
+        assert key in message and repr(wrong) in message, message
+        assert "learner, staff, it_support, manager, dsl, admin" in message
+    good = _load(tmp_path, {"identity": {"ldap": {**ldap, "roles": {"CN=Staff": "staff"}}}})
+    assert good.identity.ldap is not None and good.identity.ldap.roles == {"CN=Staff": "staff"}
