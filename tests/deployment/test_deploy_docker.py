@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,24 @@ def test_image_runs_as_a_non_root_user_on_a_slim_python_base_with_a_healthcheck(
     users = [rest for word, rest in stage if word == "USER"]
     assert users and users[-1] not in ("root", "0")
     assert any(word == "HEALTHCHECK" for word, _ in stage)
+
+
+def test_the_image_builds_from_every_package_and_needs_no_node() -> None:
+    """The build stage copies every package the project installs (a missing one would build
+    an image that fails at its first import), and fetches the UI's library with the same
+    checked standard-library step as `make`, not npm."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    packages = {name.rstrip("*") for name in
+                project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    instructions = dockerfile_instructions()
+    copied = {rest.split()[0] for word, rest in instructions
+              if word == "COPY" and not rest.startswith("--from")}
+    assert packages <= copied, f"not copied into the image: {sorted(packages - copied)}"
+    assert all((REPO / name / "__init__.py").is_file() for name in packages)
+    runs = " ".join(rest for word, rest in instructions if word == "RUN")
+    assert "python -m esafety.ui_vendor" in runs
+    assert not any("node" in rest or "npm" in rest for word, rest in instructions
+                   if word in ("FROM", "RUN"))
 
 
 def _exec_form(rest: str) -> list[str]:
