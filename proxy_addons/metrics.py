@@ -29,12 +29,12 @@ class WorkerCounters:
     """Connections the fast path passed to mitmproxy."""
     idle_tunnels_closed: int = 0
     """Relayed tunnels closed after carrying nothing for ``upstream.tunnel_idle_seconds``."""
-
-    def tunnels_closed_idle(self, count: int) -> None:
-        self.idle_tunnels_closed += count
     portal_redirects: int = 0
     """Requests from unidentified devices on ``auth: portal`` networks sent to the sign-in
     page (302) or refused naming it (CONNECT)."""
+
+    def tunnels_closed_idle(self, count: int) -> None:
+        self.idle_tunnels_closed += count
 
     def blocked(self, category: str) -> None:
         self.blocks_by_category[category] = self.blocks_by_category.get(category, 0) + 1
