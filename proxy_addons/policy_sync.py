@@ -47,6 +47,7 @@ class PolicySync:
         self.instance = instance
         self.redis = redis
         self.keys = keys
+        self._live = LivePolicy(redis, keys) if redis is not None else None
         self.categories: CategorySet = load_definitions()
         # The mark is read before the snapshot is loaded: an import that finishes while this
         # worker is loading (a worker restarting as the set-up page uploads lists, say) then
@@ -113,9 +114,9 @@ class PolicySync:
                     len(copy.overrides), len(copy.sessions))
 
     async def _refresh_overrides(self) -> None:
-        assert self.redis is not None
+        assert self._live is not None
         try:
-            state = await LivePolicy(self.redis, self.keys).changed_since(self.version)
+            state = await self._live.changed_since(self.version)
             if state is None:
                 self.redis_ok = True
                 return
