@@ -164,4 +164,4 @@ class UserRecord:
         return {"name": self.name, "role": self.role, "group": self.group,
                 "display_name": self.display_name, "disabled": self.disabled,
                 "created_at": self.created_at, "managed_by": self.managed_by,
-                "sso": self.sso}
+                "disabled_by": self.disabled_by, "sso": self.sso}

@@ -13,6 +13,9 @@ from datetime import datetime
 import pytest
 from playwright.sync_api import Browser, expect
 
+from store.connection import connect
+from store.records import UserRecord
+from store.redis_store import Store
 from tests.harness.ui import (
     TZ,
     WAIT_MS,
@@ -20,6 +23,7 @@ from tests.harness.ui import (
     UiStack,
     browser,  # noqa: F401
     hit,
+    run_async,
     start_stack,
     tab_factory,
 )
@@ -233,8 +237,22 @@ def test_the_dsl_acknowledges_an_alert_seeing_the_users_recent_blocks(stack: UiS
     assert tab.console_errors == []
 
 
+async def _directory_leaver(stack: UiStack, name: str) -> None:
+    """An account the directory sync made, and disabled when its person left every mapped
+    group."""
+    client = connect(stack.redis_url)
+    try:
+        store = Store(client, stack.keys)
+        await store.accounts.save(UserRecord(
+            name=name, role="learner", group="guest", password_hash="", created_at=time.time(),
+            managed_by="directory", disabled=True, disabled_by="directory"))
+    finally:
+        await client.aclose()
+
+
 def test_an_admin_adds_and_disables_a_user(stack: UiStack, new_tab: TabFactory) -> None:
     stack.add_user("root-admin", "admin")
+    run_async(lambda: _directory_leaver(stack, "gone-learner"))
     tab = new_tab()
     tab.open("/users")
     tab.sign_in("root-admin")
@@ -250,6 +268,10 @@ def test_an_admin_adds_and_disables_a_user(stack: UiStack, new_tab: TabFactory) 
     row.get_by_role("button", name="Disable new-tutor").click()
     expect(tab.page.locator("main")).to_contain_text("new-tutor is disabled")
     expect(tab.page.get_by_role("row").filter(has_text="new-tutor")).to_contain_text("Disabled")
+    # A leaver comes back only through the directory: no Enable button to press.
+    leaver = tab.page.get_by_role("row").filter(has_text="gone-learner")
+    expect(leaver).to_contain_text("Left the directory's groups")
+    expect(leaver.get_by_role("button")).to_have_count(0)
 
     tutor = new_tab()
     tutor.open("/sign-in")
