@@ -63,11 +63,12 @@ async def refuse_locked(state: AdminState, target: str) -> None:
 
 
 def refuse_public_suffix(target: str, field: str = "target") -> None:
-    """Raise 400 when an allow rule on ``target`` would open every site under a public
-    suffix (``co.uk``, ``github.io``) rather than one site."""
+    """Raise 400 when ``target`` (a canonical site, maybe with a path) is a public suffix
+    (``co.uk``, ``github.io``): opening it, by an allow rule or a class session, would open
+    every site under it rather than one site."""
     host = target.split("/", 1)[0]
     if is_public_suffix(host):
-        raise bad_input(f"{host} is a public suffix, not a site: allowing it would open every "
+        raise bad_input(f"{host} is a public suffix, not a site: opening it would open every "
                         f"site under .{host}. Name the site itself, such as www.example.{host}",
                         field)
 

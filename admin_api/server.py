@@ -13,7 +13,7 @@ from aiohttp import web
 from admin_api.app import build_app
 from admin_api.context import AdminSettings
 from admin_api.routes.health import redis_auth_warning
-from deployment.instance import Instance
+from deployment.instance import Instance, NoStoreError
 from deployment.listen_address import ListenAddress, ListenAddressError, parse_listen
 from deployment.listen_socket import ListenError as SocketListenError
 from deployment.listen_socket import bind_listener, inherited_listener
@@ -27,11 +27,10 @@ class ListenError(ValueError):
 
 
 def settings_for(instance: Instance) -> AdminSettings:
-    url = instance.store_url(redis_acl.ADMIN_USER)
-    if not url:
-        raise ListenError("the admin API needs Redis: set --redis-url, ESAFETY_REDIS_URL or "
-                          "redis_url in the config (esafety up starts an embedded one, which "
-                          "commands on the same data directory use while it runs)")
+    try:
+        url = instance.required_store_url(redis_acl.ADMIN_USER)
+    except NoStoreError as exc:
+        raise ListenError(f"the admin API needs Redis: {exc}") from exc
     return AdminSettings(instance=instance, redis_url=url,
                          keys=Keys(prefix=instance.config.redis_prefix))
 

@@ -56,6 +56,10 @@ def default_data_dir() -> Path:
     return Path(base) / "esafety"
 
 
+class NoStoreError(Exception):
+    """No Redis is configured and no running ``esafety up`` on this data directory names one."""
+
+
 @dataclass(frozen=True)
 class Instance:
     config: Config
@@ -93,6 +97,16 @@ class Instance:
         if running is not None:
             return running.redis_url
         return running_embedded_url(self.data_dir / "redis", user)
+
+    def required_store_url(self, user: str) -> str:
+        """:meth:`store_url`, or :class:`NoStoreError` saying how to name one."""
+        url = self.store_url(user)
+        if not url:
+            raise NoStoreError("no Redis configured: set --redis-url, ESAFETY_REDIS_URL or "
+                               "redis_url in the config, or run this while esafety up runs on "
+                               "the same data directory (it starts an embedded Redis that the "
+                               "commands find)")
+        return url
 
     def running_up(self) -> Endpoints | None:
         """The endpoints of the ``esafety up`` running on this data directory, if any."""

@@ -17,19 +17,9 @@ from store.keys import Keys
 from store.redis_store import Store
 
 
-class NoStoreError(Exception):
-    """No Redis is configured and no running ``esafety up`` on this data directory names one."""
-
-
 def admin_client(instance: Instance) -> Redis:
     """A client as the admin's Redis user; :class:`NoStoreError` when there is no Redis."""
-    url = instance.store_url(redis_acl.ADMIN_USER)
-    if not url:
-        raise NoStoreError("no Redis configured: set --redis-url, ESAFETY_REDIS_URL or "
-                           "redis_url in the config, or run this while esafety up runs on the "
-                           "same data directory (it starts an embedded Redis that the commands "
-                           "find)")
-    return connect(url)
+    return connect(instance.required_store_url(redis_acl.ADMIN_USER))
 
 
 def admin_store(instance: Instance) -> Store:

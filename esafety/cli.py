@@ -29,11 +29,11 @@ from categories.profiles import ANY_HOUR, NetworkHours
 from categories.snapshot import ImportReport, SnapshotError
 from categories.validated_yaml import ValidationFailed
 from deployment.config import build_policy
-from deployment.instance import Instance
+from deployment.instance import Instance, NoStoreError
 from deployment.json_logging import configure_logging
 from deployment.listen_address import ListenAddress
 from esafety import admin_commands, directory_commands, proxy_commands, redis_commands
-from esafety.admin_store import NoStoreError, admin_client
+from esafety.admin_store import admin_client
 from esafety.backup import BackupError, backup, restore
 from esafety.known_names import UnknownNameError, known_group
 from esafety.service_entry import add_global_options

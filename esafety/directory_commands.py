@@ -8,8 +8,8 @@ import asyncio
 import json
 import sys
 
-from deployment.instance import Instance
-from esafety.admin_store import NoStoreError, admin_store
+from deployment.instance import Instance, NoStoreError
+from esafety.admin_store import admin_store
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

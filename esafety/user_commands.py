@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from admin_api.directory_groups import MANAGED_BY
-from deployment.instance import Instance
-from esafety.admin_store import NoStoreError, admin_store
+from deployment.instance import Instance, NoStoreError
+from esafety.admin_store import admin_store
 from esafety.known_names import UnknownNameError, known_group
 from esafety.user_import import UserImportError, parse_rows
 from store.accounts import AccountError

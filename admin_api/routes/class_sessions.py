@@ -20,6 +20,7 @@ from aiohttp import web
 from admin_api.class_session_rights import SESSION_MANAGERS, SESSION_OPENERS, Rooms, rooms_for
 from admin_api.context import AdminState, state_of
 from admin_api.errors import ApiError, bad_input, not_found
+from admin_api.override_rules import refuse_public_suffix
 from admin_api.roles import current_user, requires
 from admin_api.routes import audit_trail
 from admin_api.routes.http_input import json_body, query_params, text, time_range
@@ -27,7 +28,6 @@ from categories.class_sessions import ClassSession, SessionTarget, hours_by_grou
 from categories.definitions import CategoryKind
 from categories.overrides import canonical_target
 from categories.profiles import describe_windows
-from categories.public_suffix import is_public_suffix
 from store.class_sessions import SessionNotOpen
 from store.records import UserRecord
 
@@ -116,9 +116,7 @@ async def _sites(state: AdminState, raw: Any) -> tuple[str, ...]:
         if "/" in target:
             raise bad_input(f"{item[:100]!r}: give a site name, not a page (a session opens "
                             "whole sites)", "sites")
-        if is_public_suffix(target):
-            raise bad_input(f"{target} is a public suffix, not a site: it would open every "
-                            f"site under .{target}", "sites")
+        refuse_public_suffix(target, "sites")
         decision = policy.decide(f"http://{target}/")
         prohibited = [c for c in decision.categories if c in policy.categories
                       and (policy.categories[c].kind is CategoryKind.BLOCK

@@ -346,7 +346,8 @@ async def test_an_allow_rule_never_opens_a_whole_public_suffix(api: Api) -> None
     A list that names one (``github.io``) still gets approvals for the one site asked for."""
     import_list(api, "gambling", ["casino.example", "github.io"])
     it = await api.user("it1", "it_support")
-    for target in ("co.uk", "https://github.io/", "github.io/some/path"):
+    for target in ("co.uk", "https://github.io/", "github.io/some/path", "CO.UK.", ".ac.uk",
+                   "https://user@co.uk:443/"):
         status, out = await api.call("POST", "/api/v1/overrides", it, json={
             "target": target, "action": "allow", "scope": "everyone"})
         assert status == 400 and "public suffix" in out["error"]["message"], (target, out)
